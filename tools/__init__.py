@@ -1,0 +1,1 @@
+"""Developer tooling: the quality gate and the lock helper (not shipped in images)."""
