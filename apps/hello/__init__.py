@@ -1,0 +1,1 @@
+"""The hello service: ``GET /`` answers ``Hello (from <hostname>) <name's answer>``."""

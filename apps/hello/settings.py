@@ -1,0 +1,143 @@
+"""hello's settings, read and validated from the environment before anything starts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from yarl import URL
+
+from apps.common import env
+from apps.common.env import EnvError
+
+_EXAMPLE = "http://name.internal:3000/"
+# A DNS name: dot-separated labels of letters, digits and inner hyphens.
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    name_server: URL
+    host: str = "0.0.0.0"
+    port: int = 3000
+    dns_servers: tuple[str, ...] = ()
+    dns_refresh_seconds: float = 5.0
+    connect_timeout_seconds: float = 0.25
+    request_timeout_seconds: float = 2.0
+    max_attempts: int = 3
+    # Behind the ALB, ECS deregisters the target (and waits out the target group's
+    # deregistration delay) before sending SIGTERM, so hello need not linger.
+    drain_seconds: float = 0.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        connect = env.number(
+            "CONNECT_TIMEOUT_SECONDS",
+            cls.connect_timeout_seconds,
+            allow_minimum=False,
+            maximum=60,
+            env=environ,
+        )
+        request = env.number(
+            "REQUEST_TIMEOUT_SECONDS",
+            cls.request_timeout_seconds,
+            allow_minimum=False,
+            maximum=300,
+            env=environ,
+        )
+        if connect > request:
+            raise EnvError(
+                f"CONNECT_TIMEOUT_SECONDS={connect:g} exceeds REQUEST_TIMEOUT_SECONDS={request:g}"
+            )
+        return cls(
+            name_server=parse_name_server(env.text("NAME_SERVER", env=environ)),
+            host=env.text("HOST", cls.host, environ),
+            port=env.port("PORT", cls.port, environ),
+            dns_servers=parse_dns_servers(environ.get("DNS_SERVERS", "")),
+            dns_refresh_seconds=env.number(
+                "DNS_REFRESH_SECONDS",
+                cls.dns_refresh_seconds,
+                allow_minimum=False,
+                maximum=3600,
+                env=environ,
+            ),
+            connect_timeout_seconds=connect,
+            request_timeout_seconds=request,
+            max_attempts=env.integer(
+                "MAX_ATTEMPTS", cls.max_attempts, minimum=1, maximum=10, env=environ
+            ),
+            drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
+        )
+
+
+def parse_name_server(value: str) -> URL:
+    """``http://<dns name or IPv4>[:port]/[path]``, or EnvError saying what is wrong."""
+
+    def bad(why: str) -> EnvError:
+        return EnvError(f"NAME_SERVER={value!r}: {why} (expected a URL like {_EXAMPLE})")
+
+    try:
+        url = URL(value)
+        port = url.port
+    except ValueError as exc:
+        raise bad(f"not a valid URL: {exc}") from None
+    if url.scheme != "http":
+        raise bad("the scheme must be http")
+    host = url.raw_host or ""
+    if not host:
+        raise bad("no host")
+    if ":" in host:
+        raise bad("IPv6 literals are not supported (Cloud Map serves A records)")
+    if not _is_ipv4(host) and not _HOSTNAME.match(host):
+        raise bad(f"{host!r} is not a valid host name")
+    if port is None or not 1 <= port <= 65535:
+        raise bad("the port must be from 1 to 65535")
+    if url.user is not None or url.password is not None:
+        raise bad("credentials are not supported")
+    if url.raw_fragment:
+        raise bad("a fragment has no meaning here")
+    return url
+
+
+def parse_dns_servers(value: str) -> tuple[str, ...]:
+    """``ip[:port]`` items, comma-separated (IPv6: ``[addr]:port`` or bare ``addr``)."""
+    servers: list[str] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        servers.append(_parse_dns_server(item, value))
+    return tuple(servers)
+
+
+def _parse_dns_server(item: str, whole: str) -> str:
+    def bad(why: str) -> EnvError:
+        return EnvError(f"DNS_SERVERS={whole!r}: {item!r} {why} (expected ip[:port],...)")
+
+    host, port = item, None
+    if item.startswith("["):
+        host, sep, rest = item[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise bad("is not [ipv6]:port")
+        port = rest[1:] or None
+    elif item.count(":") == 1:
+        host, port = item.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise bad("is not an IP address") from None
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise bad("has a port outside 1-65535")
+    text = f"[{address}]" if address.version == 6 and port else str(address)
+    return f"{text}:{int(port)}" if port else text
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 4
+    except ValueError:
+        return False
