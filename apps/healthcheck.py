@@ -1,0 +1,53 @@
+"""``python -m apps.healthcheck [PATH]``: probe this container's own ``/health``.
+
+For the ECS container health check (``["CMD", "python", "-m", "apps.healthcheck"]``):
+slim images have no curl. Exit 0 when ``GET http://127.0.0.1:$PORT/health``
+answers 200 within 2 seconds, else 1 with one line on stderr saying why. When
+``HOST`` names one address (not 0.0.0.0 or ::), that address is probed instead.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+TIMEOUT_SECONDS = 2.0
+
+
+def probe(
+    host: str, port: int, path: str = "/health", timeout: float = TIMEOUT_SECONDS
+) -> str | None:
+    """None when healthy, else why not."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"User-Agent": "apps.healthcheck"})
+        response = connection.getresponse()
+        response.read(1024)
+    except (OSError, http.client.HTTPException) as exc:
+        return f"GET http://{host}:{port}{path} failed: {exc}"
+    finally:
+        connection.close()
+    if response.status != 200:
+        return f"GET http://{host}:{port}{path} answered {response.status}"
+    return None
+
+
+def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    raw = environ.get("PORT", "3000")
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        print(f"healthcheck: PORT={raw!r} is not a port", file=sys.stderr)
+        return 1
+    host = environ.get("HOST", "").strip()
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    problem = probe(host, int(raw), argv[0] if argv else "/health")
+    if problem:
+        print(f"healthcheck: {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], os.environ))
