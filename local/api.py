@@ -1,0 +1,126 @@
+"""The control endpoint: HTTP on loopback, driven by ``python -m local.control``.
+
+    GET  /control/status                        replicas, health, DNS records, targets
+    POST /control/scale/{service}   {"count": 5}
+    POST /control/kill/{service}    {"address": "127.0.1.3"}   (address optional)
+    POST /control/dns/stop          {"mode": "drop"|"servfail"|"closed"}   (mode optional)
+    POST /control/dns/start
+
+Answers are JSON. It can kill processes, so besides listening on loopback only it
+refuses requests whose Host is not its own address (a web page cannot reach it through
+DNS rebinding) and POSTs that are not ``application/json`` (a page cannot send those
+cross-origin without a CORS preflight, which this endpoint never grants).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from local.config import loopback
+from local.dns import Outage
+
+if TYPE_CHECKING:
+    from local.stack import Stack
+
+STACK: web.AppKey[Stack] = web.AppKey("stack")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def control_app(stack: Stack) -> web.Application:
+    app = web.Application(middlewares=[_guard])
+    app[STACK] = stack
+    app.router.add_get("/control/status", _status)
+    app.router.add_post("/control/scale/{service}", _scale)
+    app.router.add_post("/control/kill/{service}", _kill)
+    app.router.add_post("/control/dns/{action}", _dns)
+    return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    control = request.app[STACK].config.control
+    allowed = {str(control), f"localhost:{control.port}"}
+    if request.host not in allowed:
+        return _error(403, f"Host must be one of {sorted(allowed)}")
+    if request.method == "POST" and request.content_type != "application/json":
+        return _error(415, "POST bodies must be application/json")
+    return await handler(request)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.body_exists:
+        return {}
+    try:
+        body = await request.json()
+    except json.JSONDecodeError as error:
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"invalid JSON: {error}"})) from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}))
+    return body
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[STACK].status())
+
+
+async def _scale(request: web.Request) -> web.Response:
+    stack = request.app[STACK]
+    service = request.match_info["service"]
+    count = (await _body(request)).get("count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        return _error(400, 'expected {"count": <integer>}')
+    try:
+        stack.runner.scale(service, count)
+    except LookupError as error:
+        return _error(404, str(error))
+    except ValueError as error:
+        return _error(400, str(error))
+    except RuntimeError as error:
+        return _error(409, str(error))
+    return web.json_response({"service": service, "desired": count}, status=202)
+
+
+async def _kill(request: web.Request) -> web.Response:
+    stack = request.app[STACK]
+    service = request.match_info["service"]
+    raw = (await _body(request)).get("address")
+    try:
+        address = None if raw is None else loopback(str(raw))
+    except ValueError as error:
+        return _error(400, str(error))
+    try:
+        victim = stack.runner.kill(service, address)
+    except LookupError as error:
+        return _error(404, str(error))
+    return web.json_response(
+        {"killed": victim.as_dict(), "note": "still registered until the runner notices"}
+    )
+
+
+async def _dns(request: web.Request) -> web.Response:
+    stack = request.app[STACK]
+    action = request.match_info["action"]
+    if action == "start":
+        try:
+            stack.dns.start()
+        except OSError as error:
+            return _error(409, str(error))
+    elif action == "stop":
+        raw = (await _body(request)).get("mode", Outage.DROP.value)
+        try:
+            mode = Outage(raw)
+        except ValueError:
+            return _error(400, f"mode must be one of {[m.value for m in Outage]}")
+        stack.dns.stop(mode)
+    else:
+        return _error(404, "use /control/dns/stop or /control/dns/start")
+    outage = stack.dns.outage
+    return web.json_response({"dns": "serving" if outage is None else f"stopped ({outage})"})

@@ -1,0 +1,180 @@
+"""``python -m local.control``: drive a running local stack through its control endpoint.
+
+    python -m local.control status [--json]
+    python -m local.control scale name 5 [--wait]
+    python -m local.control kill name [127.0.1.3]
+    python -m local.control dns stop [--mode drop|servfail|closed]
+    python -m local.control dns start
+
+``--url`` (or ``LOCAL_CONTROL_URL``) picks the stack; the default is the one ``./dev up``
+starts. Standard library only, so it answers instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8081"
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class Client:
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        if not url.startswith(("http://127.", "http://localhost")):
+            raise ControlError(f"the control endpoint is on loopback; got {url}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - http on loopback, checked above
+            f"{self.url}/control/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"} if method == "POST" else {},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            try:
+                message = json.load(error).get("error", error.reason)
+            except ValueError:
+                message = error.reason
+            raise ControlError(f"{method} {path}: {error.code} {message}") from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ControlError(f"no stack answering at {self.url} ({reason})") from None
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "status")
+        return result
+
+    def scale(self, service: str, count: int) -> Any:
+        return self.request("POST", f"scale/{service}", {"count": count})
+
+    def kill(self, service: str, address: str | None = None) -> Any:
+        return self.request(
+            "POST", f"kill/{service}", {} if address is None else {"address": address}
+        )
+
+    def dns(self, action: str, mode: str | None = None) -> Any:
+        return self.request("POST", f"dns/{action}", {} if mode is None else {"mode": mode})
+
+    def wait_settled(self, service: str, timeout: float) -> dict[str, Any]:
+        """Poll status until ``service`` runs exactly its desired count, all registered."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if status["services"][service]["settled"]:
+                return status
+            if time.monotonic() > deadline:
+                raise ControlError(f"{service} not settled after {timeout:.0f}s")
+            time.sleep(0.2)
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = [f"front {status['front']['url']}"]
+    for target in status["front"]["targets"]:
+        lines.append(
+            f"  target {target['target']:<21} {target['state']:<9}"
+            f" {target['requests']} requests, {target['in_flight']} in flight"
+        )
+    dns = status["dns"]
+    lines.append(f"Cloud Map stand-in {dns['address']} ({dns['state']})")
+    for name, records in dns["records"].items():
+        addresses = ", ".join(r["address"] for r in records) or "(none: NXDOMAIN)"
+        lines.append(f"  {name} A {addresses}")
+    for name, svc in status["services"].items():
+        settled = "settled" if svc["settled"] else "changing"
+        lines.append(f"{name}: desired {svc['desired']}, {settled}")
+        for r in svc["replicas"]:
+            registered = "registered" if r["registered"] else "not registered"
+            lines.append(
+                f"  {r['address']}:{r['port']:<6} pid {r['pid'] or '-':<8} {r['state']:<9}"
+                f" health {r.get('health', '-'):<8} {registered}"
+            )
+        for r in list(svc["finished"])[-3:]:
+            lines.append(
+                f"  {r['address']}:{r['port']:<6} pid {r['pid'] or '-':<8} {r['state']:<9}"
+                f" exit {r['returncode']}"
+            )
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m local.control", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--url",
+        default=os.environ.get("LOCAL_CONTROL_URL", DEFAULT_URL),
+        help="the stack's control endpoint (env LOCAL_CONTROL_URL)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    status = sub.add_parser("status", help="replicas, health, DNS records, front targets")
+    status.add_argument("--json", action="store_true", help="the raw JSON")
+    scale = sub.add_parser("scale", help="set a service's desired count")
+    scale.add_argument("service", choices=["name", "hello"])
+    scale.add_argument("count", type=int)
+    scale.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=60.0,
+        metavar="SECONDS",
+        help="return once the service has settled (default 60 s)",
+    )
+    kill = sub.add_parser("kill", help="SIGKILL a replica without deregistering it (a crash)")
+    kill.add_argument("service", choices=["name", "hello"])
+    kill.add_argument("address", nargs="?", help="which replica (default: the first running)")
+    dns = sub.add_parser("dns", help="take the Cloud Map stand-in off the air, or back")
+    dns.add_argument("action", choices=["stop", "start"])
+    dns.add_argument(
+        "--mode",
+        choices=["drop", "servfail", "closed"],
+        help="stop: drop queries (default: clients time out), answer SERVFAIL, or close the port",
+    )
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        client = Client(args.url)
+        if args.command == "status":
+            status = client.status()
+            print(json.dumps(status, indent=2) if args.json else render(status))
+        elif args.command == "scale":
+            result = client.scale(args.service, args.count)
+            print(f"{result['service']}: desired {result['desired']}")
+            if args.wait is not None:
+                client.wait_settled(args.service, args.wait)
+                print(f"{args.service}: settled")
+        elif args.command == "kill":
+            killed = client.kill(args.service, args.address)["killed"]
+            print(
+                f"killed {killed['service']} {killed['address']} (pid {killed['pid']});"
+                " DNS still lists it until the runner notices"
+            )
+        else:
+            if args.mode and args.action == "start":
+                raise ControlError("--mode applies to dns stop")
+            print(f"dns: {client.dns(args.action, args.mode)['dns']}")
+    except ControlError as error:
+        print(f"local.control: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

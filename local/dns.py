@@ -1,0 +1,271 @@
+"""The Cloud Map stand-in: an authoritative DNS server for the namespace, built on dnslib.
+
+What it mirrors: a Cloud Map private DNS namespace (``internal``) holding one A record
+per registered task of each service, as Route 53 serves it to the tasks in the VPC:
+
+- ``<service>.<namespace>`` answers the registered addresses with TTL 0 (the seed's
+  ``DnsRecords: [{TTL: 0, Type: A}]``), so every lookup sees the current registry;
+- like Cloud Map's MULTIVALUE routing, at most eight records per answer, chosen at random
+  when more are registered;
+- a name with no registered address does not exist: NXDOMAIN, with the zone's SOA in
+  the authority section (negative TTL 0, so no resolver caches the absence);
+- a known name asked for another type (AAAA, TXT...) gets NOERROR with no answers;
+- names outside the namespace are REFUSED: this server is authoritative only, never a
+  recursive resolver (``ra`` is off in every reply).
+
+The :class:`Registry` is the service-instance table Cloud Map keeps; the runner (the
+local ECS) registers a replica once it is healthy and deregisters it on scale-in or once
+it notices a crash. Reads and writes come from different threads (dnslib answers each
+query on its own thread), hence the lock.
+
+Outages for fault tests: :meth:`CloudMapStandIn.stop` takes the namespace off the air in
+one of three ways (see :class:`Outage`) and :meth:`CloudMapStandIn.start` brings it back.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+from dnslib import CLASS, OPCODE, QTYPE, RCODE, RR, SOA, A, DNSLabel, DNSRecord
+from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
+
+# Route 53 answers a multivalue-answer query with up to eight healthy records.
+MAX_ANSWERS = 8
+SHUTDOWN_POLL_SECONDS = 0.1
+
+
+class Outage(enum.StrEnum):
+    """How the stand-in fails while stopped.
+
+    ``drop`` is the realistic one: a resolver that stops answering, so clients wait for
+    their timeout. ``servfail`` answers every query with SERVFAIL at once. ``closed``
+    closes the sockets: on loopback the client gets "connection refused" immediately.
+    """
+
+    DROP = "drop"
+    SERVFAIL = "servfail"
+    CLOSED = "closed"
+
+
+class Registry:
+    """Registered addresses per service: the instance table of a Cloud Map service."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # service -> address -> when it was registered (time.time(), for status/tests)
+        self._instances: dict[str, dict[IPv4Address, float]] = {}
+
+    def register(self, service: str, address: IPv4Address) -> None:
+        with self._lock:
+            self._instances.setdefault(service, {}).setdefault(address, time.time())
+
+    def deregister(self, service: str, address: IPv4Address) -> bool:
+        """Remove one instance; return whether it was registered."""
+        with self._lock:
+            instances = self._instances.get(service, {})
+            return instances.pop(address, None) is not None
+
+    def addresses(self, service: str) -> list[IPv4Address]:
+        with self._lock:
+            return sorted(self._instances.get(service, {}))
+
+    def snapshot(self) -> dict[str, dict[IPv4Address, float]]:
+        """Every service's instances with their registration times (a copy)."""
+        with self._lock:
+            return {name: dict(instances) for name, instances in self._instances.items()}
+
+
+@dataclass(frozen=True)
+class _Zone:
+    origin: DNSLabel
+    soa: RR
+
+
+class _Resolver(BaseResolver):  # type: ignore[misc]
+    """Answers queries from the registry; called on dnslib's handler threads."""
+
+    def __init__(self, namespace: str, registry: Registry, max_answers: int) -> None:
+        origin = DNSLabel(namespace)
+        # Serial 1 never changes: no secondary server ever transfers this zone. Every
+        # timer is 0 so that negative answers are not cached (RFC 2308 takes the
+        # minimum of the SOA's TTL and its MINIMUM field).
+        soa = RR(
+            origin,
+            QTYPE.SOA,
+            ttl=0,
+            rdata=SOA(origin.add("ns"), origin.add("hostmaster"), (1, 0, 0, 0, 0)),
+        )
+        self.zone = _Zone(origin=origin, soa=soa)
+        self.registry = registry
+        self.max_answers = max_answers
+        self.outage: Outage | None = None
+        self.queries: Counter[str] = Counter()
+        self._queries_lock = threading.Lock()
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        reply = request.reply(ra=0, aa=1)
+        qname = DNSLabel(request.q.qname)
+        with self._queries_lock:
+            self.queries[str(qname).lower()] += 1
+        rcode = self._rejection(request, qname)
+        if rcode is None:
+            self._answer(reply, qname, request.q.qtype)
+        else:
+            reply.header.aa = 0
+            reply.header.rcode = rcode
+        return reply
+
+    def _rejection(self, request: DNSRecord, qname: DNSLabel) -> int | None:
+        """The error code for a query this zone does not answer, or None."""
+        if self.outage is Outage.SERVFAIL:
+            return int(RCODE.SERVFAIL)
+        if request.header.opcode != OPCODE.QUERY:
+            return int(RCODE.NOTIMP)
+        if request.q.qclass != CLASS.IN or not qname.matchSuffix(self.zone.origin):
+            return int(RCODE.REFUSED)
+        return None
+
+    def _answer(self, reply: DNSRecord, qname: DNSLabel, qtype: int) -> None:
+        if qname == self.zone.origin:
+            # The apex exists: its SOA, or NOERROR/no data for any other type.
+            if qtype in (QTYPE.SOA, QTYPE.ANY):
+                reply.add_answer(self.zone.soa)
+            else:
+                reply.add_auth(self.zone.soa)
+            return
+        labels = qname.stripSuffix(self.zone.origin).label
+        service = labels[0].decode("ascii", "replace").lower() if len(labels) == 1 else ""
+        addresses = self.registry.addresses(service) if service else []
+        if not addresses:
+            reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(self.zone.soa)
+            return
+        if qtype not in (QTYPE.A, QTYPE.ANY):
+            reply.add_auth(self.zone.soa)  # NOERROR, no data: the name has only A records
+            return
+        if len(addresses) > self.max_answers:
+            addresses = random.sample(addresses, self.max_answers)
+        for address in addresses:
+            reply.add_answer(RR(qname, QTYPE.A, ttl=0, rdata=A(str(address))))
+
+
+class _Handler(DNSHandler):  # type: ignore[misc]
+    """dnslib's handler, plus the ``drop`` outage: read the query, never answer."""
+
+    def handle(self) -> None:
+        if self.server.resolver.outage is Outage.DROP:
+            return
+        super().handle()
+
+
+class _QuietLogger(DNSLogger):  # type: ignore[misc]
+    """dnslib logs every query to stdout by default; keep only malformed requests."""
+
+    def __init__(self) -> None:
+        super().__init__(log="-request,-reply,-truncated,+error", prefix=False)
+
+
+class CloudMapStandIn:
+    """UDP and TCP DNS on one address and port, authoritative for ``namespace``."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        namespace: str = "internal",
+        host: str = "127.0.0.1",
+        port: int = 8053,
+        max_answers: int = MAX_ANSWERS,
+    ) -> None:
+        self.registry = registry
+        self.namespace = namespace
+        self.host = host
+        self.port = port
+        self._resolver = _Resolver(namespace, registry, max_answers)
+        self._servers: list[DNSServer] = []
+        self._outage: Outage | None = Outage.CLOSED  # closed until start()
+        self._lock = threading.Lock()
+
+    @property
+    def outage(self) -> Outage | None:
+        """None while serving, else how it is failing."""
+        return self._outage
+
+    def queries(self) -> dict[str, int]:
+        """Queries received per name (lower-cased, with the trailing dot), outages included."""
+        with self._resolver._queries_lock:
+            return dict(self._resolver.queries)
+
+    def start(self) -> None:
+        """Serve (again). Binding happens here, so a busy port fails loudly at once."""
+        with self._lock:
+            if not self._servers:
+                self._servers = self._bind()
+            self._resolver.outage = self._outage = None
+
+    def stop(self, outage: Outage = Outage.CLOSED) -> None:
+        """Take the namespace off the air; ``Outage.CLOSED`` also releases the port."""
+        with self._lock:
+            if outage is Outage.CLOSED:
+                servers, self._servers = self._servers, []
+                for server in servers:
+                    server.stop()
+                    server.server.server_close()
+                self._resolver.outage = None
+            else:
+                self._resolver.outage = outage
+            self._outage = outage
+
+    def _bind(self) -> list[DNSServer]:
+        servers: list[DNSServer] = []
+        try:
+            # TCP first: a second UDP bind with SO_REUSEADDR (which dnslib sets) succeeds
+            # silently on Linux, a second TCP listener does not, so a busy port fails here.
+            for tcp in (True, False):
+                server = DNSServer(
+                    self._resolver,
+                    address=self.host,
+                    port=self.port,
+                    tcp=tcp,
+                    logger=_QuietLogger(),
+                    handler=_Handler,
+                )
+                servers.append(server)
+        except OSError as error:
+            for server in servers:
+                server.server.server_close()
+            raise OSError(
+                error.errno, f"DNS stand-in cannot bind {self.host}:{self.port}: {error.strerror}"
+            ) from error
+        for server in servers:
+            # dnslib's start_thread() polls for shutdown every 0.5 s; 0.1 s makes
+            # `dns stop` (and every test teardown) quick at a negligible cost.
+            thread = threading.Thread(
+                target=server.server.serve_forever,
+                kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+                name=f"dns {'tcp' if server.server.socket_type == socket.SOCK_STREAM else 'udp'}",
+                daemon=True,
+            )
+            thread.start()
+        return servers
+
+
+def lookup(name: str, server: tuple[str, int], qtype: str = "A", timeout: float = 2.0) -> DNSRecord:
+    """Ask ``server`` one question over UDP and parse the answer (for tests and status)."""
+    query = DNSRecord.question(name, qtype)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(query.pack(), server)
+        while True:
+            data, _ = sock.recvfrom(65535)
+            reply = DNSRecord.parse(data)
+            if reply.header.id == query.header.id:
+                return reply

@@ -1,0 +1,580 @@
+"""The runner: the local ECS. Keeps each service at its desired count of replicas.
+
+What it mirrors from an ECS service:
+
+- each replica is a real process (``python -m apps.<service>``) on its own loopback
+  address and the service's port, as each Fargate task gets its own ENI address;
+- a replica is registered (in the Cloud Map stand-in, or as a target of the front) only
+  once its ``/health`` answers 200, as ECS registers a task once it is running and healthy;
+- scale-in deregisters first, then sends SIGTERM and waits for the replica to drain and
+  exit, up to the stop timeout (ECS's ``stopTimeout``), then SIGKILL;
+- a replica that dies on its own (or is killed with ``kill``) is a crash: it stays
+  registered for ``crash_deregister_seconds``, as a dead task stays in DNS until ECS
+  notices and Cloud Map catches up, then it is deregistered; it is replaced at once
+  (ECS starts a task whenever fewer than the desired count run) unless
+  ``replace_crashed`` is off, in which case the desired count drops by one instead;
+- a replica that fails to become healthy is stopped and retried with a backoff that
+  doubles up to 30 s, as ECS throttles a service whose tasks keep failing to start.
+
+Every replica runs in its own session and process group (so a Ctrl-C in the terminal
+reaches only the runner, and signals reach anything a replica spawns), and is started
+through :mod:`local.launch`, which makes Linux kill it if the runner itself dies and
+gives it its own hostname.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from local.config import ROOT
+from local.dns import Registry
+from local.front import Front
+
+log = logging.getLogger("local")
+
+HEALTH_PATH = "/health"
+PROBE_INTERVAL = 0.1  # how often a starting replica's /health is polled
+MAX_BACKOFF = 30.0
+HISTORY = 50  # finished replicas kept per service for status
+
+
+class State(enum.StrEnum):
+    STARTING = "starting"  # process started, /health not yet 200
+    RUNNING = "running"  # healthy and registered
+    DRAINING = "draining"  # deregistered, SIGTERM sent, waiting for it to exit
+    STOPPED = "stopped"  # exited after a stop we asked for
+    CRASHED = "crashed"  # exited on its own (or was killed hard) while running
+    FAILED = "failed"  # never became healthy
+
+
+LIVE = frozenset({State.STARTING, State.RUNNING})
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str  # run as ``python -m <module>``
+    network: IPv4Network  # one address per replica
+    port: int
+    env: Mapping[str, str]
+    discoverable: bool  # registered in the Cloud Map stand-in as <name>.<namespace>
+    load_balanced: bool  # registered as a target of the front
+
+
+@dataclass(eq=False)
+class Replica:
+    spec: ServiceSpec
+    address: IPv4Address
+    log_path: Path
+    state: State = State.STARTING
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = field(default_factory=time.time)
+    ready_at: float | None = None
+    exited_at: float | None = None
+    returncode: int | None = None
+    registered: bool = False
+    deregistered_at: float | None = None
+    spawned: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name} {self.address}"
+
+    @property
+    def hostname(self) -> str:
+        """Named like a Fargate task's (ip-10-0-138-3...); see local.launch."""
+        return "ip-" + str(self.address).replace(".", "-")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "service": self.spec.name,
+            "address": str(self.address),
+            "port": self.spec.port,
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "state": str(self.state),
+            "registered": self.registered,
+            "started_at": self.started_at,
+            "ready_at": self.ready_at,
+            "deregistered_at": self.deregistered_at,
+            "exited_at": self.exited_at,
+            "returncode": self.returncode,
+            "log": str(self.log_path),
+        }
+
+
+@dataclass(eq=False)
+class Service:
+    spec: ServiceSpec
+    desired: int
+    # Replicas that are live or still hold their address (draining, or crashed and
+    # not yet deregistered); finished ones move to ``history``.
+    replicas: list[Replica] = field(default_factory=list)
+    history: deque[Replica] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    failures: int = 0  # consecutive failed starts
+    retry_at: float = 0.0  # loop time before which no start is attempted
+
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state in LIVE]
+
+    def settled(self) -> bool:
+        return (
+            self.desired
+            == len(self.replicas)
+            == sum(r.state is State.RUNNING for r in self.replicas)
+        )
+
+
+class StartFailed(RuntimeError):
+    """A replica did not become healthy (raised by :meth:`Runner.wait_settled`)."""
+
+
+class Runner:
+    def __init__(
+        self,
+        specs: Sequence[ServiceSpec],
+        *,
+        registry: Registry,
+        front: Front,
+        logs: Path,
+        stack_id: str,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 30.0,
+        crash_deregister_seconds: float = 5.0,
+        replace_crashed: bool = True,
+    ) -> None:
+        self.services = {spec.name: Service(spec, desired=0) for spec in specs}
+        self.registry = registry
+        self.front = front
+        self.logs = logs
+        self.stack_id = stack_id
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.crash_deregister_seconds = crash_deregister_seconds
+        self.replace_crashed = replace_crashed
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reconcilers: list[asyncio.Task[None]] = []
+        self._tick = asyncio.Event()
+        self._closing = False
+        self._probe: aiohttp.ClientSession | None = None
+
+    # -- public API ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._probe = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=1.0),
+        )
+        self._reconcilers = [
+            asyncio.create_task(self._reconcile(svc), name=f"reconcile {name}")
+            for name, svc in self.services.items()
+        ]
+
+    def scale(self, service: str, count: int) -> None:
+        svc = self._service(service)
+        if count < 0 or count > svc.spec.network.num_addresses - 2:
+            raise ValueError(f"{service}: count must be 0-{svc.spec.network.num_addresses - 2}")
+        if self._closing:
+            raise RuntimeError("the stack is stopping")
+        if count != svc.desired:
+            log.info("%s: desired count %d -> %d", service, svc.desired, count)
+        svc.desired = count
+        svc.failures, svc.retry_at = 0, 0.0  # an explicit request retries at once
+        self._changed(svc)
+
+    def kill(self, service: str, address: IPv4Address | None = None) -> Replica:
+        """SIGKILL a running replica, without deregistering it: the crash case."""
+        svc = self._service(service)
+        running = [r for r in svc.replicas if r.state is State.RUNNING]
+        if address is not None:
+            running = [r for r in running if r.address == address]
+        if not running:
+            where = f" at {address}" if address else ""
+            raise LookupError(f"no running {service} replica{where}")
+        victim = running[0]
+        log.info("%s: kill -9 (pid %s), still registered", victim.name, victim.pid)
+        self._signal(victim, signal.SIGKILL)
+        return victim
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checking after every change of any replica.
+
+        Unbounded: callers put it under ``asyncio.timeout``."""
+        while not predicate():
+            await self._tick.wait()
+
+    async def wait_settled(self) -> None:
+        """Wait until every service runs its desired count, healthy and registered.
+
+        Raises :class:`StartFailed` as soon as a replica fails to start: for the first
+        bring-up, failing fast with the replica's log beats retrying quietly."""
+
+        def done() -> bool:
+            if any(svc.failures for svc in self.services.values()):
+                return True
+            return all(svc.settled() for svc in self.services.values())
+
+        await self.wait_until(done)
+        for svc in self.services.values():
+            failed = next((r for r in svc.history if r.state is State.FAILED), None)
+            if svc.failures and failed is not None:
+                raise StartFailed(
+                    f"{failed.name} did not become healthy; last lines of {failed.log_path}:\n"
+                    + _tail(failed.log_path)
+                )
+
+    async def health(self, replica: Replica) -> str:
+        """One live probe of a replica's /health: its status code, or why it failed."""
+        assert self._probe is not None
+        url = f"http://{replica.address}:{replica.spec.port}{HEALTH_PATH}"
+        try:
+            async with self._probe.get(url) as response:
+                return str(response.status)
+        except TimeoutError:
+            return "timeout"
+        except aiohttp.ClientError as error:
+            return type(error).__name__
+
+    def replicas(self) -> Iterator[Replica]:
+        for svc in self.services.values():
+            yield from svc.replicas
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return {
+            name: {
+                "desired": svc.desired,
+                "settled": svc.settled(),
+                "replicas": [r.as_dict() for r in svc.replicas],
+                "finished": [r.as_dict() for r in svc.history],
+            }
+            for name, svc in self.services.items()
+        }
+
+    async def close(self) -> None:
+        """Stop every replica as a scale-in to zero would, and wait for all of them."""
+        self._closing = True
+        for task in self._reconcilers:
+            task.cancel()
+        for svc in self.services.values():
+            for replica in svc.live():
+                self._stop(replica)
+            for replica in svc.replicas:
+                if replica.state is State.CRASHED:
+                    self._deregister(replica)
+        # Everything left (drains, replicas' lifecycles, crash timers) ends on its own
+        # now; a second Ctrl-C (kill_all) makes the drains end at once.
+        await asyncio.gather(*self._reconcilers, *self._tasks, return_exceptions=True)
+        if self._probe is not None:
+            await self._probe.close()
+
+    def kill_all(self) -> None:
+        """SIGKILL every replica's process group now (second Ctrl-C, or a failure)."""
+        for replica in self.replicas():
+            self._signal(replica, signal.SIGKILL)
+
+    # -- reconciling -----------------------------------------------------------------
+
+    def _service(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise LookupError(
+                f"no service {name!r}; services: {', '.join(self.services)}"
+            ) from None
+
+    def _changed(self, svc: Service | None = None) -> None:
+        if svc is not None:
+            svc.wake.set()
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("runner: %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _reconcile(self, svc: Service) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            svc.wake.clear()
+            live = svc.live()
+            wait: float | None = None
+            if len(live) < svc.desired:
+                wait = svc.retry_at - loop.time()
+                if wait <= 0:
+                    wait = None
+                    for _ in range(svc.desired - len(live)):
+                        self._launch(svc)
+            elif len(live) > svc.desired:
+                # Newest first: the ones still starting cost nothing to stop.
+                for replica in sorted(live, key=lambda r: r.started_at)[svc.desired :]:
+                    self._stop(replica)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await svc.wake.wait()
+
+    def _free_address(self, svc: Service) -> IPv4Address:
+        held = {r.address for r in svc.replicas}
+        held.update(self.registry.addresses(svc.spec.name))
+        for address in svc.spec.network.hosts():
+            if address not in held:
+                return address
+        raise RuntimeError(f"{svc.spec.name}: no free address left in {svc.spec.network}")
+
+    def _launch(self, svc: Service) -> None:
+        address = self._free_address(svc)
+        log_path = self.logs / f"{svc.spec.name}-{address}.log"
+        replica = Replica(svc.spec, address, log_path)
+        svc.replicas.append(replica)
+        self._spawn_task(self._lifecycle(svc, replica), name=f"run {replica.name}")
+        self._changed()
+
+    def _stop(self, replica: Replica) -> None:
+        replica.state = State.DRAINING
+        self._spawn_task(self._drain(replica), name=f"drain {replica.name}")
+        self._changed()
+
+    # -- one replica's life ----------------------------------------------------------
+
+    def _environment(self, replica: Replica) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(replica.spec.env)
+        env.update(
+            {
+                "HOST": str(replica.address),
+                "PORT": str(replica.spec.port),
+                "PYTHONUNBUFFERED": "1",
+                # Marks every process of this stack (tests look for leftovers by it).
+                "LOCAL_STACK_ID": self.stack_id,
+            }
+        )
+        return env
+
+    async def _lifecycle(self, svc: Service, replica: Replica) -> None:
+        try:
+            await self._spawn(replica)
+        finally:
+            replica.spawned.set()
+        process = replica.process
+        if process is None:
+            self._start_failed(svc, replica)
+            return
+        if await self._await_healthy(replica) and replica.state is State.STARTING:
+            replica.state = State.RUNNING
+            replica.ready_at = time.time()
+            svc.failures = 0
+            self._register(replica)
+            log.info(
+                "%s: healthy after %.1fs (pid %d), registered%s",
+                replica.name,
+                replica.ready_at - replica.started_at,
+                process.pid,
+                " in Cloud Map" if replica.spec.discoverable else " with the front",
+            )
+            self._changed()
+        elif replica.state is State.STARTING:
+            self._signal(replica, signal.SIGKILL)
+            await process.wait()
+            self._start_failed(svc, replica)
+            return
+        returncode = await process.wait()
+        if replica.state is State.RUNNING:
+            await self._crashed(svc, replica, returncode)
+
+    async def _spawn(self, replica: Replica) -> None:
+        replica.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with replica.log_path.open("ab") as out:
+            out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting\n".encode())
+            out.flush()
+            try:
+                replica.process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "local.launch",
+                    str(os.getpid()),
+                    replica.hostname,
+                    replica.spec.module,
+                    cwd=ROOT,
+                    env=self._environment(replica),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                out.write(f"cannot start: {error}\n".encode())
+                log.error("%s: cannot start: %s", replica.name, error)
+                return
+        log.info("%s: started (pid %d)", replica.name, replica.process.pid)
+
+    async def _await_healthy(self, replica: Replica) -> bool:
+        assert self._probe is not None
+        assert replica.process is not None
+        process = replica.process
+        url = f"http://{replica.address}:{replica.spec.port}{HEALTH_PATH}"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.start_timeout):
+                while replica.state is State.STARTING and process.returncode is None:
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                        async with self._probe.get(url) as response:
+                            if response.status == 200:
+                                return True
+                    # Poll again shortly, or stop as soon as the process exits.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(PROBE_INTERVAL):
+                            await process.wait()
+        return False
+
+    def _start_failed(self, svc: Service, replica: Replica) -> None:
+        loop = asyncio.get_running_loop()
+        replica.state = State.FAILED
+        replica.exited_at = time.time()
+        replica.returncode = None if replica.process is None else replica.process.returncode
+        svc.failures += 1
+        backoff = min(MAX_BACKOFF, 2.0 ** (svc.failures - 1))
+        svc.retry_at = loop.time() + backoff
+        log.error(
+            "%s: did not become healthy within %.0fs (exit %s); retrying in %.0fs."
+            " Last lines of %s:\n%s",
+            replica.name,
+            self.start_timeout,
+            replica.returncode,
+            backoff,
+            replica.log_path,
+            _tail(replica.log_path),
+        )
+        self._finish(svc, replica)
+
+    async def _crashed(self, svc: Service, replica: Replica, returncode: int) -> None:
+        replica.state = State.CRASHED
+        replica.exited_at = time.time()
+        replica.returncode = returncode
+        if not self.replace_crashed and not self._closing:
+            svc.desired = max(0, svc.desired - 1)
+        log.warning(
+            "%s: exited with %s while running (crashed); still registered, deregistering"
+            " in %.1fs as ECS would; %s",
+            replica.name,
+            returncode,
+            self.crash_deregister_seconds,
+            "replacing it" if self.replace_crashed else f"not replacing it: desired {svc.desired}",
+        )
+        self._changed(svc)
+        if not self._closing:
+            # _closing can flip during this wait; close() then deregisters at once.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.crash_deregister_seconds):
+                    await self.wait_until(lambda: self._closing)
+        self._deregister(replica)
+        self._finish(svc, replica)
+
+    async def _drain(self, replica: Replica) -> None:
+        await replica.spawned.wait()
+        svc = self.services[replica.spec.name]
+        process = replica.process
+        if process is None:
+            return  # never started; _lifecycle recorded the failure
+        self._deregister(replica)
+        if replica.spec.load_balanced:
+            log.info("%s: deregistering from the front (in-flight requests finish)", replica.name)
+            # Waits for the requests in flight to it, up to the deregistration delay.
+            await self.front.deregister(str(replica.address), replica.spec.port)
+        drain_started = time.monotonic()
+        log.info("%s: SIGTERM, draining (SIGKILL after %.0fs)", replica.name, self.stop_timeout)
+        self._signal(replica, signal.SIGTERM)
+        try:
+            async with asyncio.timeout(self.stop_timeout):
+                await process.wait()
+        except TimeoutError:
+            log.warning("%s: still running after %.0fs; SIGKILL", replica.name, self.stop_timeout)
+            self._signal(replica, signal.SIGKILL)
+            await process.wait()
+        replica.state = State.STOPPED
+        replica.exited_at = time.time()
+        replica.returncode = process.returncode
+        log.info(
+            "%s: exited with %s after %.1fs",
+            replica.name,
+            process.returncode,
+            time.monotonic() - drain_started,
+        )
+        self._finish(svc, replica)
+
+    def _register(self, replica: Replica) -> None:
+        if replica.spec.discoverable:
+            self.registry.register(replica.spec.name, replica.address)
+        if replica.spec.load_balanced:
+            self.front.register(str(replica.address), replica.spec.port)
+        replica.registered = True
+
+    def _deregister(self, replica: Replica) -> None:
+        """Take a replica out of DNS now. Front targets are drained by ``_drain``; a
+        crashed one is simply dropped, its health checks having already failed."""
+        if not replica.registered:
+            return
+        replica.registered = False
+        replica.deregistered_at = time.time()
+        if replica.spec.discoverable:
+            self.registry.deregister(replica.spec.name, replica.address)
+            log.info("%s: deregistered from Cloud Map", replica.name)
+        if replica.spec.load_balanced and replica.state is State.CRASHED:
+            self._spawn_task(
+                self.front.deregister(str(replica.address), replica.spec.port),
+                name=f"front deregister {replica.name}",
+            )
+            log.info("%s: deregistered from the front", replica.name)
+        self._changed()
+
+    def _finish(self, svc: Service, replica: Replica) -> None:
+        if replica in svc.replicas:
+            svc.replicas.remove(replica)
+        svc.history.append(replica)
+        self._changed(svc)
+
+    def _signal(self, replica: Replica, sig: signal.Signals) -> None:
+        # Only while the process is unreaped: its pid (= its process group id, as the
+        # leader of its own session) cannot have been reused by anything else yet.
+        if replica.alive and replica.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(replica.pid, sig)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError as error:
+        return f"  (cannot read: {error})"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:])

@@ -1,0 +1,187 @@
+"""The local stack assembled: Cloud Map stand-in, front, runner and control endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from local.api import control_app
+from local.config import Endpoint, StackConfig
+from local.dns import CloudMapStandIn, Registry
+from local.front import Front, HealthCheck
+from local.runner import Runner, ServiceSpec
+
+log = logging.getLogger("local")
+
+
+def service_specs(config: StackConfig) -> list[ServiceSpec]:
+    """The two services as the Pulumi program deploys them, addresses aside."""
+    name = ServiceSpec(
+        name="name",
+        module="apps.name",
+        network=config.name_network,
+        port=config.service_port,
+        env={"DRAIN_SECONDS": str(config.drain_seconds), **config.name_env},
+        discoverable=True,
+        load_balanced=False,
+    )
+    hello = ServiceSpec(
+        name="hello",
+        module="apps.hello",
+        network=config.hello_network,
+        port=config.service_port,
+        env={
+            # Derived from the name service's registration, as __main__.py derives it
+            # in AWS: http://<service>.<namespace>:<port>/.
+            "NAME_SERVER": f"http://{name.name}.{config.namespace}:{config.service_port}/",
+            # In a VPC the system resolver already asks Route 53; here hello must be
+            # pointed at the stand-in.
+            "DNS_SERVERS": str(config.dns),
+            "DNS_REFRESH_SECONDS": str(config.dns_refresh_seconds),
+            **config.hello_env,
+        },
+        discoverable=False,
+        load_balanced=True,
+    )
+    return [name, hello]
+
+
+@dataclass
+class Stack:
+    config: StackConfig
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.stack_id = uuid.uuid4().hex
+        self.registry = Registry()
+        self.dns = CloudMapStandIn(
+            self.registry,
+            namespace=config.namespace,
+            host=str(config.dns.host),
+            port=config.dns.port,
+        )
+        self.front = Front(
+            str(config.front.host),
+            config.front.port,
+            health=HealthCheck(
+                interval=config.health_interval,
+                timeout=config.health_interval,
+                healthy_threshold=config.healthy_threshold,
+                unhealthy_threshold=config.unhealthy_threshold,
+            ),
+            deregistration_delay=config.deregistration_delay,
+        )
+        self.runner = Runner(
+            service_specs(config),
+            registry=self.registry,
+            front=self.front,
+            logs=config.logs,
+            stack_id=self.stack_id,
+            start_timeout=config.start_timeout,
+            stop_timeout=config.stop_timeout,
+            crash_deregister_seconds=config.crash_deregister_seconds,
+            replace_crashed=config.replace_crashed,
+        )
+        self._control: web.AppRunner | None = None
+        self._started: list[str] = []
+
+    async def start(self) -> None:
+        """Bind everything, start the replicas, and return once they all serve."""
+        config = self.config
+        _bind("DNS stand-in", config.dns, "--dns", self.dns.start)
+        self._started.append("dns")
+        await _abind("front", config.front, "--front", self.front.start())
+        self._started.append("front")
+        self._control = web.AppRunner(control_app(self), access_log=None, handle_signals=False)
+        await self._control.setup()
+        site = web.TCPSite(self._control, str(config.control.host), config.control.port)
+        await _abind("control endpoint", config.control, "--control", site.start())
+        await self.runner.start()
+        self._started.append("runner")
+        self.runner.scale("name", config.name_count)
+        self.runner.scale("hello", config.hello_count)
+        async with asyncio.timeout(config.start_timeout * 2):
+            await self.runner.wait_settled()
+            if config.hello_count:
+                # The URL is worth printing only once the front routes to every hello.
+                await self.front.wait_for(
+                    lambda: (
+                        sum(t["state"] == "healthy" for t in self.front.targets())
+                        >= config.hello_count
+                    )
+                )
+
+    async def close(self) -> None:
+        if "runner" in self._started:
+            await self.runner.close()
+        if self._control is not None:
+            await self._control.cleanup()
+        if "front" in self._started:
+            await self.front.close()
+        if "dns" in self._started:
+            self.dns.stop()
+        self._started.clear()
+
+    async def status(self) -> dict[str, object]:
+        replicas = list(self.runner.replicas())
+        healths = await asyncio.gather(
+            *(self.runner.health(r) for r in replicas if r.alive),
+        )
+        health = dict(zip([r for r in replicas if r.alive], healths, strict=True))
+        services = self.runner.status()
+        for name, svc in self.runner.services.items():
+            rows = services[name]["replicas"]
+            assert isinstance(rows, list)
+            for row, replica in zip(rows, svc.replicas, strict=True):
+                row["health"] = health.get(replica, "down")
+        namespace = self.config.namespace
+        records = {
+            f"{service}.{namespace}": [
+                {"address": str(address), "registered_at": when}
+                for address, when in sorted(instances.items())
+            ]
+            for service, instances in self.registry.snapshot().items()
+        }
+        outage = self.dns.outage
+        return {
+            "stack_id": self.stack_id,
+            "pid": os.getpid(),
+            "front": {"url": self.config.front.url, "targets": self.front.targets()},
+            "dns": {
+                "address": str(self.config.dns),
+                "namespace": namespace,
+                "state": "serving" if outage is None else f"stopped ({outage})",
+                "records": records,
+                "queries": self.dns.queries(),
+            },
+            "services": services,
+        }
+
+
+def _bind(what: str, where: Endpoint, option: str, start: Callable[[], None]) -> None:
+    try:
+        start()
+    except OSError as error:
+        raise StackError(_bind_message(what, where, option, error)) from None
+
+
+async def _abind(what: str, where: Endpoint, option: str, start: Awaitable[None]) -> None:
+    try:
+        await start
+    except OSError as error:
+        raise StackError(_bind_message(what, where, option, error)) from None
+
+
+def _bind_message(what: str, where: Endpoint, option: str, error: OSError) -> str:
+    reason = error.strerror or str(error)
+    return f"{what}: cannot listen on {where}: {reason} (another stack running? see {option})"
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says why and what to change."""

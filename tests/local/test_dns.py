@@ -1,0 +1,188 @@
+"""The Cloud Map stand-in on its own: real UDP/TCP queries on loopback."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+import aiodns
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from local.dns import MAX_ANSWERS, CloudMapStandIn, Outage, Registry, lookup
+from tests.local.ports import free_port
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def dns(registry: Registry) -> Iterator[CloudMapStandIn]:
+    server = CloudMapStandIn(registry, host=HOST, port=free_port(HOST, udp_too=True))
+    server.start()
+    yield server
+    server.stop()
+
+
+def ask(dns: CloudMapStandIn, name: str, qtype: str = "A", timeout: float = 5.0) -> DNSRecord:
+    return lookup(name, (dns.host, dns.port), qtype, timeout=timeout)
+
+
+def a_records(reply: DNSRecord) -> list[str]:
+    return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
+
+
+def addr(text: str) -> IPv4Address:
+    return IPv4Address(text)
+
+
+def test_registered_addresses_are_served_with_ttl_0(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    registry.register("name", addr("127.0.1.2"))
+    reply = ask(dns, "name.internal")
+    assert reply.header.rcode == RCODE.NOERROR
+    assert reply.header.aa == 1, "authoritative for its namespace"
+    assert reply.header.ra == 0, "not a recursive resolver"
+    assert a_records(reply) == ["127.0.1.1", "127.0.1.2"]
+    assert {rr.ttl for rr in reply.rr} == {0}
+
+
+def test_names_are_case_insensitive(dns: CloudMapStandIn, registry: Registry) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    assert a_records(ask(dns, "NAME.Internal.")) == ["127.0.1.1"]
+
+
+def test_unknown_names_in_the_zone_are_nxdomain_with_the_soa(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    for name in ("hello.internal", "x.name.internal"):
+        reply = ask(dns, name)
+        assert reply.header.rcode == RCODE.NXDOMAIN, name
+        assert reply.header.aa == 1
+        assert not reply.rr
+        (soa,) = reply.auth
+        assert soa.rtype == QTYPE.SOA
+        assert soa.ttl == 0
+        assert soa.rdata.times[-1] == 0, "negative answers must not be cached"
+
+
+def test_a_name_with_no_registered_address_does_not_exist(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    assert registry.deregister("name", addr("127.0.1.1"))
+    assert not registry.deregister("name", addr("127.0.1.1"))
+    assert ask(dns, "name.internal").header.rcode == RCODE.NXDOMAIN
+
+
+def test_other_types_of_a_known_name_get_no_data(dns: CloudMapStandIn, registry: Registry) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    for qtype in ("AAAA", "TXT", "SRV"):
+        reply = ask(dns, "name.internal", qtype)
+        assert reply.header.rcode == RCODE.NOERROR, qtype
+        assert not reply.rr, qtype
+        assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA]
+    assert a_records(ask(dns, "name.internal", "ANY")) == ["127.0.1.1"]
+
+
+def test_the_apex_exists_and_has_an_soa(dns: CloudMapStandIn) -> None:
+    reply = ask(dns, "internal", "SOA")
+    assert reply.header.rcode == RCODE.NOERROR
+    assert [rr.rtype for rr in reply.rr] == [QTYPE.SOA]
+    assert ask(dns, "internal", "A").header.rcode == RCODE.NOERROR
+
+
+def test_names_outside_the_namespace_are_refused(dns: CloudMapStandIn) -> None:
+    for name in ("example.com", "internal.example.com", "com"):
+        reply = ask(dns, name)
+        assert reply.header.rcode == RCODE.REFUSED, name
+        assert reply.header.aa == 0
+
+
+def test_at_most_eight_records_per_answer_chosen_at_random(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registered = {f"127.0.1.{i}" for i in range(1, 13)}
+    for address in registered:
+        registry.register("name", addr(address))
+    seen: set[str] = set()
+    for _ in range(30):
+        answer = a_records(ask(dns, "name.internal"))
+        assert len(answer) == MAX_ANSWERS
+        assert set(answer) <= registered
+        seen.update(answer)
+    # 30 random draws of 8 from 12 leave any one address out with probability (1/3)^30.
+    assert seen == registered
+
+
+def test_tcp_is_served_too(dns: CloudMapStandIn, registry: Registry) -> None:
+    registry.register("name", addr("127.0.1.7"))
+    query = DNSRecord.question("name.internal")
+    reply = DNSRecord.parse(query.send(dns.host, dns.port, tcp=True, timeout=5))
+    assert a_records(reply) == ["127.0.1.7"]
+
+
+async def test_the_services_resolver_reads_it(dns: CloudMapStandIn, registry: Registry) -> None:
+    """aiodns (c-ares), which hello uses, on a non-standard port: the local stack's setup."""
+    registry.register("name", addr("127.0.1.1"))
+    registry.register("name", addr("127.0.1.2"))
+    resolver = aiodns.DNSResolver(nameservers=[f"{dns.host}:{dns.port}"], timeout=2, tries=1)
+    result = await resolver.query_dns("name.internal", "A")
+    assert sorted(r.data.addr for r in result.answer) == ["127.0.1.1", "127.0.1.2"]
+    assert {r.ttl for r in result.answer} == {0}
+    with pytest.raises(aiodns.error.DNSError):
+        await resolver.query_dns("missing.internal", "A")
+
+
+def test_queries_are_counted_per_name(dns: CloudMapStandIn, registry: Registry) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    for _ in range(3):
+        ask(dns, "name.internal")
+    ask(dns, "other.internal")
+    assert dns.queries() == {"name.internal.": 3, "other.internal.": 1}
+
+
+def test_outage_drop_answers_nothing_until_started(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    dns.stop(Outage.DROP)
+    assert dns.outage is Outage.DROP
+    with pytest.raises(TimeoutError):
+        ask(dns, "name.internal", timeout=0.5)
+    dns.start()
+    assert dns.outage is None
+    assert a_records(ask(dns, "name.internal")) == ["127.0.1.1"]
+
+
+def test_outage_servfail(dns: CloudMapStandIn, registry: Registry) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    dns.stop(Outage.SERVFAIL)
+    assert ask(dns, "name.internal").header.rcode == RCODE.SERVFAIL
+    dns.start()
+    assert ask(dns, "name.internal").header.rcode == RCODE.NOERROR
+
+
+def test_outage_closed_releases_the_port_and_start_rebinds_it(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    dns.stop(Outage.CLOSED)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((dns.host, dns.port))  # would fail if the listener were still there
+    dns.start()
+    assert a_records(ask(dns, "name.internal")) == ["127.0.1.1"]
+
+
+def test_a_busy_port_fails_at_start_and_names_it(dns: CloudMapStandIn) -> None:
+    second = CloudMapStandIn(Registry(), host=dns.host, port=dns.port)
+    with pytest.raises(OSError, match=f"{dns.host}:{dns.port}"):
+        second.start()
