@@ -7,7 +7,6 @@ then exits non-zero if any failed. Extra arguments go to pytest
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -27,42 +26,51 @@ def tool(name: str) -> str:
     return str(found) if found.exists() else (shutil.which(name) or name)
 
 
-def steps(pytest_args: Sequence[str]) -> list[tuple[str, list[str]]]:
-    dockerfiles = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("apps/*/Dockerfile"))
-    workflows = sorted(
-        str(p.relative_to(ROOT)) for p in (ROOT / ".github" / "workflows").glob("*.y*ml")
-    )
-    typed = [p for p in TYPED if (ROOT / p).is_file() or any((ROOT / p).rglob("*.py"))]
+def steps(root: Path, pytest_args: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The gate's checks for the tree at ``root``, each as (name, command run in ``root``)."""
+
+    def found(pattern: str) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.glob(pattern))
+
+    dockerfiles = found("apps/*/Dockerfile")
+    workflows = found(".github/workflows/*.y*ml")
+    actions = found(".github/actions/*/action.y*ml")
+    typed = [p for p in TYPED if (root / p).is_file() or any((root / p).rglob("*.py"))]
     out: list[tuple[str, list[str]]] = [
         ("ruff check", [tool("ruff"), "check", "."]),
         ("ruff format", [tool("ruff"), "format", "--check", "."]),
-        ("mypy", [tool("mypy"), *typed]),
     ]
+    if typed:
+        out.append(("mypy", [tool("mypy"), *typed]))
     if dockerfiles:
         out.append(("hadolint", [tool("hadolint"), *dockerfiles]))
+    # The workflow and action schemas ship inside check-jsonschema: no network.
     if workflows:
+        schema = ["--builtin-schema", "vendor.github-workflows"]
+        out.append(("workflows", [tool("check-jsonschema"), *schema, *workflows]))
+    if actions:
+        schema = ["--builtin-schema", "vendor.github-actions"]
+        out.append(("actions", [tool("check-jsonschema"), *schema, *actions]))
+    if workflows or actions:
+        # What a schema cannot see: unpinned actions, template injection, leaked
+        # credentials, excessive permissions. --offline: audits that need the
+        # GitHub API are skipped, so the gate runs anywhere.
         out.append(
             (
-                "workflows",
-                [
-                    tool("check-jsonschema"),
-                    "--builtin-schema",
-                    "vendor.github-workflows",
-                    *workflows,
-                ],
+                "workflow security",
+                [tool("zizmor"), "--offline", "--strict-collection", "--quiet", ".github"],
             )
         )
     out.append(("pytest", [sys.executable, "-m", "pytest", *pytest_args]))
     return out
 
 
-def main(argv: Sequence[str]) -> int:
-    os.chdir(ROOT)
+def main(argv: Sequence[str], root: Path = ROOT) -> int:
     failed: list[str] = []
-    for name, cmd in steps(argv):
+    for name, cmd in steps(root, argv):
         print(f"==> {name}", flush=True)
         started = time.monotonic()
-        code = subprocess.call(cmd)
+        code = subprocess.call(cmd, cwd=root)
         took = time.monotonic() - started
         status = "ok" if code == 0 else f"FAILED (exit {code})"
         print(f"<== {name}: {status} in {took:.1f}s", flush=True)
