@@ -1,0 +1,63 @@
+"""The github-oidc stack: GitHub's OIDC provider and the CI roles of this repository.
+
+Config (``pulumi config set <key> <value>``; lists with ``--path`` or JSON):
+
+* ``repository`` (required): ``owner/name`` of the repository the roles trust.
+* ``deployBranches``: branches whose pushes may deploy (default ``["main"]``).
+* ``deployEnvironments``: GitHub environments whose jobs may deploy
+  (default ``["production"]``).
+* ``pullRequestPreviews``: create the read-only preview role (default ``true``).
+* ``existingProviderArn``: reuse the account's GitHub OIDC provider instead of
+  creating one (IAM allows one per account).
+* ``attachablePolicies``: AWS managed policies (path after ``policy/``) the deploy
+  role may attach to the roles it creates.
+* ``extraPreviewPolicyArns`` / ``extraDeployPolicyArns``: more managed policies for
+  the roles, e.g. access to a self-managed state bucket or a KMS secrets key.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Pulumi runs this file with deploy/github_oidc as the working directory; the
+# component lives in the repository's components package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import pulumi
+
+from components.github_oidc import (
+    DEFAULT_ATTACHABLE_POLICIES,
+    GitHubOidc,
+    GitHubOidcArgs,
+)
+
+
+def names(config: pulumi.Config, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = config.get_object(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise pulumi.RunError(f"github-oidc:{key} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+config = pulumi.Config()
+try:
+    args = GitHubOidcArgs(
+        repository=config.require("repository"),
+        deploy_branches=names(config, "deployBranches", ("main",)),
+        deploy_environments=names(config, "deployEnvironments", ("production",)),
+        pull_request_previews=config.get_bool("pullRequestPreviews") is not False,
+        provider_arn=config.get("existingProviderArn"),
+        attachable_policies=names(config, "attachablePolicies", DEFAULT_ATTACHABLE_POLICIES),
+        extra_preview_policy_arns=names(config, "extraPreviewPolicyArns", ()),
+        extra_deploy_policy_arns=names(config, "extraDeployPolicyArns", ()),
+    )
+except (TypeError, ValueError) as err:
+    raise pulumi.RunError(f"github-oidc: {err}") from None
+
+oidc = GitHubOidc("github", args)
+pulumi.export("providerArn", oidc.provider_arn)
+pulumi.export("previewRoleArn", oidc.preview_role_arn)
+pulumi.export("deployRoleArn", oidc.deploy_role_arn)
