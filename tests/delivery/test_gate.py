@@ -1,0 +1,190 @@
+"""The quality gate fails on what it exists to catch.
+
+Each test builds a small project tree in a temporary directory (the repository's
+tool configuration and workflows, a tiny typed module, a Dockerfile, one test),
+breaks one thing, and runs the gate's own command for that check there, as
+``tools.gate.steps`` defines it. The real tree is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tools import gate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CLEAN_MODULE = '''"""A typed module, clean under the project's ruff and mypy settings."""
+
+
+def double(value: int) -> int:
+    return value * 2
+'''
+
+CLEAN_TEST = """from config import double
+
+
+def test_double() -> None:
+    assert double(2) == 4
+"""
+
+CLEAN_DOCKERFILE = """FROM python:3.12.12-slim-bookworm
+USER 10001
+CMD ["python", "-c", "print('ok')"]
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    shutil.copytree(ROOT / ".github", tmp_path / ".github")
+    (tmp_path / "config.py").write_text(CLEAN_MODULE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_double.py").write_text(CLEAN_TEST)
+    (tmp_path / "apps" / "svc").mkdir(parents=True)
+    (tmp_path / "apps" / "svc" / "Dockerfile").write_text(CLEAN_DOCKERFILE)
+    return tmp_path
+
+
+def run_step(root: Path, name: str) -> subprocess.CompletedProcess[str]:
+    commands = dict(gate.steps(root, []))
+    assert name in commands, f"the gate has no {name!r} step for this tree: {sorted(commands)}"
+    return subprocess.run(
+        commands[name], cwd=root, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path.name}: the fixture no longer matches the file"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_the_clean_tree_passes_the_whole_gate(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert gate.main([], root=tree) == 0
+    out = capsys.readouterr().out
+    assert "gate: all checks passed" in out
+    ran = re.findall(r"^==> (.+)$", out, flags=re.MULTILINE)
+    assert ran == [
+        "ruff check",
+        "ruff format",
+        "mypy",
+        "hadolint",
+        "workflows",
+        "actions",
+        "workflow security",
+        "pytest",
+    ]
+
+
+def test_a_broken_workflow_fails_the_whole_gate(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(tree / ".github/workflows/deploy.yml", "    runs-on:", "    run-on:")
+    assert gate.main([], root=tree) == 1
+    out = capsys.readouterr().out
+    # The schema check and the security lint (which validates what it reads)
+    # both refuse it; every other check still ran and passed.
+    assert "gate: failed: workflows, workflow security\n" in out
+    assert out.count(": ok in ") == 6
+
+
+BROKEN_WORKFLOWS: dict[str, Callable[[Path], None]] = {
+    "misspelt key": lambda wf: edit(wf, "    runs-on:", "    runs_on:"),
+    "unknown event": lambda wf: edit(wf, "  pull_request:", "  pull-request:"),
+    "not YAML": lambda wf: edit(wf, "jobs:\n", "jobs:\n\t"),
+    "step without run or uses": lambda wf: edit(wf, "      - run: ./dev test", "      - name: x"),
+    "bad permission level": lambda wf: edit(wf, "contents: read", "contents: all"),
+}
+
+
+@pytest.mark.parametrize("breakage", BROKEN_WORKFLOWS)
+def test_schema_check_rejects_a_broken_workflow(tree: Path, breakage: str) -> None:
+    workflow = tree / ".github/workflows/pull-request.yml"
+    assert run_step(tree, "workflows").returncode == 0
+    BROKEN_WORKFLOWS[breakage](workflow)
+    result = run_step(tree, "workflows")
+    assert result.returncode != 0, result.stdout
+    assert "pull-request.yml" in result.stdout + result.stderr
+
+
+def test_schema_check_rejects_a_broken_composite_action(tree: Path) -> None:
+    edit(tree / ".github/actions/python/action.yml", "using: composite", "using: compost")
+    result = run_step(tree, "actions")
+    assert result.returncode != 0, result.stdout
+
+
+SECURITY_BREAKAGES: dict[str, tuple[str, str, str, str]] = {
+    # (workflow, old text, new text, the zizmor audit that must fire)
+    "action pinned to a tag": (
+        "deploy.yml",
+        "pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d # v7.0.0",
+        "pulumi/actions@v7",
+        "unpinned-uses",
+    ),
+    "pull request title in a shell": (
+        "pull-request.yml",
+        "      - run: ./dev test",
+        '      - run: echo "${{ github.event.pull_request.title }}"',
+        "template-injection",
+    ),
+    "pull_request_target": (
+        "pull-request.yml",
+        "  pull_request:\n",
+        "  pull_request_target:\n",
+        "dangerous-triggers",
+    ),
+}
+
+
+@pytest.mark.parametrize("breakage", SECURITY_BREAKAGES)
+def test_security_lint_rejects_unsafe_workflows(tree: Path, breakage: str) -> None:
+    name, old, new, audit = SECURITY_BREAKAGES[breakage]
+    assert run_step(tree, "workflow security").returncode == 0
+    edit(tree / ".github/workflows" / name, old, new)
+    result = run_step(tree, "workflow security")
+    assert result.returncode != 0, result.stdout
+    assert f"[{audit}]" in result.stdout
+
+
+def test_ruff_rejects_a_lint_error(tree: Path) -> None:
+    assert run_step(tree, "ruff check").returncode == 0
+    edit(tree / "config.py", '"""\n', '"""\n\nimport os\n')
+    result = run_step(tree, "ruff check")
+    assert result.returncode != 0
+    assert "F401" in result.stdout
+
+
+def test_ruff_format_rejects_unformatted_code(tree: Path) -> None:
+    edit(tree / "config.py", "return value * 2", "return value*2")
+    result = run_step(tree, "ruff format")
+    assert result.returncode != 0
+    assert "config.py" in result.stdout + result.stderr
+
+
+def test_mypy_rejects_a_type_error(tree: Path) -> None:
+    edit(tree / "config.py", "return value * 2", 'return f"{value}"')
+    result = run_step(tree, "mypy")
+    assert result.returncode != 0
+    assert "Incompatible return value type" in result.stdout
+
+
+def test_hadolint_rejects_an_unpinned_base_image(tree: Path) -> None:
+    edit(tree / "apps/svc/Dockerfile", "python:3.12.12-slim-bookworm", "python:latest")
+    result = run_step(tree, "hadolint")
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout
+
+
+def test_a_failing_test_fails_the_gate(tree: Path) -> None:
+    edit(tree / "tests/test_double.py", "== 4", "== 5")
+    result = run_step(tree, "pytest")
+    assert result.returncode != 0

@@ -1,0 +1,401 @@
+"""The workflows do what docs/delivery.md says, and hang together where no schema looks.
+
+The gate validates each file against GitHub's schema and lints it for security.
+These tests cover the rest: the flow itself (gate, previews, dev, approved prod),
+least privilege, pinning, and the cross-references an actionlint would check
+(step outputs, needs, matrix keys, inputs of our composite actions), plus the
+agreement between the jobs' OIDC subjects and what the github-oidc roles trust.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.github_oidc import GitHubOidcArgs, deploy_subjects, preview_subjects
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = ROOT / ".github"
+WORKFLOWS = sorted((GITHUB / "workflows").glob("*.y*ml"))
+ACTIONS = sorted((GITHUB / "actions").glob("*/action.y*ml"))
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+PULUMI_ACTION = "pulumi/actions@"
+STACKS = {"dev", "prod"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the bare key `on` as the boolean true.
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def workflow(name: str) -> dict[str, Any]:
+    return load(GITHUB / "workflows" / name)
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def expressions(node: Any) -> list[str]:
+    return [m.group(1) for s in strings(node) for m in EXPRESSION.finditer(s)]
+
+
+def pulumi_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if s.get("uses", "").startswith(PULUMI_ACTION)]
+
+
+def readme_test_command() -> str:
+    """The second command of the first code block under README's Quick start."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1]
+    block = re.search(r"```[a-z]*\n(.*?)```", section, re.DOTALL)
+    assert block, "README.md: no code block under Quick start"
+    commands = [line.strip() for line in block.group(1).splitlines() if line.strip()]
+    assert len(commands) == 2, f"Quick start should hold exactly two commands: {commands}"
+    return commands[1]
+
+
+def test_there_are_the_two_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "pull-request.yml"]
+
+
+# --- the flow ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
+def test_the_gate_job_runs_the_readme_test_command(name: str) -> None:
+    gate = workflow(name)["jobs"]["gate"]
+    runs = [s["run"].strip() for s in gate["steps"] if "run" in s]
+    assert runs == [readme_test_command()]
+    assert readme_test_command() == "./dev test"
+
+
+def test_ci_entry_runs_exactly_the_readme_test_command() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    # Shell setup aside (strict mode, move to the repository root), one command.
+    commands = [line for line in lines if not line.startswith(("set ", "cd ")) and line != "cd .."]
+    assert commands == [readme_test_command()]
+
+
+def test_pull_requests_get_the_gate_then_a_preview_per_stack() -> None:
+    wf = workflow("pull-request.yml")
+    assert set(wf["on"]) == {"pull_request"}
+    preview = wf["jobs"]["preview"]
+    assert preview["needs"] == "gate"
+    assert set(preview["strategy"]["matrix"]["stack"]) == STACKS
+    # One failing stack must not hide the other stack's diff.
+    assert preview["strategy"]["fail-fast"] is False
+    (step,) = pulumi_steps(preview)
+    w = step["with"]
+    assert w["command"] == "preview"
+    assert w["comment-on-pr"] is True
+    assert w["work-dir"] == "."
+    assert w["stack-name"] == "${{ vars.PULUMI_ORG }}/${{ matrix.stack }}"
+    assert preview["permissions"] == {
+        "contents": "read",
+        "id-token": "write",
+        "pull-requests": "write",
+    }
+
+
+def test_pushes_to_main_deploy_dev_then_prod_after_approval() -> None:
+    wf = workflow("deploy.yml")
+    assert wf["on"] == {"push": {"branches": ["main"]}}
+    jobs = wf["jobs"]
+    assert jobs["up-dev"]["needs"] == "gate"
+    assert jobs["up-prod"]["needs"] == "up-dev"
+    assert "environment" not in jobs["up-dev"]
+    assert jobs["up-prod"]["environment"]["name"] == "production"
+    for job, stack in (("up-dev", "dev"), ("up-prod", "prod")):
+        (step,) = pulumi_steps(jobs[job])
+        assert step["with"]["command"] == "up"
+        assert step["with"]["stack-name"] == f"${{{{ vars.PULUMI_ORG }}}}/{stack}"
+        assert step["with"]["work-dir"] == "."
+
+
+def test_each_stack_is_updated_by_one_run_at_a_time_and_never_cancelled() -> None:
+    jobs = workflow("deploy.yml")["jobs"]
+    groups = {}
+    for job in ("up-dev", "up-prod"):
+        concurrency = jobs[job]["concurrency"]
+        assert concurrency["cancel-in-progress"] is False
+        groups[job] = concurrency["group"]
+    assert groups["up-dev"] != groups["up-prod"]
+    # Static names: a group must not vary with the run, or runs would not queue.
+    assert not any("${{" in g for g in groups.values())
+    assert "concurrency" not in workflow("deploy.yml")
+
+
+def test_stacks_match_the_stack_files() -> None:
+    files = {p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml")}
+    if not files:
+        pytest.skip("no Pulumi.<stack>.yaml at the repository root yet")
+    assert files == STACKS
+
+
+def test_every_pulumi_step_installs_the_cli_matching_the_locked_sdk() -> None:
+    for path in WORKFLOWS:
+        for job in load(path)["jobs"].values():
+            for step in pulumi_steps(job):
+                assert step["with"]["pulumi-version"] == "${{ steps.setup.outputs.pulumi-version }}"
+                setup = next(s for s in job["steps"] if s.get("id") == "setup")
+                assert setup["uses"] == "./.github/actions/pulumi"
+
+
+def run_version_script(workdir: Path) -> subprocess.CompletedProcess[str]:
+    action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    (step,) = [s for s in action["runs"]["steps"] if s.get("id") == "pulumi"]
+    out = workdir / "github_output"
+    out.touch()
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=workdir,
+        env={**os.environ, "GITHUB_OUTPUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_cli_version_step_reads_the_sdk_pin(tmp_path: Path) -> None:
+    lock = (ROOT / "constraints.txt").read_text()
+    (pin,) = re.findall(r"^pulumi==(\S+)$", lock, flags=re.MULTILINE)
+    (tmp_path / "constraints.txt").write_text(lock)
+    assert run_version_script(tmp_path).returncode == 0
+    assert (tmp_path / "github_output").read_text() == f"version={pin}\n"
+
+    (tmp_path / "constraints.txt").write_text(re.sub(r"^pulumi==.*\n", "", lock, flags=re.M))
+    result = run_version_script(tmp_path)
+    assert result.returncode != 0
+    assert "no pulumi==" in result.stdout
+
+
+# --- least privilege and pinning ---------------------------------------------
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_granted_per_job_only(path: Path) -> None:
+    wf = load(path)
+    assert wf["permissions"] == {}
+    for name, job in wf["jobs"].items():
+        perms = job["permissions"]
+        assert perms.get("contents") == "read", name
+        assumes_role = any(s.get("uses") == "./.github/actions/pulumi" for s in job["steps"])
+        assert (perms.get("id-token") == "write") == assumes_role, name
+        extra = set(perms) - {"contents", "id-token", "pull-requests"}
+        assert not extra, f"{name}: {extra}"
+        if perms.get("pull-requests") == "write":
+            assert any(s.get("with", {}).get("comment-on-pr") for s in pulumi_steps(job)), name
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_checkout_leaves_no_token_behind(path: Path) -> None:
+    for job in load(path)["jobs"].values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+
+
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<rest>.*)$")
+PINNED = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
+TAG_COMMENT = re.compile(r"^\s*#\s*v\d+\.\d+\.\d+\s*$")
+
+
+def uses_lines() -> list[tuple[str, str, str]]:
+    found = []
+    for path in [*WORKFLOWS, *ACTIONS]:
+        for line in path.read_text().splitlines():
+            if m := USES.match(line):
+                found.append((path.relative_to(ROOT).as_posix(), m["ref"], m["rest"]))
+    return found
+
+
+def test_every_third_party_action_is_pinned_to_a_commit_with_its_tag() -> None:
+    uses = uses_lines()
+    assert len(uses) >= 10
+    versions: dict[str, set[str]] = {}
+    for where, ref, rest in uses:
+        if ref.startswith("./"):
+            assert (ROOT / ref / "action.yml").is_file(), f"{where}: {ref} does not exist"
+            continue
+        m = PINNED.match(ref)
+        assert m, f"{where}: {ref} is not pinned to a full commit SHA"
+        assert TAG_COMMENT.match(rest), f"{where}: {ref} lacks its '# vX.Y.Z' comment"
+        versions.setdefault(m["action"], set()).add(ref + rest)
+    # One version of each action across all files, so an update touches them all.
+    drift = {a: v for a, v in versions.items() if len(v) > 1}
+    assert not drift
+
+
+# --- what actionlint would check ----------------------------------------------
+
+
+def jobs_and_steps() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            yield path.name, name, job
+
+
+def test_step_outputs_needs_and_matrix_references_resolve() -> None:
+    for wf_name, job_name, job in jobs_and_steps():
+        where = f"{wf_name}:{job_name}"
+        wf_jobs = load(GITHUB / "workflows" / wf_name)["jobs"]
+        matrix = job.get("strategy", {}).get("matrix", {})
+        ids: dict[str, dict[str, Any]] = {}
+        for step in job["steps"]:
+            for expr in expressions(step):
+                for sid, output in re.findall(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr):
+                    assert sid in ids, f"{where}: steps.{sid} is not an earlier step"
+                    uses = ids[sid].get("uses", "")
+                    if uses.startswith("./"):
+                        declared = load(ROOT / uses / "action.yml").get("outputs", {})
+                        assert output in declared, f"{where}: {uses} has no output {output}"
+            if "id" in step:
+                ids[step["id"]] = step
+        # environment.url may read any step of the job.
+        for expr in expressions(job.get("environment", {})):
+            for sid in re.findall(r"steps\.([\w-]+)\.outputs", expr):
+                assert sid in ids, f"{where}: environment reads unknown step {sid}"
+        for expr in expressions(job):
+            for key in re.findall(r"matrix\.([\w-]+)", expr):
+                assert key in matrix, f"{where}: matrix.{key} is not in the job's matrix"
+            for need in re.findall(r"needs\.([\w-]+)", expr):
+                assert need in wf_jobs, f"{where}: needs.{need} is not a job"
+        needs = job.get("needs", [])
+        for need in [needs] if isinstance(needs, str) else needs:
+            assert need in wf_jobs, f"{where}: needs {need}, which is not a job"
+
+
+def local_action_calls() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path in [*WORKFLOWS, *ACTIONS]:
+        doc = load(path)
+        steps = (
+            [s for job in doc["jobs"].values() for s in job["steps"]]
+            if "jobs" in doc
+            else doc["runs"]["steps"]
+        )
+        for step in steps:
+            if step.get("uses", "").startswith("./"):
+                yield path.name, step["uses"], step.get("with", {})
+
+
+def test_local_actions_get_exactly_their_declared_inputs() -> None:
+    calls = list(local_action_calls())
+    local = {uses for _, uses, _ in calls}
+    assert local == {"./.github/actions/python", "./.github/actions/pulumi"}
+    for where, uses, given in calls:
+        declared = load(ROOT / uses / "action.yml").get("inputs", {})
+        assert set(given) <= set(declared), f"{where}: {uses} takes no {set(given) - set(declared)}"
+        required = {k for k, v in declared.items() if v.get("required")}
+        assert required <= set(given), f"{where}: {uses} needs {required - set(given)}"
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=lambda p: p.parent.name)
+def test_composite_actions_read_only_their_declared_inputs(path: Path) -> None:
+    action = load(path)
+    declared = set(action.get("inputs", {}))
+    used = {n for e in expressions(action["runs"]) for n in re.findall(r"inputs\.([\w-]+)", e)}
+    assert used <= declared
+    assert declared <= used, f"declared but unused: {declared - used}"
+    for step in action["runs"]["steps"]:
+        if "run" in step:
+            assert step.get("shell") == "bash", "composite run steps need an explicit shell"
+            # Inputs reach scripts through env, never spliced into the script text.
+            assert "${{" not in step["run"]
+
+
+def test_every_variable_and_secret_is_documented() -> None:
+    names = set()
+    for path in [*WORKFLOWS, *ACTIONS]:
+        for expr in expressions(load(path)):
+            names |= set(re.findall(r"(?:vars|secrets)\.([A-Z0-9_]+)", expr))
+    assert names == {
+        "AWS_REGION",
+        "AWS_PREVIEW_ROLE_ARN",
+        "AWS_DEPLOY_ROLE_ARN",
+        "PULUMI_ORG",
+        "PULUMI_BACKEND_URL",
+        "PULUMI_ACCESS_TOKEN",
+    }
+    doc = (ROOT / "docs" / "delivery.md").read_text()
+    missing = {n for n in names if f"`{n}`" not in doc}
+    assert not missing, f"docs/delivery.md does not explain {missing}"
+
+
+# --- OIDC: the claims each job presents are the ones its role trusts -----------
+
+
+def oidc_subject(repository: str, wf: dict[str, Any], job: dict[str, Any]) -> str:
+    """The ``sub`` claim GitHub puts in the job's token (default claim template)."""
+    if "environment" in job:
+        env = job["environment"]
+        return f"repo:{repository}:environment:{env['name'] if isinstance(env, dict) else env}"
+    if "pull_request" in wf["on"]:
+        return f"repo:{repository}:pull_request"
+    (branch,) = wf["on"]["push"]["branches"]
+    return f"repo:{repository}:ref:refs/heads/{branch}"
+
+
+def test_every_role_assuming_job_presents_a_subject_its_role_trusts() -> None:
+    # The defaults the github-oidc stack deploys with, for some repository.
+    args = GitHubOidcArgs(repository="acme/shop")
+    trusted = {
+        "${{ vars.AWS_PREVIEW_ROLE_ARN }}": set(preview_subjects(args)),
+        "${{ vars.AWS_DEPLOY_ROLE_ARN }}": set(deploy_subjects(args)),
+    }
+    checked = 0
+    for path in WORKFLOWS:
+        wf = load(path)
+        for name, job in wf["jobs"].items():
+            for step in job["steps"]:
+                if step.get("uses") != "./.github/actions/pulumi":
+                    continue
+                role = step["with"]["role-to-assume"]
+                assert role in trusted, f"{path.name}:{name}: unknown role {role}"
+                subject = oidc_subject("acme/shop", wf, job)
+                assert subject in trusted[role], f"{path.name}:{name}: {subject} not trusted"
+                checked += 1
+    assert checked == 3  # preview (matrix), up-dev, up-prod
+
+
+def test_previews_use_the_read_only_role_and_updates_the_deploy_role() -> None:
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            for step in pulumi_steps(job):
+                setup = next(s for s in job["steps"] if s.get("id") == "setup")
+                role = setup["with"]["role-to-assume"]
+                if step["with"]["command"] == "preview":
+                    assert role == "${{ vars.AWS_PREVIEW_ROLE_ARN }}", name
+                else:
+                    assert role == "${{ vars.AWS_DEPLOY_ROLE_ARN }}", name
+
+
+def test_dev_setup_exists_for_ci() -> None:
+    # The composite action runs `./dev setup`; it must be a real subcommand.
+    action = load(GITHUB / "actions" / "python" / "action.yml")
+    (run,) = [s["run"].strip() for s in action["runs"]["steps"] if "run" in s]
+    assert shlex.split(run) == ["./dev", "setup"]
+    assert re.search(r"^\s*setup\)$", (ROOT / "dev").read_text(), flags=re.MULTILINE)
