@@ -148,11 +148,18 @@ class Front:
         app = web.Application(handler_args={"max_field_size": 16 * 1024})
         app.router.add_route("*", "/{tail:.*}", self._proxy)
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, keepalive_timeout=self.idle_timeout
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.idle_timeout,
+            shutdown_timeout=5.0,
         )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=5.0)
-        await site.start()
+        try:
+            await self._runner.setup()
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         for target in list(self._targets.values()):
