@@ -1,0 +1,133 @@
+"""Service discovery for AWS Fargate tasks with AWS Cloud Map: the Pulumi program.
+
+    internet -> ALB (public subnets) -> hello tasks -> name tasks (private subnets)
+                                          \\-- DNS: name.<namespace> (Cloud Map) --/
+
+hello finds name's tasks through Cloud Map DNS and balances across them itself; traffic
+between the two goes task to task. The configuration is validated in full (config.py) before
+any resource is declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pulumi
+import pulumi_aws as aws
+
+import config
+from components.entry import PublicEntry, PublicEntryArgs
+from components.image import ServiceImage, ServiceImageArgs
+from components.network import Network, NetworkArgs
+from components.platform import AwsContext, Platform, PlatformArgs
+from components.service import (
+    HEALTH_PATH,
+    DiscoverableService,
+    DiscoverableServiceArgs,
+    LoadBalancerTarget,
+)
+
+# The services' build context, relative to this directory (see components/image.py).
+APPS_DIR = "apps"
+
+settings = config.load()
+
+# Looked up once and handed to whatever needs them.
+context = AwsContext(
+    region=aws.get_region_output().region,
+    account_id=aws.get_caller_identity_output().account_id,
+    partition=aws.get_partition_output().partition,
+)
+prefix = f"{pulumi.get_project()}-{pulumi.get_stack()}"
+
+network = Network("network", NetworkArgs(vpc=settings.network))
+platform = Platform(
+    "platform",
+    PlatformArgs(
+        vpc_id=network.vpc_id,
+        namespace=settings.namespace,
+        cluster_name=prefix,
+        aws=context,
+    ),
+)
+images = {
+    app: ServiceImage(
+        app,
+        ServiceImageArgs(
+            context=APPS_DIR,
+            dockerfile=f"{APPS_DIR}/{app}/Dockerfile",
+            platform=settings.image_platform,
+        ),
+    )
+    for app in ("name", "hello")
+}
+
+
+def service_args(
+    app: str,
+    service: config.ServiceSettings,
+    environment: Mapping[str, pulumi.Input[str]] | None = None,
+    load_balancer: LoadBalancerTarget | None = None,
+) -> DiscoverableServiceArgs:
+    """Everything name and hello have in common, plus what sets them apart."""
+    return DiscoverableServiceArgs(
+        settings=service,
+        architecture=settings.architecture,
+        image_uri=images[app].image_uri,
+        cluster_arn=platform.cluster_arn,
+        execution_role_arn=platform.execution_role_arn,
+        namespace_id=platform.namespace_id,
+        namespace_name=platform.namespace_name,
+        vpc_id=network.vpc_id,
+        subnet_ids=network.private_subnet_ids,
+        region=context.region,
+        dns_ttl=settings.dns_ttl,
+        log_retention_days=settings.log_retention_days,
+        prefix=prefix,
+        environment=environment or {},
+        load_balancer=load_balancer,
+    )
+
+
+name = DiscoverableService("name", service_args("name", settings.name))
+
+entry = PublicEntry(
+    "entry",
+    PublicEntryArgs(
+        vpc_id=network.vpc_id,
+        subnet_ids=network.public_subnet_ids,
+        target_port=settings.hello.port,
+        health_check_path=HEALTH_PATH,
+        certificate_arn=settings.certificate_arn,
+    ),
+)
+
+hello = DiscoverableService(
+    "hello",
+    service_args(
+        "hello",
+        settings.hello,
+        environment={
+            # Derived from the name service's Cloud Map registration, never typed twice.
+            "NAME_SERVER": name.endpoint,
+            "DNS_REFRESH_SECONDS": str(settings.hello.dns_refresh_seconds),
+        },
+        load_balancer=LoadBalancerTarget(
+            target_group_arn=entry.target_group_arn, listener=entry.listener
+        ),
+    ),
+)
+
+# The two flows this pattern needs, TCP to one port each; nothing else reaches a task.
+hello.allow_from("entry", entry.security_group_id)
+name.allow_from("hello", hello.security_group_id)
+
+pulumi.export("url", entry.url)
+pulumi.export("clusterName", platform.cluster_name)
+pulumi.export("namespace", platform.namespace_name)
+pulumi.export("nameService", name.service_name)
+pulumi.export("helloService", hello.service_name)
+pulumi.export("nameEndpoint", name.endpoint)
+pulumi.export("logGroups", {"name": name.log_group_name, "hello": hello.log_group_name})
+pulumi.export("repositories", {app: image.repository_url for app, image in images.items()})
+pulumi.export("vpcId", network.vpc_id)

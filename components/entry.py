@@ -1,0 +1,152 @@
+"""The public entry: an internet-facing Application Load Balancer in front of hello.
+
+Open to the world on TCP 80, and on 443 when a certificate is configured (80 then only
+redirects to 443). The ALB's security group gets no egress here: the target service grants it
+exactly one flow with `DiscoverableService.allow_from` (TCP to hello's port), which also carries
+the ALB's health checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+# TLS 1.3 with 1.2 as the floor: AWS's recommended policy for ALBs.
+SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# Kept below hello's keep-alive timeout (aiohttp's default is 75 s), so the ALB, never the
+# target, closes idle connections: otherwise a request can race a close and get a 502.
+IDLE_TIMEOUT_SECONDS = 30
+# Seconds the ALB keeps a deregistering target for requests already in flight. Hello answers in
+# at most a few seconds (its request timeout is 2 s per attempt), so ten is plenty, and a
+# deployment does not wait the default 300 s per task.
+DEREGISTRATION_DELAY_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class PublicEntryArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: pulumi.Input[Sequence[str]]
+    target_port: int
+    health_check_path: str
+    certificate_arn: str | None = None
+
+
+class PublicEntry(pulumi.ComponentResource):
+    security_group_id: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    dns_name: pulumi.Output[str]
+    url: pulumi.Output[str]
+    # The listener that forwards to the target group; the ECS service waits for it.
+    listener: aws.lb.Listener
+
+    def __init__(
+        self, name: str, args: PublicEntryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fargate-service-discovery:entry:PublicEntry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tls = args.certificate_arn is not None
+
+        group = aws.ec2.SecurityGroup(
+            name,
+            description="Public load balancer",
+            vpc_id=args.vpc_id,
+            opts=child,
+        )
+        for port in (80, 443) if tls else (80,):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-world-{port}",
+                security_group_id=group.id,
+                description=f"Anyone on the internet, HTTP{'S' if port == 443 else ''}",
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4="0.0.0.0/0",
+                opts=child,
+            )
+
+        balancer = aws.lb.LoadBalancer(
+            name,
+            load_balancer_type="application",
+            internal=False,
+            subnets=args.subnet_ids,
+            security_groups=[group.id],
+            # Requests with malformed headers are dropped here instead of reaching hello.
+            drop_invalid_header_fields=True,
+            idle_timeout=IDLE_TIMEOUT_SECONDS,
+            opts=child,
+        )
+
+        target_group = aws.lb.TargetGroup(
+            name,
+            # awsvpc tasks are registered by IP address, not by instance.
+            target_type="ip",
+            port=args.target_port,
+            protocol="HTTP",
+            vpc_id=args.vpc_id,
+            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=args.health_check_path,
+                protocol="HTTP",
+                matcher="200",
+                interval=10,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=child,
+        )
+        forward = [
+            aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+        ]
+
+        if tls:
+            self.listener = aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=balancer.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=SSL_POLICY,
+                certificate_arn=args.certificate_arn,
+                default_actions=forward,
+                opts=child,
+            )
+            aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[
+                    aws.lb.ListenerDefaultActionArgs(
+                        type="redirect",
+                        redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                            protocol="HTTPS", port="443", status_code="HTTP_301"
+                        ),
+                    )
+                ],
+                opts=child,
+            )
+        else:
+            self.listener = aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=balancer.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=forward,
+                opts=child,
+            )
+
+        self.security_group_id = group.id
+        self.target_group_arn = target_group.arn
+        self.dns_name = balancer.dns_name
+        self.url = pulumi.Output.concat("https://" if tls else "http://", balancer.dns_name)
+        self.register_outputs(
+            {
+                "securityGroupId": self.security_group_id,
+                "targetGroupArn": self.target_group_arn,
+                "dnsName": self.dns_name,
+                "url": self.url,
+            }
+        )

@@ -1,0 +1,94 @@
+"""A service's container image: an ECR repository and the image built from apps/ into it.
+
+The task definition takes `image_uri`, which awsx returns pinned by digest
+(`<repository>@sha256:...`): a task always runs the exact bytes that were built, and a changed
+image means a changed task definition, hence a deployment. A tag could be moved under a running
+service; a digest cannot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_awsx as awsx
+
+# Each `pulumi up` that changes an image moves the repository's single tag to the new image and
+# leaves the old one untagged. Keep the last few: a circuit-breaker rollback, or a manual one to
+# an older task definition, needs its image still there.
+UNTAGGED_IMAGES_KEPT = 10
+
+
+def lifecycle_policy(keep_untagged: int) -> str:
+    return json.dumps(
+        {
+            "rules": [
+                {
+                    "rulePriority": 1,
+                    "description": f"Keep the {keep_untagged} most recent untagged images",
+                    "selection": {
+                        "tagStatus": "untagged",
+                        "countType": "imageCountMoreThan",
+                        "countNumber": keep_untagged,
+                    },
+                    "action": {"type": "expire"},
+                }
+            ]
+        }
+    )
+
+
+@dataclass(frozen=True)
+class ServiceImageArgs:
+    # Build context and Dockerfile, relative to the project directory (where Pulumi runs the
+    # program). Relative on purpose: awsx derives the image's tag from these strings, so an
+    # absolute path would retag the image on every machine that deploys.
+    context: str
+    dockerfile: str
+    # Docker platform, e.g. linux/amd64. Always set: left out, Docker builds for the machine
+    # that runs `pulumi up`, and an Apple Silicon laptop would ship arm64 images to x86_64 tasks.
+    platform: str
+
+
+class ServiceImage(pulumi.ComponentResource):
+    repository_url: pulumi.Output[str]
+    image_uri: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fargate-service-discovery:image:ServiceImage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        repository = aws.ecr.Repository(
+            name,
+            # `pulumi destroy` must not stop at a repository that still holds images.
+            force_delete=True,
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
+                scan_on_push=True
+            ),
+            # Mutable because awsx pushes every build under the same tag; deployments never
+            # read the tag (they use the digest), so its mutability costs nothing.
+            image_tag_mutability="MUTABLE",
+            opts=child,
+        )
+        aws.ecr.LifecyclePolicy(
+            name,
+            repository=repository.name,
+            policy=lifecycle_policy(UNTAGGED_IMAGES_KEPT),
+            opts=child,
+        )
+        image = awsx.ecr.Image(
+            name,
+            repository_url=repository.repository_url,
+            context=args.context,
+            dockerfile=args.dockerfile,
+            platform=args.platform,
+            opts=child,
+        )
+
+        self.repository_url = repository.repository_url
+        self.image_uri = image.image_uri
+        self.register_outputs({"repositoryUrl": self.repository_url, "imageUri": self.image_uri})

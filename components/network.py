@@ -1,0 +1,96 @@
+"""The network: public subnets for the load balancer, private subnets for the tasks.
+
+Either a new VPC built with awsx (one public and one private subnet per availability zone,
+NAT gateways per the chosen strategy), or an existing VPC whose ids come from config. Both
+paths expose the same three outputs, so nothing downstream knows which one ran.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_awsx as awsx
+
+from config import ExistingVpc, NewVpc
+
+
+@dataclass(frozen=True)
+class SubnetMasks:
+    """Prefix lengths of each zone's range and of the subnets carved from it."""
+
+    zone: int
+    private: int
+    public: int
+
+
+def subnet_masks(vpc_prefix: int, zones: int) -> SubnetMasks:
+    """Split the VPC evenly across zones, then give each zone's private subnet half of the
+    zone's range and its public subnet a quarter.
+
+    Tasks (one address each, in private subnets) are what grows, so they get the room; the
+    public subnets hold only the load balancer's and NAT gateways' interfaces. The last quarter
+    of each zone stays free for later subnets (endpoints, databases) without renumbering.
+    """
+    zone = vpc_prefix + math.ceil(math.log2(zones))
+    return SubnetMasks(zone=zone, private=zone + 1, public=zone + 2)
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    vpc: NewVpc | ExistingVpc
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: pulumi.Output[Sequence[str]]
+    private_subnet_ids: pulumi.Output[Sequence[str]]
+
+    def __init__(
+        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fargate-service-discovery:network:Network", name, None, opts)
+        if isinstance(args.vpc, ExistingVpc):
+            self.vpc_id = pulumi.Output.from_input(args.vpc.vpc_id)
+            self.public_subnet_ids = pulumi.Output.from_input(list(args.vpc.public_subnet_ids))
+            self.private_subnet_ids = pulumi.Output.from_input(list(args.vpc.private_subnet_ids))
+        else:
+            vpc = self._new_vpc(name, args.vpc)
+            self.vpc_id = vpc.vpc_id
+            self.public_subnet_ids = vpc.public_subnet_ids
+            self.private_subnet_ids = vpc.private_subnet_ids
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
+        )
+
+    def _new_vpc(self, name: str, spec: NewVpc) -> awsx.ec2.Vpc:
+        masks = subnet_masks(int(spec.cidr_block.split("/")[1]), spec.availability_zones)
+        return awsx.ec2.Vpc(
+            name,
+            cidr_block=spec.cidr_block,
+            number_of_availability_zones=spec.availability_zones,
+            # Explicit layout: awsx's default strategy ("Legacy") is slated to change in its
+            # next major version, and a changed layout would replace every subnet.
+            subnet_strategy=awsx.ec2.SubnetAllocationStrategy.AUTO,
+            availability_zone_cidr_mask=masks.zone,
+            subnet_specs=[
+                awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PRIVATE, cidr_mask=masks.private),
+                awsx.ec2.SubnetSpecArgs(type=awsx.ec2.SubnetType.PUBLIC, cidr_mask=masks.public),
+            ],
+            # Single saves money in dev (one gateway, one hourly fee) at the price of a
+            # zone-wide outage of egress if its zone fails; OnePerAz removes that in prod.
+            nat_gateways=awsx.ec2.NatGatewayConfigurationArgs(
+                strategy=awsx.ec2.NatGatewayStrategy(spec.nat_gateways)
+            ),
+            # A Cloud Map private DNS namespace is a Route 53 private hosted zone: it only
+            # answers inside a VPC that has both DNS support and DNS hostnames turned on.
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

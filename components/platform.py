@@ -1,0 +1,122 @@
+"""What every service on the cluster shares: the ECS cluster, the role Fargate uses to start
+tasks, and the Cloud Map namespace the services register in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+
+@dataclass(frozen=True)
+class AwsContext:
+    """Region, account and partition, looked up once per stack and passed where needed."""
+
+    region: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+
+
+def execution_role_trust_policy(partition: str, region: str, account_id: str) -> str:
+    """Only ECS tasks of this account and region may assume the role.
+
+    The conditions close the confused-deputy hole: without them, ECS acting for any account
+    could be talked into using this role.
+    """
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {
+                        "ArnLike": {
+                            "aws:SourceArn": f"arn:{partition}:ecs:{region}:{account_id}:*"
+                        },
+                        "StringEquals": {"aws:SourceAccount": account_id},
+                    },
+                }
+            ],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    vpc_id: pulumi.Input[str]
+    # The namespace's DNS name; services become <service>.<namespace>.
+    namespace: str
+    # The cluster's name, as operators see it in the console and CLI.
+    cluster_name: str
+    aws: AwsContext
+
+
+class Platform(pulumi.ComponentResource):
+    cluster_arn: pulumi.Output[str]
+    cluster_name: pulumi.Output[str]
+    execution_role_arn: pulumi.Output[str]
+    namespace_id: pulumi.Output[str]
+    namespace_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("fargate-service-discovery:platform:Platform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        cluster = aws.ecs.Cluster(
+            name,
+            name=args.cluster_name,
+            # Per-task and per-service CPU, memory and network metrics in CloudWatch.
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            opts=child,
+        )
+
+        # The role the Fargate agent (not the application) uses to pull images from ECR and
+        # write container logs. The tasks themselves get no role: the services call no AWS API.
+        role = aws.iam.Role(
+            f"{name}-task-execution",
+            description="Lets Fargate pull this stack's images and ship its task logs",
+            assume_role_policy=pulumi.Output.all(
+                args.aws.partition, args.aws.region, args.aws.account_id
+            ).apply(lambda v: execution_role_trust_policy(v[0], v[1], v[2])),
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-task-execution",
+            role=role.name,
+            policy_arn=pulumi.Output.concat(
+                "arn:",
+                args.aws.partition,
+                ":iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
+            ),
+            opts=child,
+        )
+
+        namespace = aws.servicediscovery.PrivateDnsNamespace(
+            name,
+            name=args.namespace,
+            description="Service discovery for the tasks of this stack",
+            vpc=args.vpc_id,
+            opts=child,
+        )
+
+        self.cluster_arn = cluster.arn
+        self.cluster_name = cluster.name
+        self.execution_role_arn = role.arn
+        self.namespace_id = namespace.id
+        self.namespace_name = namespace.name
+        self.register_outputs(
+            {
+                "clusterArn": self.cluster_arn,
+                "clusterName": self.cluster_name,
+                "executionRoleArn": self.execution_role_arn,
+                "namespaceId": self.namespace_id,
+                "namespaceName": self.namespace_name,
+            }
+        )

@@ -1,0 +1,64 @@
+"""Program runs shared by the infrastructure tests: each stack's config, the alternatives, a
+broken config, and the component scenarios. All start together, each in its own process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from config import Settings, parse_settings
+from tests.infra.support import PROJECT, Runs, stack_config, with_values
+
+EXISTING_VPC = {
+    "vpcId": "vpc-0a1b2c3d4e5f60718",
+    "publicSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+    "privateSubnetIds": ["subnet-0bbbbbbbbbbbbbbb1", "subnet-0bbbbbbbbbbbbbbb2"],
+}
+CERTIFICATE_ARN = (
+    "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+)
+
+DEV = stack_config("dev")
+# key -> (stack, config as the language host passes it, program)
+SPECS: dict[str, tuple[str, dict[str, str], str]] = {
+    "dev": ("dev", DEV, "__main__.py"),
+    "prod": ("prod", stack_config("prod"), "__main__.py"),
+    # Every non-default branch in one run: an existing VPC, HTTPS, Graviton, and a namespace
+    # and port of its own (so nothing can pass by hard-coding name.internal:3000).
+    "alternatives": (
+        "dev",
+        with_values(
+            DEV,
+            {
+                "network": EXISTING_VPC,
+                "certificateArn": CERTIFICATE_ARN,
+                "architecture": "ARM64",
+                "namespace": "svc.corp",
+                "name.port": 8080,
+            },
+        ),
+        "__main__.py",
+    ),
+    # Two bad values and a typo'd key: the run must stop before any resource.
+    "invalid": (
+        "dev",
+        with_values(DEV, {"name.cpu": 300, "hello.port": 70000, "dnsTTL": 5}),
+        "__main__.py",
+    ),
+    "components": ("test", {}, "tests.infra.scenarios:components"),
+}
+
+
+def settings_for(key: str) -> Settings:
+    """The settings a program run was given, parsed the way the program parses them."""
+    prefix = f"{PROJECT}:"
+    config = SPECS[key][1]
+    return parse_settings({k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)})
+
+
+@pytest.fixture(scope="session")
+def runs() -> Iterator[Runs]:
+    started = Runs(SPECS)
+    yield started
+    started.close()

@@ -1,0 +1,241 @@
+"""Runs a Pulumi program under mocks in a fresh process and prints what it registered, as JSON.
+
+Pulumi's mock runtime is process-global state (settings, root stack, config) and drives its own
+asyncio event loop; running each program in its own interpreter keeps every run independent and
+leaves the pytest process, where the services' async tests run, untouched.
+
+    echo '{"stack": "dev", "config": {...}, "program": "__main__.py"}' \
+        | python -m tests.infra.harness
+
+`program` is a path to a program file (the real `__main__.py`) or `module:function` for a
+component-level scenario. Config is handed over the way the Pulumi language host does it: one
+JSON object of full keys to text values in PULUMI_CONFIG.
+
+The mocks answer like AWS would, with plausible ids, ARNs and DNS names. For the two awsx
+components, which are single opaque resources under mocks, they return the components' outputs
+and never echo the inputs back (awsx's inputs are not its outputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import runpy
+import sys
+import threading
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks
+from pulumi.runtime import rpc as pulumi_rpc
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+PROJECT = "fargate-service-discovery"
+
+
+def _hex(seed: str, length: int) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
+def _physical_name(name: str, inputs: dict[str, Any]) -> str:
+    """What Pulumi's auto-naming would produce: the logical name plus a random-looking suffix."""
+    given = inputs.get("name")
+    return given if isinstance(given, str) and given else f"{name}-{_hex(name, 7)}"
+
+
+def awsx_vpc(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    zones = int(inputs.get("numberOfAvailabilityZones") or 3)
+    return {
+        "vpcId": f"vpc-{_hex(name, 17)}",
+        "publicSubnetIds": [f"subnet-{_hex(f'{name}-public-{i}', 17)}" for i in range(zones)],
+        "privateSubnetIds": [f"subnet-{_hex(f'{name}-private-{i}', 17)}" for i in range(zones)],
+        "isolatedSubnetIds": [],
+    }
+
+
+def awsx_image(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    # What awsx.ecr.Image returns after the push: the repository pinned by the image's digest.
+    digest = _hex(json.dumps(inputs, sort_keys=True, default=str), 64)
+    return {"imageUri": f"{inputs['repositoryUrl']}@sha256:{digest}"}
+
+
+def aws_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(id, state) for an AWS resource: its inputs plus the attributes AWS computes."""
+    physical = _physical_name(name, inputs)
+    service = typ.split(":")[1].split("/", maxsplit=1)[0]
+    arn = f"arn:aws:{service}:{REGION}:{ACCOUNT}:{physical}"
+    extra: dict[str, Any] = {"arn": arn}
+    rid = f"{physical}-id"
+    match typ:
+        case "aws:ec2/securityGroup:SecurityGroup":
+            rid = f"sg-{_hex(name, 17)}"
+            extra["name"] = physical
+        case "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule" | (
+            "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+        ):
+            rid = f"sgr-{_hex(name, 17)}"
+        case "aws:ecr/repository:Repository":
+            rid = physical
+            extra["name"] = physical
+            extra["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{physical}"
+        case "aws:ecs/cluster:Cluster":
+            extra["name"] = physical
+            extra["arn"] = rid = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{physical}"
+        case "aws:ecs/taskDefinition:TaskDefinition":
+            family = inputs["family"]
+            extra["arn"] = rid = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}:1"
+            extra["revision"] = 1
+        case "aws:ecs/service:Service":
+            extra["name"] = physical
+            rid = f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/cluster/{physical}"
+        case "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace":
+            rid = f"ns-{_hex(name, 16)}"
+            extra["arn"] = f"arn:aws:servicediscovery:{REGION}:{ACCOUNT}:namespace/{rid}"
+            extra["hostedZone"] = f"Z{_hex(name, 20).upper()}"
+        case "aws:servicediscovery/service:Service":
+            rid = f"srv-{_hex(name, 16)}"
+            extra["arn"] = f"arn:aws:servicediscovery:{REGION}:{ACCOUNT}:service/{rid}"
+        case "aws:iam/role:Role":
+            rid = physical
+            extra["name"] = physical
+            extra["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
+        case "aws:cloudwatch/logGroup:LogGroup":
+            rid = physical
+            extra["name"] = physical
+        case "aws:lb/loadBalancer:LoadBalancer":
+            extra["arn"] = rid = (
+                f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/app/"
+                f"{physical[:32]}/{_hex(name, 16)}"
+            )
+            extra["dnsName"] = (
+                f"{physical[:32]}-{int(_hex(name, 8), 16)}.{REGION}.elb.amazonaws.com"
+            )
+        case "aws:lb/targetGroup:TargetGroup":
+            extra["arn"] = rid = (
+                f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/"
+                f"{physical[:32]}/{_hex(name, 16)}"
+            )
+        case "aws:lb/listener:Listener":
+            extra["arn"] = rid = (
+                f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/"
+                f"{_hex(name, 8)}/{_hex(name + 'lb', 16)}/{_hex(name + 'l', 16)}"
+            )
+    return rid, {**inputs, **extra}
+
+
+def _to_json(value: Any) -> Any:
+    """Mock inputs as plain JSON (resource references and other objects become text)."""
+    return json.loads(json.dumps(value, default=repr))
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    # Where the runtime reads config from under `pulumi up`.
+    os.environ["PULUMI_CONFIG"] = json.dumps(spec.get("config", {}))
+
+    records: list[dict[str, Any]] = []
+    outputs: dict[str, Any] = {}
+    invokes: list[str] = []
+    lock = threading.Lock()
+
+    class Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            if args.typ == "awsx:ec2:Vpc":
+                return f"{args.name}-vpc", awsx_vpc(args.name, args.inputs)
+            if args.typ == "awsx:ecr:Image":
+                return f"{args.name}-image", awsx_image(args.name, args.inputs)
+            if args.typ.startswith("aws:"):
+                return aws_state(args.typ, args.name, args.inputs)
+            return f"{args.name}-id", {}
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+            with lock:
+                invokes.append(args.token)
+            match args.token:
+                case "aws:index/getRegion:getRegion":
+                    return {"region": REGION, "name": REGION, "id": REGION}
+                case "aws:index/getCallerIdentity:getCallerIdentity":
+                    return {
+                        "accountId": ACCOUNT,
+                        "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                        "userId": "AIDAEXAMPLE",
+                        "id": ACCOUNT,
+                    }
+                case "aws:index/getPartition:getPartition":
+                    return {
+                        "partition": "aws",
+                        "dnsSuffix": "amazonaws.com",
+                        "reverseDnsPrefix": "com.amazonaws",
+                        "id": "aws",
+                    }
+            raise NotImplementedError(f"no mock for invoke {args.token}")
+
+    class RecordingMonitor(mocks.MockMonitor):
+        """Also records what MockResourceArgs leaves out: parent, dependencies, outputs."""
+
+        def RegisterResource(self, request: Any) -> Any:
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                with lock:
+                    records.append(
+                        {
+                            "type": request.type,
+                            "name": request.name,
+                            "urn": response.urn,
+                            "id": response.id,
+                            "parent": request.parent,
+                            "custom": request.custom,
+                            "dependencies": list(request.dependencies),
+                            "inputs": _to_json(pulumi_rpc.deserialize_properties(request.object)),
+                            # What the mocks answered: the resource's outputs.
+                            "state": _to_json(pulumi_rpc.deserialize_properties(response.object)),
+                        }
+                    )
+            return response
+
+        def RegisterResourceOutputs(self, request: Any) -> Any:
+            with lock:
+                outputs[request.urn] = _to_json(pulumi_rpc.deserialize_properties(request.outputs))
+            return super().RegisterResourceOutputs(request)
+
+    mock = Mocks()
+    pulumi.runtime.set_mocks(
+        mock,
+        project=spec.get("project", PROJECT),
+        stack=spec["stack"],
+        preview=False,
+        monitor=RecordingMonitor(mock),
+    )
+
+    program = spec["program"]
+
+    def body() -> Any:
+        if ":" in program:
+            module, function = program.split(":")
+            getattr(importlib.import_module(module), function)()
+        else:
+            runpy.run_path(program, run_name="__main__")
+        root = pulumi.runtime.get_root_resource()
+        exported = getattr(root, "outputs", {})
+        return _sync_await(pulumi.Output.from_input(exported).future())
+
+    result: dict[str, Any] = {"error": None, "exports": None}
+    try:
+        _sync_await(run_pulumi_func(lambda: result.update(exports=body())))
+    except pulumi.RunError as e:
+        result["error"] = str(e)
+    return {
+        **result,
+        "exports": _to_json(result["exports"]),
+        "resources": records,
+        "outputs": outputs,
+        "invokes": invokes,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(json.load(sys.stdin))))

@@ -1,0 +1,208 @@
+"""Helpers for the infrastructure tests: stack config, program runs, queries over the results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "fargate-service-discovery"
+# A loaded CI machine can be slow to start a Python process and import the AWS SDK;
+# these runs normally take a second or two.
+RUN_TIMEOUT_SECONDS = 600
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """Pulumi.<stack>.yaml's config as the language host hands it over: full key -> text."""
+    values = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {key: _text(value) for key, value in values.items()}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def with_values(config: Mapping[str, str], values: Mapping[str, object]) -> dict[str, str]:
+    """A copy of `config` with project values set by path ("name.cpu"), as `--path` does.
+
+    A value of None removes the key.
+    """
+    out = dict(config)
+    for path, value in values.items():
+        top, *rest = path.split(".")
+        key = f"{PROJECT}:{top}"
+        if not rest:
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = _text(value)
+            continue
+        section = json.loads(out.get(key, "{}"))
+        if value is None:
+            section.pop(rest[0], None)
+        else:
+            section[rest[0]] = value
+        out[key] = json.dumps(section)
+    return out
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    name: str
+    urn: str
+    id: str
+    parent: str
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+
+
+@dataclass
+class Run:
+    """What one program run registered and exported."""
+
+    error: str | None
+    exports: dict[str, Any]
+    resources: list[Resource]
+    outputs: dict[str, dict[str, Any]]
+    invokes: list[str] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Resource:
+        found = [r for r in self.of_type(type_) if r.name == name]
+        assert len(found) == 1, f"expected one {type_} named {name}, found {len(found)}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Resource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def children(self, parent: Resource) -> list[Resource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+
+def run_program(
+    stack: str, config: Mapping[str, str], program: str = "__main__.py"
+) -> subprocess.Popen[str]:
+    """Start a program run under mocks in a fresh interpreter (see harness.py)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.infra.harness"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps({"stack": stack, "config": dict(config), "program": program}))
+    process.stdin.close()
+    return process
+
+
+def collect(process: subprocess.Popen[str]) -> Run:
+    assert process.stdout is not None
+    assert process.stderr is not None
+    out, err = process.stdout.read(), process.stderr.read()
+    code = process.wait(timeout=RUN_TIMEOUT_SECONDS)
+    assert code == 0, f"program run failed (exit {code}):\n{err[-4000:]}"
+    data = json.loads(out)
+    resources = [
+        Resource(
+            type=r["type"],
+            name=r["name"],
+            urn=r["urn"],
+            id=r["id"],
+            parent=r["parent"],
+            dependencies=r["dependencies"],
+            inputs=r["inputs"],
+            state=r["state"],
+        )
+        for r in data["resources"]
+    ]
+    return Run(
+        error=data["error"],
+        exports=data["exports"] or {},
+        resources=resources,
+        outputs=data["outputs"],
+        invokes=data["invokes"],
+    )
+
+
+class Runs:
+    """Starts every program run at once (each in its own process) and hands out results."""
+
+    def __init__(self, specs: Mapping[str, tuple[str, Mapping[str, str], str]]) -> None:
+        self._started = {
+            key: run_program(stack, config, program)
+            for key, (stack, config, program) in specs.items()
+        }
+        self._done: dict[str, Run] = {}
+
+    def __getitem__(self, key: str) -> Run:
+        if key not in self._done:
+            self._done[key] = collect(self._started[key])
+        return self._done[key]
+
+    def close(self) -> None:
+        for process in self._started.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def flows(run: Run) -> set[tuple[str, str, str, int, int, str]]:
+    """Every security group rule as (direction, group, protocol, from, to, peer).
+
+    Groups and peers are named by the logical name of their security group (or by CIDR), so
+    the whole network policy of a stack reads as one set.
+    """
+    groups = {r.id: r.name for r in run.of_type("aws:ec2/securityGroup:SecurityGroup")}
+    out = set()
+    for direction, type_ in (
+        ("in", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"),
+        ("out", "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"),
+    ):
+        for rule in run.of_type(type_):
+            i = rule.inputs
+            peer = (
+                groups.get(
+                    i.get("referencedSecurityGroupId", ""), i.get("referencedSecurityGroupId")
+                )
+                or i.get("cidrIpv4")
+                or i.get("cidrIpv6")
+                or i.get("prefixListId")
+            )
+            out.add(
+                (
+                    direction,
+                    groups.get(i["securityGroupId"], i["securityGroupId"]),
+                    str(i["ipProtocol"]),
+                    int(i.get("fromPort", -1)),
+                    int(i.get("toPort", -1)),
+                    str(peer),
+                )
+            )
+    return out
+
+
+def container(task_definition: Resource) -> dict[str, Any]:
+    definitions = json.loads(task_definition.inputs["containerDefinitions"])
+    assert len(definitions) == 1
+    return dict(definitions[0])
+
+
+def environment(task_definition: Resource) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(task_definition)["environment"]}
+
+
+def names(resources: Iterable[Resource]) -> set[str]:
+    return {r.name for r in resources}

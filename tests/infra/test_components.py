@@ -1,0 +1,337 @@
+"""Each component on its own (tests/infra/scenarios.py), and the components' pure helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from components.image import lifecycle_policy
+from components.network import SubnetMasks, subnet_masks
+from components.platform import execution_role_trust_policy
+from components.service import (
+    CONTAINER_USER,
+    HEALTH_CHECK_COMMAND,
+    HEALTH_PATH,
+    container_definition,
+)
+from config import ServiceSettings
+from tests.infra import scenarios
+from tests.infra.support import PROJECT, ROOT, Resource, Run, Runs, container, environment, names
+
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+@pytest.fixture
+def run(runs: Runs) -> Run:
+    result = runs["components"]
+    assert result.error is None, result.error
+    return result
+
+
+def component(run: Run, kind: str, name: str) -> Resource:
+    return run.one(f"{PROJECT}:{kind}", name)
+
+
+# --- Network ----------------------------------------------------------------------------
+
+
+def test_existing_vpc_creates_nothing_and_passes_ids_through(run: Run) -> None:
+    network = component(run, "network:Network", "existing")
+    assert run.children(network) == []
+    assert run.outputs[network.urn] == {
+        "vpcId": scenarios.VPC_ID,
+        "publicSubnetIds": list(scenarios.PUBLIC),
+        "privateSubnetIds": list(scenarios.PRIVATE),
+    }
+
+
+def test_new_vpc_layout(run: Run) -> None:
+    network = component(run, "network:Network", "fresh")
+    (vpc,) = run.children(network)
+    assert vpc.type == "awsx:ec2:Vpc"
+    assert vpc.inputs["cidrBlock"] == "10.20.0.0/20"
+    assert vpc.inputs["numberOfAvailabilityZones"] == 3
+    assert vpc.inputs["natGateways"] == {"strategy": "OnePerAz"}
+    assert vpc.inputs["subnetStrategy"] == "Auto"
+    # /20 over three zones: a /22 per zone, a /23 private and a /24 public subnet in each.
+    assert vpc.inputs["availabilityZoneCidrMask"] == 22
+    assert vpc.inputs["subnetSpecs"] == [
+        {"type": "Private", "cidrMask": 23},
+        {"type": "Public", "cidrMask": 24},
+    ]
+    # The outputs are awsx's, not its inputs echoed back.
+    assert run.outputs[network.urn]["vpcId"] == vpc.state["vpcId"]
+    assert run.outputs[network.urn]["privateSubnetIds"] == vpc.state["privateSubnetIds"]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "zones", "masks"),
+    [
+        (16, 2, SubnetMasks(zone=17, private=18, public=19)),
+        (16, 3, SubnetMasks(zone=18, private=19, public=20)),
+        (16, 4, SubnetMasks(zone=18, private=19, public=20)),
+        (22, 6, SubnetMasks(zone=25, private=26, public=27)),
+    ],
+)
+def test_subnet_masks(prefix: int, zones: int, masks: SubnetMasks) -> None:
+    assert subnet_masks(prefix, zones) == masks
+    # Every zone's range fits in the VPC, and the public subnets stay big enough for an ALB.
+    assert 2 ** (masks.zone - prefix) >= zones
+    assert masks.public <= 27
+
+
+# --- Platform ---------------------------------------------------------------------------
+
+
+def test_platform(run: Run) -> None:
+    platform = component(run, "platform:Platform", "shared")
+    children = {r.type: r for r in run.children(platform)}
+    cluster = children["aws:ecs/cluster:Cluster"].inputs
+    assert cluster["name"] == "test-cluster"
+    assert cluster["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+
+    role = children["aws:iam/role:Role"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])
+    assert trust == json.loads(execution_role_trust_policy("aws", "eu-west-1", "123456789012"))
+    attachment = children["aws:iam/rolePolicyAttachment:RolePolicyAttachment"].inputs
+    assert attachment["role"] == role.state["name"]
+    assert attachment["policyArn"] == (
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    )
+
+    namespace = children["aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace"].inputs
+    assert (namespace["name"], namespace["vpc"]) == ("corp.example", scenarios.VPC_ID)
+
+
+def test_execution_role_trust_has_the_confused_deputy_conditions() -> None:
+    (statement,) = json.loads(execution_role_trust_policy("aws-cn", "cn-north-1", "210987654321"))[
+        "Statement"
+    ]
+    assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": "arn:aws-cn:ecs:cn-north-1:210987654321:*"},
+        "StringEquals": {"aws:SourceAccount": "210987654321"},
+    }
+
+
+# --- Image ------------------------------------------------------------------------------
+
+
+def test_image(run: Run) -> None:
+    image = component(run, "image:ServiceImage", "solo-image")
+    children = {r.type: r for r in run.children(image)}
+    repository = children["aws:ecr/repository:Repository"]
+    assert repository.inputs["forceDelete"] is True
+    assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
+    policy = children["aws:ecr/lifecyclePolicy:LifecyclePolicy"].inputs
+    assert policy["repository"] == repository.state["name"]
+    assert json.loads(policy["policy"]) == json.loads(lifecycle_policy(10))
+    build = children["awsx:ecr:Image"]
+    assert build.inputs == {
+        "repositoryUrl": repository.state["repositoryUrl"],
+        "context": "apps",
+        "dockerfile": "apps/solo/Dockerfile",
+        "platform": "linux/arm64",
+    }
+    assert run.outputs[image.urn]["imageUri"] == build.state["imageUri"]
+
+
+def test_lifecycle_policy_expires_only_old_untagged_images() -> None:
+    (rule,) = json.loads(lifecycle_policy(7))["rules"]
+    assert rule["selection"] == {
+        "tagStatus": "untagged",
+        "countType": "imageCountMoreThan",
+        "countNumber": 7,
+    }
+    assert rule["action"] == {"type": "expire"}
+
+
+# --- Discoverable service ---------------------------------------------------------------
+
+
+def test_lone_service_admits_nothing(run: Run) -> None:
+    solo = component(run, "service:DiscoverableService", "solo")
+    group = run.one("aws:ec2/securityGroup:SecurityGroup", "solo")
+    assert not [r for r in run.of_type(INGRESS) if r.inputs["securityGroupId"] == group.id]
+    egress = [r for r in run.of_type(EGRESS) if r.inputs["securityGroupId"] == group.id]
+    assert [
+        (r.inputs["ipProtocol"], r.inputs["fromPort"], r.inputs["cidrIpv4"]) for r in egress
+    ] == [("tcp", 443, "0.0.0.0/0")]
+    service = run.one("aws:ecs/service:Service", "solo").inputs
+    assert "loadBalancers" not in service
+    assert "healthCheckGracePeriodSeconds" not in service
+    assert run.outputs[solo.urn]["endpoint"] == "http://solo.corp.example:8080/"
+
+
+def test_lone_service_task(run: Run) -> None:
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "solo")
+    assert task.inputs["family"] == "test-solo"
+    assert (task.inputs["cpu"], task.inputs["memory"]) == ("512", "1024")
+    assert task.inputs["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+    c = container(task)
+    assert c["image"] == scenarios.IMAGE
+    assert c["stopTimeout"] == 25  # 15 s of drain and 10 to finish in-flight requests
+    assert environment(task) == {"PORT": "8080", "DRAIN_SECONDS": "15", "GREETING": "hi"}
+    assert c["logConfiguration"]["options"]["awslogs-region"] == "eu-west-1"
+    registry = run.one("aws:servicediscovery/service:Service", "solo").inputs
+    assert registry["dnsConfig"]["dnsRecords"] == [{"type": "A", "ttl": 3}]
+    log_group = run.one("aws:cloudwatch/logGroup:LogGroup", "solo").inputs
+    assert (log_group["name"], log_group["retentionInDays"]) == ("/ecs/test/solo", 14)
+
+
+def test_allow_from_opens_one_tcp_port_in_both_directions(run: Run) -> None:
+    callee = component(run, "service:DiscoverableService", "callee")
+    group = run.one("aws:ec2/securityGroup:SecurityGroup", "callee")
+    rules = [r for r in run.children(callee) if r.type in (INGRESS, EGRESS)]
+    assert names(rules) == {"callee-https-out", "callee-from-caller", "caller-to-callee"}
+    ingress = run.one(INGRESS, "callee-from-caller").inputs
+    assert ingress["securityGroupId"] == group.id
+    assert ingress["referencedSecurityGroupId"] == scenarios.CALLER_GROUP
+    egress = run.one(EGRESS, "caller-to-callee").inputs
+    assert egress["securityGroupId"] == scenarios.CALLER_GROUP
+    assert egress["referencedSecurityGroupId"] == group.id
+    for rule in (ingress, egress):
+        assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 8080, 8080)
+
+
+# --- Public entry -----------------------------------------------------------------------
+
+
+def listeners(run: Run, entry: str) -> dict[str, dict[str, Any]]:
+    parent = component(run, "entry:PublicEntry", entry)
+    return {r.name: r.inputs for r in run.children(parent) if r.type == "aws:lb/listener:Listener"}
+
+
+def world_ports(run: Run, entry: str) -> set[int]:
+    group = run.one("aws:ec2/securityGroup:SecurityGroup", entry)
+    return {
+        r.inputs["fromPort"]
+        for r in run.of_type(INGRESS)
+        if r.inputs["securityGroupId"] == group.id and r.inputs.get("cidrIpv4") == "0.0.0.0/0"
+    }
+
+
+def test_plain_entry_listens_on_80_only(run: Run) -> None:
+    assert world_ports(run, "plain") == {80}
+    assert set(listeners(run, "plain")) == {"plain-http"}
+    entry = component(run, "entry:PublicEntry", "plain")
+    assert run.outputs[entry.urn]["url"].startswith("http://")
+
+
+def test_tls_entry_serves_443_and_redirects_80(run: Run) -> None:
+    assert world_ports(run, "tls") == {80, 443}
+    found = listeners(run, "tls")
+    assert set(found) == {"tls-http", "tls-https"}
+    assert found["tls-https"]["certificateArn"] == scenarios.CERTIFICATE
+    (action,) = found["tls-http"]["defaultActions"]
+    assert action["type"] == "redirect"
+    entry = component(run, "entry:PublicEntry", "tls")
+    assert run.outputs[entry.urn]["url"].startswith("https://")
+
+
+def test_entry_grants_itself_no_egress(run: Run) -> None:
+    # The target service grants the one flow the ALB needs (see allow_from).
+    for entry in ("plain", "tls"):
+        group = run.one("aws:ec2/securityGroup:SecurityGroup", entry)
+        assert not [r for r in run.of_type(EGRESS) if r.inputs["securityGroupId"] == group.id]
+
+
+# --- The container health check, run for real -------------------------------------------
+
+
+@contextmanager
+def serving(status: int) -> Iterator[int]:
+    """An HTTP server on loopback answering `status` on the health path; yields its port."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status if self.path == HEALTH_PATH else 404)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=60)
+
+
+def probe(port: int) -> int:
+    """Run the container's health check as ECS would: its command, with the container's env."""
+    definition = container_definition(
+        name="probe",
+        image="unused",
+        settings=ServiceSettings(cpu=256, memory=512, desired_count=1, port=port, drain_seconds=0),
+        environment={},
+        log_group="unused",
+        region="unused",
+    )
+    command = definition["healthCheck"]["command"]
+    assert command[:2] == ["CMD", "python"]
+    env = {e["name"]: e["value"] for e in definition["environment"]}
+    # The image runs `python` in /app with the package importable; here the same interpreter
+    # runs the same arguments from the repository root.
+    done = subprocess.run(
+        [sys.executable, *command[2:]],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        capture_output=True,
+        timeout=120,
+    )
+    return done.returncode
+
+
+def test_health_check_passes_on_200() -> None:
+    with serving(200) as port:
+        assert probe(port) == 0
+
+
+def test_health_check_fails_while_draining() -> None:
+    with serving(503) as port:
+        assert probe(port) != 0
+
+
+def test_health_check_fails_when_nothing_listens() -> None:
+    with serving(200) as port:
+        pass
+    assert probe(port) != 0
+
+
+# --- Agreement with the images ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", ["name", "hello"])
+def test_container_user_is_the_images_user(app: str) -> None:
+    dockerfile = (ROOT / "apps" / app / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in dockerfile if line.startswith("USER ")]
+    assert users, f"apps/{app}/Dockerfile sets no USER"
+    assert users[-1] == CONTAINER_USER
+    assert not users[-1].startswith("0")
+
+
+@pytest.mark.parametrize("app", ["name", "hello"])
+def test_image_ships_the_health_check(app: str) -> None:
+    dockerfile = (ROOT / "apps" / app / "Dockerfile").read_text()
+    module = HEALTH_CHECK_COMMAND[3]
+    assert module == "apps.healthcheck"
+    assert "healthcheck.py" in dockerfile
+    assert (ROOT / "apps" / "healthcheck.py").is_file()

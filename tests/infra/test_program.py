@@ -1,0 +1,462 @@
+"""The whole program under mocks, with each stack's config: what it would deploy."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+import config
+from config import Settings
+from tests.infra.conftest import CERTIFICATE_ARN, EXISTING_VPC, settings_for
+from tests.infra.support import (
+    PROJECT,
+    ROOT,
+    Run,
+    Runs,
+    container,
+    environment,
+    flows,
+)
+
+SG = "aws:ec2/securityGroup:SecurityGroup"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+ECS_SERVICE = "aws:ecs/service:Service"
+TASK = "aws:ecs/taskDefinition:TaskDefinition"
+REGISTRY = "aws:servicediscovery/service:Service"
+NAMESPACE = "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace"
+IMAGE = "awsx:ecr:Image"
+VPC = "awsx:ec2:Vpc"
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+STACKS = ["dev", "prod"]
+WORLD = "0.0.0.0/0"
+
+
+def settings_of(key: str) -> Settings:
+    return settings_for(key)
+
+
+@pytest.fixture(params=STACKS)
+def stack(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def run(runs: Runs, stack: str) -> Run:
+    result = runs[stack]
+    assert result.error is None, result.error
+    return result
+
+
+Flow = tuple[str, str, str, int, int, str]
+
+
+def expected_flows(name_port: int, hello_port: int, listener_ports: tuple[int, ...]) -> set[Flow]:
+    """The complete network policy of a stack, rule by rule."""
+    return {
+        # The world reaches the load balancer, and only it, on the listener ports.
+        *{("in", "entry", "tcp", p, p, WORLD) for p in listener_ports},
+        # The load balancer reaches hello on hello's port (requests and health checks).
+        ("out", "entry", "tcp", hello_port, hello_port, "hello"),
+        ("in", "hello", "tcp", hello_port, hello_port, "entry"),
+        # hello reaches name on name's port: the service discovery flow.
+        ("out", "hello", "tcp", name_port, name_port, "name"),
+        ("in", "name", "tcp", name_port, name_port, "hello"),
+        # Tasks pull images and ship logs over HTTPS.
+        ("out", "hello", "tcp", 443, 443, WORLD),
+        ("out", "name", "tcp", 443, 443, WORLD),
+    }
+
+
+# --- Network policy ---------------------------------------------------------------------
+
+
+def test_network_policy_is_exactly_the_needed_flows(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    assert flows(run) == expected_flows(s.name.port, s.hello.port, (80,))
+
+
+def test_name_admits_only_tcp_on_its_port_from_hello(run: Run, stack: str) -> None:
+    port = settings_of(stack).name.port
+    name_group = run.one(SG, "name")
+    hello_group = run.one(SG, "hello")
+    rules = [r for r in run.of_type(INGRESS) if r.inputs["securityGroupId"] == name_group.id]
+    assert len(rules) == 1
+    rule = rules[0].inputs
+    assert rule["ipProtocol"] == "tcp"
+    assert (rule["fromPort"], rule["toPort"]) == (port, port)
+    assert rule["referencedSecurityGroupId"] == hello_group.id
+    assert "cidrIpv4" not in rule
+    assert "cidrIpv6" not in rule
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_no_rule_opens_every_protocol(runs: Runs, key: str) -> None:
+    rules = runs[key].of_type(INGRESS) + runs[key].of_type(EGRESS)
+    assert rules
+    for rule in rules:
+        assert rule.inputs["ipProtocol"] == "tcp", rule.name
+        assert 0 < rule.inputs["fromPort"] <= rule.inputs["toPort"] < 65536, rule.name
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_only_the_load_balancer_is_open_to_the_world(runs: Runs, key: str) -> None:
+    run = runs[key]
+    alb_group = run.one(SG, "entry")
+    public = [
+        r
+        for r in run.of_type(INGRESS)
+        if "cidrIpv4" in r.inputs or "cidrIpv6" in r.inputs or "prefixListId" in r.inputs
+    ]
+    assert public
+    for rule in public:
+        assert rule.inputs["securityGroupId"] == alb_group.id, rule.name
+        assert rule.inputs["fromPort"] == rule.inputs["toPort"], rule.name
+        assert rule.inputs["fromPort"] in (80, 443), rule.name
+
+
+def test_security_groups_carry_no_inline_rules(run: Run) -> None:
+    # Inline rules would fight the separate rule resources, and hide from the checks above.
+    for group in run.of_type(SG):
+        assert not group.inputs.get("ingress"), group.name
+        assert not group.inputs.get("egress"), group.name
+
+
+# --- Tasks ------------------------------------------------------------------------------
+
+
+def test_tasks_run_in_private_subnets_without_public_ip(run: Run) -> None:
+    vpc = run.one(VPC, "network").state
+    for service in run.of_type(ECS_SERVICE):
+        net = service.inputs["networkConfiguration"]
+        assert net["assignPublicIp"] is False, service.name
+        assert net["subnets"] == vpc["privateSubnetIds"], service.name
+        assert not set(net["subnets"]) & set(vpc["publicSubnetIds"]), service.name
+        assert net["securityGroups"] == [run.one(SG, service.name).id]
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_name_server_is_derived_from_name_registration(runs: Runs, key: str) -> None:
+    run, s = runs[key], settings_of(key)
+    expected = f"http://name.{s.namespace}:{s.name.port}/"
+    # Derived from the resources, not typed: hello's task waits on name's registration.
+    hello_task = run.one(TASK, "hello")
+    assert run.one(REGISTRY, "name").urn in hello_task.dependencies
+    assert run.one(NAMESPACE, "platform").urn in hello_task.dependencies
+    assert environment(run.one(TASK, "hello"))["NAME_SERVER"] == expected
+    assert run.exports["nameEndpoint"] == expected
+    # ... and those parts are what Cloud Map registers.
+    assert run.one(REGISTRY, "name").inputs["name"] == "name"
+    assert run.one(NAMESPACE, "platform").inputs["name"] == s.namespace
+    assert container(run.one(TASK, "name"))["portMappings"][0]["containerPort"] == s.name.port
+
+
+def test_services_get_the_contract_environment(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    assert environment(run.one(TASK, "name")) == {
+        "PORT": str(s.name.port),
+        "DRAIN_SECONDS": str(s.name.drain_seconds),
+    }
+    assert environment(run.one(TASK, "hello")) == {
+        "PORT": str(s.hello.port),
+        "DRAIN_SECONDS": str(s.hello.drain_seconds),
+        "DNS_REFRESH_SECONDS": str(s.hello.dns_refresh_seconds),
+        "NAME_SERVER": f"http://name.{s.namespace}:{s.name.port}/",
+    }
+
+
+def test_images_are_built_from_apps_for_the_task_architecture(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    for app in ("name", "hello"):
+        image = run.one(IMAGE, app).inputs
+        assert image["context"] == "apps"
+        assert image["dockerfile"] == f"apps/{app}/Dockerfile"
+        assert (ROOT / image["dockerfile"]).is_file()
+        assert (
+            image["platform"] == {"X86_64": "linux/amd64", "ARM64": "linux/arm64"}[s.architecture]
+        )
+        assert run.one(TASK, app).inputs["runtimePlatform"] == {
+            "operatingSystemFamily": "LINUX",
+            "cpuArchitecture": s.architecture,
+        }
+        repository = run.one("aws:ecr/repository:Repository", app)
+        assert image["repositoryUrl"] == repository.state["repositoryUrl"]
+
+
+def test_task_definitions_use_digest_pinned_images(run: Run) -> None:
+    for app in ("name", "hello"):
+        uri = run.one(IMAGE, app).state["imageUri"]
+        assert "@sha256:" in uri
+        assert container(run.one(TASK, app))["image"] == uri
+
+
+def test_task_definitions(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    for app, svc in (("name", s.name), ("hello", s.hello)):
+        task = run.one(TASK, app)
+        assert task.inputs["networkMode"] == "awsvpc"
+        assert task.inputs["requiresCompatibilities"] == ["FARGATE"]
+        assert (task.inputs["cpu"], task.inputs["memory"]) == (str(svc.cpu), str(svc.memory))
+        assert (
+            task.inputs["executionRoleArn"]
+            == run.one("aws:iam/role:Role", "platform-task-execution").state["arn"]
+        )
+        # No task role: the services call no AWS API, so their containers get no credentials.
+        assert "taskRoleArn" not in task.inputs
+        c = container(task)
+        assert c["name"] == app
+        assert c["essential"] is True
+        uid, gid = (int(part) for part in c["user"].split(":"))
+        assert uid > 0
+        assert gid > 0
+        assert c["readonlyRootFilesystem"] is True
+        assert c["portMappings"] == [
+            {"containerPort": svc.port, "hostPort": svc.port, "protocol": "tcp"}
+        ]
+        # SIGKILL only after the drain period, with time left to finish requests.
+        assert c["stopTimeout"] > svc.drain_seconds
+        assert c["stopTimeout"] <= 120
+        check = c["healthCheck"]
+        # apps.healthcheck probes 127.0.0.1:$PORT, and PORT is the container port.
+        assert check["command"] == ["CMD", "python", "-m", "apps.healthcheck", "/health"]
+        assert environment(task)["PORT"] == str(svc.port)
+        assert check["interval"] * check["retries"] <= 60
+        log = c["logConfiguration"]
+        assert log["logDriver"] == "awslogs"
+        assert log["options"]["mode"] == "non-blocking"
+        assert log["options"]["max-buffer-size"]
+        assert (
+            log["options"]["awslogs-group"]
+            == run.one("aws:cloudwatch/logGroup:LogGroup", app).state["name"]
+        )
+        assert log["options"]["awslogs-region"] == "us-east-1"
+
+
+def test_log_groups_have_the_configured_retention(run: Run, stack: str) -> None:
+    days = settings_of(stack).log_retention_days
+    for group in run.of_type("aws:cloudwatch/logGroup:LogGroup"):
+        assert group.inputs["retentionInDays"] == days
+
+
+# --- Discovery --------------------------------------------------------------------------
+
+
+def test_cloud_map_services(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    namespace = run.one(NAMESPACE, "platform")
+    for app in ("name", "hello"):
+        registry = run.one(REGISTRY, app).inputs
+        dns = registry["dnsConfig"]
+        assert dns["namespaceId"] == namespace.id
+        assert dns["routingPolicy"] == "MULTIVALUE"
+        assert dns["dnsRecords"] == [{"type": "A", "ttl": s.dns_ttl}]
+        assert "healthCheckCustomConfig" in registry
+        assert "healthCheckConfig" not in registry  # Route 53 checks cannot reach private IPs
+        assert registry["forceDestroy"] is True
+
+
+def test_namespace_lives_in_the_vpc(run: Run, stack: str) -> None:
+    namespace = run.one(NAMESPACE, "platform").inputs
+    assert namespace["name"] == settings_of(stack).namespace
+    assert namespace["vpc"] == run.one(VPC, "network").state["vpcId"]
+
+
+def test_ecs_services(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    cluster = run.one("aws:ecs/cluster:Cluster", "platform")
+    for app, svc in (("name", s.name), ("hello", s.hello)):
+        service = run.one(ECS_SERVICE, app).inputs
+        assert service["cluster"] == cluster.state["arn"]
+        assert service["launchType"] == "FARGATE"
+        assert service["desiredCount"] == svc.desired_count
+        assert service["taskDefinition"] == run.one(TASK, app).state["arn"]
+        assert service["serviceRegistries"] == {"registryArn": run.one(REGISTRY, app).state["arn"]}
+        assert (
+            service["deploymentMaximumPercent"],
+            service["deploymentMinimumHealthyPercent"],
+        ) == (
+            200,
+            75,
+        )
+        assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+
+
+def test_tasks_can_pull_before_they_start(run: Run) -> None:
+    # The first tasks pull their image over 443 at once: the egress rule must exist first.
+    for app in ("name", "hello"):
+        rule = run.one(EGRESS, f"{app}-https-out")
+        assert rule.urn in run.one(ECS_SERVICE, app).dependencies
+
+
+# --- Public entry -----------------------------------------------------------------------
+
+
+def test_load_balancer(run: Run, stack: str) -> None:
+    s = settings_of(stack)
+    vpc = run.one(VPC, "network").state
+    alb = run.one(ALB, "entry").inputs
+    assert alb["internal"] is False
+    assert alb["loadBalancerType"] == "application"
+    assert alb["dropInvalidHeaderFields"] is True
+    assert alb["subnets"] == vpc["publicSubnetIds"]
+    assert alb["securityGroups"] == [run.one(SG, "entry").id]
+    target_group = run.one(TARGET_GROUP, "entry").inputs
+    assert target_group["targetType"] == "ip"
+    assert target_group["port"] == s.hello.port
+    assert target_group["protocol"] == "HTTP"
+    assert target_group["healthCheck"]["path"] == "/health"
+    assert target_group["deregistrationDelay"] <= 30
+
+
+def test_plain_http_listener_forwards_to_hello(run: Run) -> None:
+    (listener,) = run.of_type(LISTENER)
+    assert (listener.inputs["port"], listener.inputs["protocol"]) == (80, "HTTP")
+    assert listener.inputs["loadBalancerArn"] == run.one(ALB, "entry").state["arn"]
+    (action,) = listener.inputs["defaultActions"]
+    assert action["type"] == "forward"
+    assert action["targetGroupArn"] == run.one(TARGET_GROUP, "entry").state["arn"]
+
+
+def test_hello_sits_behind_the_listener(run: Run, stack: str) -> None:
+    hello = run.one(ECS_SERVICE, "hello")
+    assert hello.inputs["loadBalancers"] == [
+        {
+            "targetGroupArn": run.one(TARGET_GROUP, "entry").state["arn"],
+            "containerName": "hello",
+            "containerPort": settings_of(stack).hello.port,
+        }
+    ]
+    assert run.one(LISTENER, "entry-http").urn in hello.dependencies
+    name = run.one(ECS_SERVICE, "name")
+    assert "loadBalancers" not in name.inputs
+
+
+def test_exports(run: Run, stack: str) -> None:
+    alb = run.one(ALB, "entry").state
+    assert run.exports["url"] == f"http://{alb['dnsName']}"
+    assert run.exports["clusterName"] == f"{PROJECT}-{stack}"
+    assert run.exports["namespace"] == settings_of(stack).namespace
+    assert run.exports["nameService"] == run.one(ECS_SERVICE, "name").state["name"]
+    assert run.exports["helloService"] == run.one(ECS_SERVICE, "hello").state["name"]
+
+
+# --- Network ----------------------------------------------------------------------------
+
+
+def test_vpc_follows_the_stack(run: Run, stack: str) -> None:
+    network = settings_of(stack).network
+    vpc = run.one(VPC, "network").inputs
+    assert vpc["numberOfAvailabilityZones"] == network.availability_zones  # type: ignore[union-attr]
+    assert vpc["natGateways"] == {"strategy": network.nat_gateways}  # type: ignore[union-attr]
+    assert vpc["enableDnsSupport"] is True
+    assert vpc["enableDnsHostnames"] is True
+    assert {s["type"] for s in vpc["subnetSpecs"]} == {"Public", "Private"}
+
+
+def test_nat_strategy_per_stack(runs: Runs) -> None:
+    assert runs["dev"].one(VPC, "network").inputs["natGateways"] == {"strategy": "Single"}
+    assert runs["prod"].one(VPC, "network").inputs["natGateways"] == {"strategy": "OnePerAz"}
+
+
+# --- Structure --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_every_resource_belongs_to_a_component(runs: Runs, key: str) -> None:
+    run = runs[key]
+    ours = {r.urn for r in run.resources if r.type.startswith(f"{PROJECT}:")}
+    for resource in run.resources:
+        if resource.type.startswith(f"{PROJECT}:"):
+            assert resource.parent.split("::")[-2].endswith("pulumi:pulumi:Stack"), resource.urn
+        else:
+            assert resource.parent in ours, f"{resource.urn} is not parented by a component"
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_every_component_registers_outputs(runs: Runs, key: str) -> None:
+    run = runs[key]
+    for component in run.resources:
+        if component.type.startswith(f"{PROJECT}:"):
+            assert run.outputs.get(component.urn), component.urn
+
+
+def test_lookups_happen_once(run: Run) -> None:
+    assert sorted(run.invokes) == [
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:index/getPartition:getPartition",
+        "aws:index/getRegion:getRegion",
+    ]
+
+
+# --- The alternatives: existing VPC, HTTPS, Graviton ------------------------------------
+
+
+@pytest.fixture
+def alternatives(runs: Runs) -> Run:
+    result = runs["alternatives"]
+    assert result.error is None, result.error
+    return result
+
+
+def test_existing_vpc_is_used_as_given(alternatives: Run) -> None:
+    run = alternatives
+    assert not run.of_type(VPC)
+    assert run.one(NAMESPACE, "platform").inputs["vpc"] == EXISTING_VPC["vpcId"]
+    for group in run.of_type(SG):
+        assert group.inputs["vpcId"] == EXISTING_VPC["vpcId"]
+    for service in run.of_type(ECS_SERVICE):
+        assert service.inputs["networkConfiguration"]["subnets"] == EXISTING_VPC["privateSubnetIds"]
+    assert run.one(ALB, "entry").inputs["subnets"] == EXISTING_VPC["publicSubnetIds"]
+    assert run.exports["vpcId"] == EXISTING_VPC["vpcId"]
+
+
+def test_https_listener_and_redirect(alternatives: Run) -> None:
+    run = alternatives
+    s = settings_of("alternatives")
+    assert flows(run) == expected_flows(s.name.port, s.hello.port, (80, 443))
+    https = run.one(LISTENER, "entry-https").inputs
+    assert (https["port"], https["protocol"]) == (443, "HTTPS")
+    assert https["certificateArn"] == CERTIFICATE_ARN
+    assert https["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert https["defaultActions"] == [
+        {"type": "forward", "targetGroupArn": run.one(TARGET_GROUP, "entry").state["arn"]}
+    ]
+    http = run.one(LISTENER, "entry-http").inputs
+    assert (http["port"], http["protocol"]) == (80, "HTTP")
+    (redirect,) = http["defaultActions"]
+    assert redirect["type"] == "redirect"
+    assert redirect["redirect"] == {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}
+    assert run.one(LISTENER, "entry-https").urn in run.one(ECS_SERVICE, "hello").dependencies
+    assert run.exports["url"].startswith("https://")
+
+
+def test_graviton_builds_arm64_images_for_arm64_tasks(alternatives: Run) -> None:
+    for app in ("name", "hello"):
+        assert alternatives.one(IMAGE, app).inputs["platform"] == "linux/arm64"
+        assert alternatives.one(TASK, app).inputs["runtimePlatform"]["cpuArchitecture"] == "ARM64"
+
+
+# --- Bad config -------------------------------------------------------------------------
+
+
+def test_bad_config_stops_the_program_before_any_resource(runs: Runs) -> None:
+    run = runs["invalid"]
+    assert run.error is not None
+    assert f"{PROJECT}:name.cpu: 300 is not allowed" in run.error
+    assert f"{PROJECT}:hello.port: 70000 is out of range" in run.error
+    # A key the program does not know is caught too (read from the language host's config).
+    assert f"{PROJECT}:dnsTTL: unknown key" in run.error
+    assert run.resources == []
+    assert run.invokes == []
+
+
+def test_project_file_matches_the_program() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    # Config keys are namespaced by the project name; config.py must agree with Pulumi.yaml.
+    assert project["name"] == config.PROJECT == PROJECT
+    assert project["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+    }
