@@ -205,6 +205,11 @@ class RecordCache:
         """The addresses known now, without triggering a refresh."""
         return self._records
 
+    @property
+    def refreshing(self) -> bool:
+        """True while a lookup is in flight."""
+        return self._task is not None
+
     async def addresses(self) -> tuple[str, ...]:
         """The current addresses. Waits for DNS only when nothing is known yet.
 

@@ -1,0 +1,139 @@
+"""The balancer alone: p2c, ejection with exponential backoff, probation, never eject all."""
+
+import collections
+import random
+
+import pytest
+
+from apps.discovery.balancer import Balancer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(addresses: tuple[str, ...] = ("a", "b", "c"), **kwargs: float) -> tuple[Balancer, Clock]:
+    clock = Clock()
+    balancer = Balancer(rng=random.Random(7), clock=clock, **kwargs)
+    balancer.update(addresses)
+    return balancer, clock
+
+
+def test_idle_endpoints_are_picked_evenly() -> None:
+    balancer, _ = make()
+    picks = collections.Counter(balancer.pick().address for _ in range(3000))  # type: ignore[union-attr]
+    assert set(picks) == {"a", "b", "c"}
+    for count in picks.values():
+        assert 850 < count < 1150, picks
+
+
+def test_p2c_sends_to_the_less_loaded_of_two() -> None:
+    balancer, _ = make()
+    busy = {e.address: e for e in balancer.endpoints}
+    busy["a"].in_flight = 50
+    busy["b"].in_flight = 1
+    picks = collections.Counter(balancer.pick().address for _ in range(3000))  # type: ignore[union-attr]
+    # "a" wins a pair only against nobody: with 3 endpoints every pair holds a
+    # less loaded one, so the most loaded endpoint is never chosen.
+    assert picks["a"] == 0
+    # "c" (idle) beats "b" whenever the two are drawn together.
+    assert picks["c"] > picks["b"] > 0
+
+
+def test_exclude_gives_a_different_address_and_none_when_exhausted() -> None:
+    balancer, _ = make()
+    first = balancer.pick()
+    assert first is not None
+    second = balancer.pick(exclude={first.address})
+    assert second is not None
+    assert second.address != first.address
+    third = balancer.pick(exclude={first.address, second.address})
+    assert third is not None
+    assert third.address not in {first.address, second.address}
+    assert balancer.pick(exclude={"a", "b", "c"}) is None
+
+
+def test_ejection_backoff_doubles_up_to_the_cap() -> None:
+    balancer, clock = make(base_ejection=1.0, max_ejection=5.0)
+    endpoint = next(e for e in balancer.endpoints if e.address == "a")
+    periods = []
+    for _ in range(5):
+        started = clock.now
+        assert balancer.on_failure(endpoint, started)
+        periods.append(endpoint.ejected_until - clock.now)
+        clock.now = endpoint.ejected_until  # readmitted on probation...
+        clock.now += 0.001  # ...and the probe starts just after
+    assert periods == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert balancer.ejections == 5
+
+
+def test_ejected_endpoint_is_skipped_then_readmitted_on_probation() -> None:
+    balancer, clock = make(base_ejection=2.0)
+    a = next(e for e in balancer.endpoints if e.address == "a")
+    balancer.on_failure(a, clock.now)
+    assert all(balancer.pick().address != "a" for _ in range(200))  # type: ignore[union-attr]
+
+    clock.now += 2.0  # the ejection period is over
+    assert a.on_probation(clock.now)
+    picked = [balancer.pick() for _ in range(300)]
+    assert a in picked  # readmitted
+    # On probation, one request at a time: while a probe is in flight it is skipped.
+    a.in_flight = 1
+    assert all(balancer.pick() is not a for _ in range(200))
+    a.in_flight = 0
+
+    # The probe succeeds: the failure record is cleared.
+    balancer.on_success(a, clock.now)
+    assert a.consecutive_failures == 0
+    assert not a.on_probation(clock.now)
+    for endpoint in balancer.endpoints:  # busy, like everyone else: no longer skipped
+        endpoint.in_flight = 1
+    assert any(balancer.pick() is a for _ in range(300))
+
+
+def test_failures_of_the_same_incident_do_not_extend_the_ejection() -> None:
+    balancer, clock = make(base_ejection=1.0)
+    a = next(e for e in balancer.endpoints if e.address == "a")
+    started = clock.now  # many attempts start before the replica dies...
+    clock.now += 0.01
+    assert balancer.on_failure(a, started)  # ...the first failure ejects it
+    clock.now += 0.01
+    for _ in range(20):  # the others fail afterwards: same incident
+        assert not balancer.on_failure(a, started)
+    assert a.consecutive_failures == 1
+    assert a.ejected_until == pytest.approx(clock.now - 0.01 + 1.0)
+    # and an old attempt's late success does not readmit it early
+    balancer.on_success(a, started)
+    assert a.ejected(clock.now)
+
+
+def test_never_eject_all() -> None:
+    balancer, clock = make(("a", "b"))
+    for endpoint in balancer.endpoints:
+        balancer.on_failure(endpoint, clock.now)
+    assert all(e.ejected(clock.now) for e in balancer.endpoints)
+    picks = {balancer.pick().address for _ in range(100)}  # type: ignore[union-attr]
+    assert picks == {"a", "b"}  # tried anyway
+    # with only one ejected endpoint left to try, it is still returned
+    assert balancer.pick(exclude={"a"}) is not None
+
+
+def test_update_follows_dns_and_keeps_state_of_survivors() -> None:
+    balancer, clock = make(("a", "b"))
+    a = next(e for e in balancer.endpoints if e.address == "a")
+    balancer.on_failure(a, clock.now)
+    balancer.update(("a", "c"))
+    assert {e.address for e in balancer.endpoints} == {"a", "c"}
+    assert next(e for e in balancer.endpoints if e.address == "a") is a  # state kept
+    assert a.ejected(clock.now)
+
+
+def test_invalid_ejection_settings() -> None:
+    with pytest.raises(ValueError, match="base_ejection"):
+        Balancer(base_ejection=0)
+    with pytest.raises(ValueError, match="base_ejection"):
+        Balancer(base_ejection=5, max_ejection=1)

@@ -1,0 +1,123 @@
+"""Environment parsing: every bad value is named in one clear line."""
+
+import pytest
+from yarl import URL
+
+from apps.common.env import EnvError
+from apps.hello.settings import Settings, parse_dns_servers, parse_name_server
+from apps.name.app import Settings as NameSettings
+
+
+def test_hello_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({"NAME_SERVER": "http://name.internal:3000/"})
+    assert settings.name_server == URL("http://name.internal:3000/")
+    assert (settings.host, settings.port) == ("0.0.0.0", 3000)
+    assert settings.dns_servers == ()
+    assert settings.dns_refresh_seconds == 5.0
+    assert settings.connect_timeout_seconds == 0.25
+    assert settings.request_timeout_seconds == 2.0
+    assert settings.max_attempts == 3
+    assert settings.drain_seconds == 0.0
+
+
+def test_name_defaults_follow_the_contract() -> None:
+    assert NameSettings.from_env({}) == NameSettings("0.0.0.0", 3000, 10.0)
+    assert NameSettings.from_env({"DRAIN_SECONDS": "0"}).drain_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://name.internal:3000/",
+        "http://name.internal:3000",
+        "http://10.0.1.7:3000/",
+        "http://name.internal/",
+        "http://name.internal:3000/api/name?x=1",
+        "http://NAME.internal.:8080/",
+    ],
+)
+def test_valid_name_servers(value: str) -> None:
+    url = parse_name_server(value)
+    assert url.scheme == "http"
+    assert url.host
+    assert url.port
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("name.internal:3000", "scheme must be http"),
+        ("https://name.internal:3000/", "scheme must be http"),
+        ("http://:3000/", "host is required"),
+        ("http://name.internal:99999/", "Port out of range"),
+        ("http://name.internal:abc/", "not a valid URL"),
+        ("http://name.internal:0/", "the port must be from 1 to 65535"),
+        ("http://user:secret@name.internal:3000/", "credentials"),
+        ("http://name.internal:3000/#frag", "fragment"),
+        ("http://[::1]:3000/", "IPv6"),
+        ("http://name_internal:3000/", "not a valid host name"),
+        ("http://-bad.internal:3000/", "not a valid host name"),
+    ],
+)
+def test_malformed_name_servers_are_named(value: str, why: str) -> None:
+    with pytest.raises(EnvError) as caught:
+        parse_name_server(value)
+    message = str(caught.value)
+    assert message.startswith(f"NAME_SERVER={value!r}: ")
+    assert why in message
+    assert "http://name.internal:3000/" in message  # says what is expected
+    assert "\n" not in message
+
+
+def test_missing_name_server() -> None:
+    for environ in ({}, {"NAME_SERVER": "  "}):
+        with pytest.raises(EnvError, match=r"^NAME_SERVER is required but not set$"):
+            Settings.from_env(environ)
+
+
+def test_dns_servers() -> None:
+    assert parse_dns_servers("") == ()
+    assert parse_dns_servers("10.0.0.2") == ("10.0.0.2",)
+    assert parse_dns_servers(" 127.0.0.1:5353 , 10.0.0.2 ") == ("127.0.0.1:5353", "10.0.0.2")
+    assert parse_dns_servers("[::1]:53,::1") == ("[::1]:53", "::1")
+
+
+@pytest.mark.parametrize("value", ["name.internal", "127.0.0.1:0", "127.0.0.1:x", "[::1", "1.2.3"])
+def test_bad_dns_servers(value: str) -> None:
+    with pytest.raises(EnvError, match=r"^DNS_SERVERS="):
+        parse_dns_servers(value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "70000"),
+        ("PORT", "3000.5"),
+        ("DNS_REFRESH_SECONDS", "0"),
+        ("DNS_REFRESH_SECONDS", "soon"),
+        ("CONNECT_TIMEOUT_SECONDS", "-1"),
+        ("REQUEST_TIMEOUT_SECONDS", "nan"),
+        ("REQUEST_TIMEOUT_SECONDS", "inf"),
+        ("MAX_ATTEMPTS", "0"),
+        ("MAX_ATTEMPTS", "2.5"),
+        ("DRAIN_SECONDS", "-5"),
+    ],
+)
+def test_every_bad_value_names_its_variable(name: str, value: str) -> None:
+    environ = {"NAME_SERVER": "http://name.internal:3000/", name: value}
+    with pytest.raises(EnvError) as caught:
+        Settings.from_env(environ)
+    assert str(caught.value).startswith(f"{name}={value!r}: expected ")
+
+
+def test_connect_timeout_cannot_exceed_request_timeout() -> None:
+    environ = {
+        "NAME_SERVER": "http://name.internal:3000/",
+        "CONNECT_TIMEOUT_SECONDS": "3",
+        "REQUEST_TIMEOUT_SECONDS": "2",
+    }
+    with pytest.raises(
+        EnvError, match="CONNECT_TIMEOUT_SECONDS=3 exceeds REQUEST_TIMEOUT_SECONDS=2"
+    ):
+        Settings.from_env(environ)
