@@ -114,6 +114,8 @@ DEPLOY_ACTIONS: tuple[str, ...] = (
     "logs:DescribeLogGroups",
     "logs:TagResource",
     "logs:UntagResource",
+    "logs:TagLogGroup",
+    "logs:UntagLogGroup",
     "logs:ListTagsForResource",
     "logs:ListTagsLogGroup",
     "ecr:*",

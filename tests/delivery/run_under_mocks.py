@@ -55,7 +55,7 @@ def main(program_dir: str, project: str) -> None:
         runpy.run_path(str(Path(program_dir)), run_name="__main__")
         root = get_root_resource()
         assert root is not None
-        return pulumi.Output.from_input(root.outputs).apply(exported.update)  # type: ignore[attr-defined]
+        return pulumi.Output.from_input(root.outputs).apply(exported.update)
 
     pulumi.runtime.test(program)()
     resources = []
