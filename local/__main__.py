@@ -77,9 +77,6 @@ async def run(config: StackConfig) -> int:
         except (StackError, StartFailed) as error:
             log.error("local stack cannot start: %s", error)
             return 1
-        except TimeoutError:
-            log.error("local stack cannot start: not ready within %.0fs", config.start_timeout * 2)
-            return 1
         print(banner(config), flush=True)
         await stop_wait
         return 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 from local.api import control_app
@@ -18,6 +20,7 @@ from local.front import Front, HealthCheck
 from local.runner import Runner, ServiceSpec
 
 log = logging.getLogger("local")
+READY_POLL_SECONDS = 0.1
 
 
 def service_specs(config: StackConfig) -> list[ServiceSpec]:
@@ -104,18 +107,29 @@ class Stack:
         await _abind("control endpoint", config.control, "--control", site.start())
         await self.runner.start()
         self._started.append("runner")
+        deadline = config.start_timeout * 3
+        try:
+            await asyncio.wait_for(self._bring_up(), deadline)
+        except TimeoutError:
+            raise StackError(f"not serving after {deadline:.0f}s; logs: {config.logs}") from None
+
+    async def _bring_up(self) -> None:
+        config = self.config
+        # name first, as the seed's parent stack deploys it: a hello that looked up
+        # name.internal before any name task was registered would get NXDOMAIN and
+        # answer 503 until its next lookup.
         self.runner.scale("name", config.name_count)
+        await self.runner.wait_settled()
         self.runner.scale("hello", config.hello_count)
-        async with asyncio.timeout(config.start_timeout * 2):
-            await self.runner.wait_settled()
-            if config.hello_count:
-                # The URL is worth printing only once the front routes to every hello.
-                await self.front.wait_for(
-                    lambda: (
-                        sum(t["state"] == "healthy" for t in self.front.targets())
-                        >= config.hello_count
-                    )
-                )
+        await self.runner.wait_settled()
+        if not config.hello_count:
+            return
+        # The URL is worth printing only once the front routes to every hello and a
+        # request through it is answered.
+        await self.front.wait_for(
+            lambda: sum(t["state"] == "healthy" for t in self.front.targets()) >= config.hello_count
+        )
+        await _answered(config.front.url)
 
     async def close(self) -> None:
         if "runner" in self._started:
@@ -129,11 +143,9 @@ class Stack:
         self._started.clear()
 
     async def status(self) -> dict[str, object]:
-        replicas = list(self.runner.replicas())
-        healths = await asyncio.gather(
-            *(self.runner.health(r) for r in replicas if r.alive),
-        )
-        health = dict(zip([r for r in replicas if r.alive], healths, strict=True))
+        alive = [r for r in self.runner.replicas() if r.alive]
+        healths = await asyncio.gather(*(self.runner.health(r) for r in alive))
+        health = dict(zip(alive, healths, strict=True))
         services = self.runner.status()
         for name, svc in self.runner.services.items():
             rows = services[name]["replicas"]
@@ -162,6 +174,17 @@ class Stack:
             },
             "services": services,
         }
+
+
+async def _answered(url: str) -> None:
+    """Wait (unbounded: the caller sets the deadline) until ``url`` answers 200."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(READY_POLL_SECONDS)
 
 
 def _bind(what: str, where: Endpoint, option: str, start: Callable[[], None]) -> None:

@@ -1,0 +1,256 @@
+"""The whole system on one machine, driven through the runner: issue 4's scenarios.
+
+One stack (``python -m local``, real name and hello processes) serves the scenarios that
+change it; each scenario first sets the name count it starts from, so none depends on
+another having run. Loads are closed-loop on loopback, bounded in requests and seconds.
+Each scenario prints its figures (``pytest -s`` shows them): requests sent and failed,
+and the time the system took to pick up the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.local.harness import (
+    CRASH_DEREGISTER,
+    DRAIN,
+    REFRESH,
+    Load,
+    StackProcess,
+    delta,
+    hello_counters,
+    report,
+    running,
+    wait_gone,
+)
+
+# "Within one refresh", with room for a busy shared machine: a regression to a longer
+# refresh (hello's default is 5 s) or to never refreshing still fails.
+PICKUP_BOUND = REFRESH + 2.0
+WARMUP = 100  # answers before each change
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    with running(tmp_path_factory.mktemp("stack"), name=3, hello=2) as started:
+        yield started
+
+
+def registered(status: dict[str, object], service: str = "name") -> dict[str, float]:
+    """Address -> registration time of each replica the runner has registered."""
+    services = status["services"]
+    assert isinstance(services, dict)
+    return {
+        r["address"]: r["ready_at"]
+        for r in services[service]["replicas"]
+        if r["registered"] and r["state"] == "running"
+    }
+
+
+def replaced(status: dict[str, Any], victim: str) -> bool:
+    name = status["services"]["name"]
+    gone = any(r["address"] == victim for r in name["finished"])
+    return gone and bool(name["settled"])
+
+
+async def settle(stack: StackProcess, count: int) -> dict[str, object]:
+    return await asyncio.to_thread(stack.settle, "name", count)
+
+
+async def test_a_request_through_the_front_shows_several_name_replicas(
+    stack: StackProcess,
+) -> None:
+    status = await settle(stack, 3)
+    names = set(registered(status))
+    hellos = set(registered(status, "hello"))
+    async with Load(stack.front_url, concurrency=2) as load:
+        await load.more(90)
+    answered = load.names()
+    report(
+        "spread",
+        requests=len(load.samples),
+        failed=len(load.failed()),
+        per_name_replica=dict(sorted(answered.items())),
+        per_hello_replica=dict(sorted(load_hellos(load).items())),
+    )
+    assert not load.failed()
+    assert set(answered) == names, "every name replica answers"
+    assert set(load_hellos(load)) == hellos, "the front spreads over every hello"
+
+
+def load_hellos(load: Load) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sample in load.samples:
+        if sample.hello is not None:
+            counts[sample.hello] = counts.get(sample.hello, 0) + 1
+    return counts
+
+
+async def test_scale_name_2_to_5_under_load_new_replicas_get_traffic_within_a_refresh(
+    stack: StackProcess,
+) -> None:
+    before = set(registered(await settle(stack, 2)))
+    counters = await asyncio.to_thread(hello_counters, stack)
+    async with Load(stack.front_url) as load:
+        await load.more(WARMUP)
+        status = await settle(stack, 5)
+        new = {a: t for a, t in registered(status).items() if a not in before}
+        assert len(new) == 3
+        await load.until(lambda: all(load.first_seen(a) is not None for a in new))
+        await load.more(WARMUP)
+    pickup = {a: load.first_seen(a, since=t) for a, t in new.items()}
+    seconds = {a: round(seen - new[a], 3) for a, seen in pickup.items() if seen is not None}
+    report(
+        "scale 2->5",
+        requests=len(load.samples),
+        failed=len(load.failed()),
+        pickup_seconds=seconds,
+        refresh=REFRESH,
+        hello=delta(await asyncio.to_thread(hello_counters, stack), counters),
+    )
+    assert not load.failed(), load.failed()[:5]
+    assert max(seconds.values()) <= PICKUP_BOUND
+
+
+async def test_scale_name_5_to_2_under_load_fails_no_request(stack: StackProcess) -> None:
+    await settle(stack, 5)
+    counters = await asyncio.to_thread(hello_counters, stack)
+    async with Load(stack.front_url) as load:
+        await load.more(WARMUP)
+        scaled_at = time.time()
+        status = await settle(stack, 2)
+        await load.more(WARMUP)
+    removed = [
+        r
+        for r in status["services"]["name"]["finished"]
+        if (r["deregistered_at"] or 0) >= scaled_at
+    ]
+    last_traffic = {
+        r["address"]: round((load.last_seen(r["address"]) or scaled_at) - r["deregistered_at"], 3)
+        for r in removed
+    }
+    report(
+        "scale 5->2",
+        requests=len(load.samples),
+        failed=len(load.failed()),
+        last_answer_after_deregistration_seconds=last_traffic,
+        drain=DRAIN,
+        exit_codes=[r["returncode"] for r in removed],
+        hello=delta(await asyncio.to_thread(hello_counters, stack), counters),
+    )
+    assert len(removed) == 3
+    assert not load.failed(), load.failed()[:5]
+    assert all(r["state"] == "stopped" and r["returncode"] == 0 for r in removed), removed
+
+
+async def test_hard_kill_of_a_name_replica_under_load_fails_no_request(
+    stack: StackProcess,
+) -> None:
+    before = registered(await settle(stack, 3))
+    counters = await asyncio.to_thread(hello_counters, stack)
+    victim = sorted(before)[0]
+    async with Load(stack.front_url) as load:
+        await load.more(WARMUP)
+        killed_at = time.time()
+        await asyncio.to_thread(stack.client.kill, "name", victim)
+        # Settled again: the dead replica deregistered (after CRASH_DEREGISTER, as ECS
+        # would notice), and its replacement started, healthy and registered.
+        status = await asyncio.to_thread(stack.wait_for, lambda s: replaced(s, victim))
+        (replacement,) = set(registered(status)) - set(before)
+        await load.until(lambda: load.first_seen(replacement) is not None)
+        await load.more(WARMUP)
+    dead = next(r for r in status["services"]["name"]["finished"] if r["address"] == victim)
+    listed = dead["deregistered_at"] - killed_at
+    while_listed = [s for s in load.samples if killed_at <= s.start < dead["deregistered_at"]]
+    report(
+        "kill -9 name",
+        requests=len(load.samples),
+        failed=len(load.failed()),
+        requests_while_dns_listed_the_dead_replica=len(while_listed),
+        dns_listed_it_for_seconds=round(listed, 3),
+        replacement_first_answer_after_kill_seconds=round(
+            (load.first_seen(replacement) or killed_at) - killed_at, 3
+        ),
+        hello=delta(await asyncio.to_thread(hello_counters, stack), counters),
+    )
+    assert dead["state"] == "crashed"
+    assert dead["returncode"] == -signal.SIGKILL
+    assert listed >= CRASH_DEREGISTER * 0.9, "it stayed in DNS, as a crashed task does"
+    assert while_listed, "the load ran while DNS still listed the dead replica"
+    assert not load.failed(), load.failed()[:5]
+
+
+async def test_dns_down_hello_keeps_serving_and_sees_changes_once_it_is_back(
+    stack: StackProcess,
+) -> None:
+    before = set(registered(await settle(stack, 2)))
+    counters = await asyncio.to_thread(hello_counters, stack)
+    async with Load(stack.front_url) as load:
+        await load.more(WARMUP)
+        stopped_at = time.time()
+        await asyncio.to_thread(stack.client.dns, "stop", "drop")
+        # While DNS is silent, scale up: the registry changes, nobody can see it.
+        status = await settle(stack, 4)
+        new = set(registered(status)) - before
+        # Serve through several refresh intervals with DNS down.
+        quiet_until = time.time() + 6 * REFRESH
+        await load.until(lambda: load.samples[-1].start >= quiet_until)
+        await load.more(WARMUP)
+        restarted_at = time.time()
+        await asyncio.to_thread(stack.client.dns, "start")
+        await load.until(lambda: all(load.first_seen(a, restarted_at) for a in new))
+        await load.more(WARMUP)
+    during = [s for s in load.samples if stopped_at <= s.start < restarted_at]
+    seen_during = load.names(stopped_at, restarted_at)
+    pickup = max((load.first_seen(a, restarted_at) or restarted_at) - restarted_at for a in new)
+    report(
+        "dns down/up",
+        requests=len(load.samples),
+        failed=len(load.failed()),
+        requests_while_dns_down=len(during),
+        dns_down_seconds=round(restarted_at - stopped_at, 3),
+        pickup_after_restart_seconds=round(pickup, 3),
+        hello=delta(await asyncio.to_thread(hello_counters, stack), counters),
+    )
+    assert not load.failed(), load.failed()[:5]
+    assert len(during) >= WARMUP
+    assert not set(seen_during) & new, "nobody could learn of the new replicas while DNS was down"
+    assert pickup <= PICKUP_BOUND
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_runner_leaves_no_process_behind(
+    tmp_path_factory: pytest.TempPathFactory, sig: signal.Signals
+) -> None:
+    with running(tmp_path_factory.mktemp("stop"), name=2, hello=1) as stack:
+        pids = stack.pids()
+        started = time.monotonic()
+        code = stack.stop(sig)
+        took = time.monotonic() - started
+        left = stack.leftovers()
+        output = stack.text()
+    report(f"stop ({sig.name})", replicas=len(pids), exit_code=code, seconds=round(took, 2))
+    assert len(pids) == 3
+    assert code == 0, output
+    assert left == [], f"left behind: {left}"
+    assert output.count("exited with 0") == 3, "every replica drained and exited cleanly"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_even_a_killed_runner_leaves_no_process_behind(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with running(tmp_path_factory.mktemp("sigkill"), name=2, hello=1) as stack:
+        pids = stack.pids()
+        stack.stop(signal.SIGKILL)
+        left = wait_gone(stack.stack_id)
+    report("runner SIGKILLed", replicas=len(pids), left_behind=len(left))
+    assert len(pids) == 3
+    assert left == [], f"left behind: {left}"
