@@ -188,3 +188,29 @@ def test_a_failing_test_fails_the_gate(tree: Path) -> None:
     edit(tree / "tests/test_double.py", "== 4", "== 5")
     result = run_step(tree, "pytest")
     assert result.returncode != 0
+
+
+def network_namespace_available() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, timeout=30, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not network_namespace_available(), reason="needs `unshare -rn` (a network namespace)"
+)
+@pytest.mark.parametrize("name", ["workflows", "actions", "workflow security"])
+def test_workflow_checks_need_no_network(tree: Path, name: str) -> None:
+    """Run the check in a new network namespace: no interface but a downed loopback."""
+    commands = dict(gate.steps(tree, []))
+    result = subprocess.run(
+        ["unshare", "-rn", *commands[name]],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
