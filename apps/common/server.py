@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import sys
@@ -38,8 +39,11 @@ class StartupError(RuntimeError):
     """The service could not start (for example, its port is taken)."""
 
 
-# Handlers put extra access-log fields (hello: upstream address, attempts) here.
-LOG_FIELDS = "apps.log_fields"
+# Extra fields for the current request's access-log line (hello: upstream address,
+# attempts). A context variable: the middleware and the handler run in one task.
+_LOG_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "apps_log_fields", default=None
+)
 
 
 class Lifecycle:
@@ -72,13 +76,13 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 REGISTRY = web.AppKey("registry", Registry)
 
 
-def log_fields(request: web.Request) -> dict[str, Any]:
-    """The dict of extra fields for this request's access-log line (created on first use)."""
-    fields: dict[str, Any] | None = request.get(LOG_FIELDS)
-    if fields is None:
-        fields = {}
-        request[LOG_FIELDS] = fields
-    return fields
+def log_fields() -> dict[str, Any]:
+    """The dict of extra fields for the current request's access-log line.
+
+    Outside a request (no middleware around the caller) it is a throwaway dict.
+    """
+    fields = _LOG_FIELDS.get()
+    return fields if fields is not None else {}
 
 
 def base_app(
@@ -105,6 +109,8 @@ def base_app(
         # perf_counter, not loop.time(): uvloop's clock ticks in whole milliseconds.
         started = time.perf_counter()
         status = 500
+        fields: dict[str, Any] = {}
+        token = _LOG_FIELDS.set(fields)
         in_flight.inc()
         try:
             response = await handler(request)
@@ -119,6 +125,7 @@ def base_app(
             status = exc.status
             raise
         finally:
+            _LOG_FIELDS.reset(token)
             in_flight.dec()
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
@@ -130,7 +137,7 @@ def base_app(
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                     "remote": request.remote,
-                    **request.get(LOG_FIELDS, {}),
+                    **fields,
                 }
             )
 

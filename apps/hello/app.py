@@ -60,7 +60,7 @@ def make_app(
     app.cleanup_ctx.append(upstream)
 
     async def index(request: web.Request) -> web.Response:
-        fields = log_fields(request)
+        fields = log_fields()
         try:
             reply = await request.app[UPSTREAM].get_text()
         except UpstreamError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -411,8 +412,13 @@ def test_a_misbehaving_upstream_gets_a_clear_502_within_the_timeout(
         error = caught.value
         assert error.status == 502
         assert expected in error.message
-        # within the whole-call deadline (plus scheduling slack on a shared machine)
-        assert took < 1.0 + 1.0
+        if case == "hang after headers":
+            # each of the two attempts got about half of the 1 s deadline
+            for cause in error.causes:
+                assert re.search(r"body not received within 0\.(4\d|50)\d*s$", cause), cause
+        # The server would hang for an hour: the call ended at its own deadline
+        # (1 s; the bound allows for a loaded machine).
+        assert took < 6.0
         # a 4xx is the same everywhere: not retried; the rest are
         assert error.attempts == (1 if case == "4xx" else 2)
 
