@@ -155,6 +155,13 @@ def test_security_lint_rejects_unsafe_workflows(tree: Path, breakage: str) -> No
     assert f"[{audit}]" in result.stdout
 
 
+def test_security_lint_validates_the_dependabot_config(tree: Path) -> None:
+    edit(tree / ".github/dependabot.yml", "interval: weekly", "interval: sometimes")
+    result = run_step(tree, "workflow security")
+    assert result.returncode != 0
+    assert "dependabot.yml" in result.stderr
+
+
 def test_ruff_rejects_a_lint_error(tree: Path) -> None:
     assert run_step(tree, "ruff check").returncode == 0
     edit(tree / "config.py", '"""\n', '"""\n\nimport os\n')

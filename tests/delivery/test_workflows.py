@@ -250,6 +250,14 @@ def test_every_third_party_action_is_pinned_to_a_commit_with_its_tag() -> None:
     assert not drift
 
 
+def test_dependabot_keeps_every_pinned_action_current() -> None:
+    config = yaml.safe_load((GITHUB / "dependabot.yml").read_text())
+    (actions,) = [u for u in config["updates"] if u["package-ecosystem"] == "github-actions"]
+    assert set(actions["directories"]) == {"/", "/.github/actions/*"}
+    assert ACTIONS
+    assert all(p.parent.parent == GITHUB / "actions" for p in ACTIONS)
+
+
 # --- what actionlint would check ----------------------------------------------
 
 
