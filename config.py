@@ -77,6 +77,9 @@ AZ_MIN, AZ_MAX = 2, 6
 # (which needs a /27 with 8 free addresses) once six zones share the range.
 VPC_PREFIX_MIN, VPC_PREFIX_MAX = 16, 22
 
+_RFC1918 = tuple(
+    ipaddress.IPv4Network(block) for block in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _VPC_ID = re.compile(r"^vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _SUBNET_ID = re.compile(r"^subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
@@ -253,6 +256,9 @@ def _ranged(low: int, high: int) -> Callable[[object], int]:
 def _one_of(allowed: tuple[T, ...], why: Mapping[str, str] | None = None) -> Callable[[object], T]:
     def parse(value: object) -> T:
         for option in allowed:
+            # `True == 1` in Python; a boolean never means a number here.
+            if isinstance(value, bool) and not isinstance(option, bool):
+                break
             if value == option or (isinstance(value, str) and value == str(option)):
                 return option
         reason = (why or {}).get(value) if isinstance(value, str) else None
@@ -289,7 +295,7 @@ def _private_cidr(value: object) -> str:
         network = ipaddress.IPv4Network(text, strict=True)
     except ValueError as e:
         raise _Invalid(f"{_show(value)} is not an IPv4 network in CIDR form ({e})") from e
-    if not network.is_private:
+    if not any(network.subnet_of(block) for block in _RFC1918):
         raise _Invalid(f"{text} is not a private (RFC 1918) range")
     if not VPC_PREFIX_MIN <= network.prefixlen <= VPC_PREFIX_MAX:
         raise _Invalid(

@@ -101,6 +101,11 @@ def test_valid_fargate_sizes(cpu: int, memory: int) -> None:
     assert (s.name.cpu, s.name.memory) == (cpu, memory)
 
 
+@pytest.mark.parametrize("cidr", ["10.0.0.0/16", "172.31.0.0/16", "192.168.0.0/22"])
+def test_private_ranges(cidr: str) -> None:
+    assert parse_settings({"network": {"cidrBlock": cidr}}).network == NewVpc(cidr, 2, "Single")
+
+
 def test_existing_vpc() -> None:
     s = parse_settings({"network": VPC})
     assert s.network == ExistingVpc(
@@ -155,6 +160,7 @@ BAD = [
     ({"architecture": "arm64"}, "architecture", "allowed: X86_64, ARM64"),
     ({"logRetentionDays": 10}, "logRetentionDays", "allowed: 1, 3, 5, 7, 14"),
     ({"logRetentionDays": 0}, "logRetentionDays", "allowed: 1, 3, 5, 7, 14"),
+    ({"logRetentionDays": True}, "logRetentionDays", "allowed: 1, 3, 5, 7, 14"),
     ({"certificateArn": "arn:aws:iam::123456789012:role/x"}, "certificateArn", "ACM certificate"),
     ({"network": {"natGateways": "None"}}, "network.natGateways", "never start"),
     ({"network": {"natGateways": "single"}}, "network.natGateways", "allowed: Single, OnePerAz"),
@@ -162,6 +168,8 @@ BAD = [
     ({"network": {"availabilityZones": 7}}, "network.availabilityZones", "allowed: 2 to 6"),
     ({"network": {"cidrBlock": "10.0.0.1/16"}}, "network.cidrBlock", "CIDR"),
     ({"network": {"cidrBlock": "8.8.0.0/16"}}, "network.cidrBlock", "private"),
+    ({"network": {"cidrBlock": "169.254.0.0/16"}}, "network.cidrBlock", "private"),
+    ({"network": {"cidrBlock": "100.64.0.0/16"}}, "network.cidrBlock", "private"),
     ({"network": {"cidrBlock": "10.0.0.0/8"}}, "network.cidrBlock", "allowed: /16 to /22"),
     ({"network": {"cidrBlock": "10.0.0.0/24"}}, "network.cidrBlock", "allowed: /16 to /22"),
     ({"network": "10.0.0.0/16"}, "network", "expected an object"),
