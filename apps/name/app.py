@@ -34,7 +34,7 @@ class Settings:
         return cls(
             host=env.text("HOST", cls.host, environ),
             port=env.port("PORT", cls.port, environ),
-            drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, env=environ),
+            drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
         )
 
 
