@@ -1,0 +1,178 @@
+"""``python -m bench`` (``./dev bench``): hello beside an nginx keep-alive proxy, on loopback.
+
+Needs nginx and wrk (Debian: ``apt-get install nginx wrk``); ``--install`` installs
+them with apt-get when run as root. Prints a table, hello's ratios to nginx and
+PASS/MISS per aim of issue 2. The aims are informational: the exit code is 0
+unless the harness itself failed (1), a tool is missing (2) or it was interrupted (130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from bench import report
+from bench.procs import HarnessError
+from bench.run import Bench, Options, Results, Tools, versions
+from bench.wrk import Load
+
+PACKAGES = ("nginx", "wrk")  # Debian/Ubuntu package names, also the binaries' names
+# nginx lives in /usr/sbin, which is not on every user's PATH.
+EXTRA_PATH = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def find(program: str) -> str | None:
+    path = os.pathsep.join([os.environ.get("PATH", ""), *EXTRA_PATH])
+    return shutil.which(program, path=path)
+
+
+def install() -> None:
+    """apt-get install the missing tools (root only). Refreshes the index if the first try fails."""
+    if os.geteuid() != 0:
+        raise HarnessError("--install needs root (it runs apt-get); or install them yourself")
+    if shutil.which("apt-get") is None:
+        raise HarnessError("--install knows only apt-get; install nginx and wrk yourself")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
+    if subprocess.run(command, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, check=True)
+        subprocess.run(command, env=env, check=True)
+
+
+def tools(*, may_install: bool) -> Tools | None:
+    if may_install and any(find(p) is None for p in PACKAGES):
+        install()
+    nginx, wrk = find("nginx"), find("wrk")
+    if nginx is None or wrk is None:
+        missing = [p for p in PACKAGES if find(p) is None]
+        print(
+            f"bench: {' and '.join(missing)} not found. On Debian or Ubuntu:\n"
+            f"    sudo apt-get install -y {' '.join(PACKAGES)}\n"
+            "or, as root, let the bench do it: ./dev bench --install",
+            file=sys.stderr,
+        )
+        return None
+    return Tools(nginx=nginx, wrk=wrk)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    add = parser.add_argument
+    add("--duration", type=float, default=12.0, help="seconds measured per row (default 12)")
+    add("--warmup", type=float, default=3.0, help="seconds of unmeasured load first (default 3)")
+    add(
+        "--disrupt-after",
+        type=float,
+        default=4.0,
+        help="seconds into a disrupted row before the replica is killed or frozen (default 4)",
+    )
+    add("--threads", type=int, default=2, help="wrk threads, every row (default 2)")
+    add("--connections", type=int, default=32, help="wrk connections, every row (default 32)")
+    add("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
+    add("--no-frozen", action="store_true", help="skip the extra 'replica frozen' row")
+    add("--install", action="store_true", help="apt-get install nginx and wrk if missing (root)")
+    add("--keep", action="store_true", help="keep the work directory (logs, nginx config)")
+    add("--json", type=Path, help="also write the rows as JSON to this file")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.warmup < 1:
+        parser.error("--duration and --warmup must be at least 1 second")
+    if not 0 < args.disrupt_after < args.duration:
+        parser.error("--disrupt-after must fall inside the measured run")
+    if args.threads < 1 or args.connections < args.threads:
+        parser.error("need --threads >= 1 and --connections >= --threads")
+    return args
+
+
+def print_report(results: Results, options: Options) -> None:
+    rows = results.rows()
+    load = options.load
+    print()
+    print(
+        f"wrk -t{load.threads} -c{load.connections} --timeout {load.timeout_s:g}s, "
+        f"{options.duration:g} s per row after {options.warmup:g} s of warm-up; "
+        f"nginx with {options.nginx_workers} worker(s); errors = HTTP >= 400 + socket errors"
+    )
+    print(
+        "p50/p99/p99.9/max: wrk's figures (coordinated-omission corrected, as `wrk --latency`); "
+        "served: one sample per response actually received"
+    )
+    print()
+    print(report.table(rows))
+    print()
+    for row in rows:
+        notes = [n for n in (row.event, row.result.error_detail()) if n]
+        if notes:
+            print(f"  {row.label}: {'; '.join(notes)}")
+    print()
+    print("Aims (issue 2), judged on this run's ratios; informational:")
+    for aim in report.aims(results.nginx, results.hello, results.hello_killed):
+        print(aim.line())
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    try:
+        found = tools(may_install=args.install)
+    except (HarnessError, subprocess.CalledProcessError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    if found is None:
+        return 2
+    options = Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        disrupt_after=args.disrupt_after,
+        load=Load(threads=args.threads, connections=args.connections),
+        nginx_workers=args.nginx_workers,
+        frozen_row=not args.no_frozen,
+    )
+
+    # SIGTERM and SIGHUP end the bench the way Ctrl-C does: through the finally below.
+    def interrupt(signum: int, _: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    print(f"bench: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work directory {workdir}")
+    for key, value in versions(found).items():
+        print(f"  {key}: {value}")
+    bench = Bench(options, found, workdir)
+    code = 0
+    try:
+        bench.start()
+        results = bench.run()
+        print_report(results, options)
+        if args.json is not None:
+            args.json.write_text(results.to_json() + "\n")
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; stopping everything", file=sys.stderr)
+        code = 130
+    except HarnessError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        code = 1
+    finally:
+        # A second Ctrl-C must not cut the cleanup short (children have their own
+        # sessions: the terminal's signals reach only the bench).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        bench.close()
+        if args.keep or code == 1:
+            print(f"bench: logs and nginx config kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,431 @@
+"""The scenario: one stack on loopback, then the rows, each warmed up and measured alike.
+
+Stack: the Cloud Map stand-in (``local.dns``) on 127.0.0.1 listing ``name.internal``
+as 127.0.0.2-4 for the whole run, one name replica on each of those addresses, one
+hello resolving through the stand-in, and nginx proxying to the same three replicas.
+
+Rows, in order (each: a warm-up with every replica up, then the measured run):
+
+1. nginx, steady;
+2. hello, steady;
+3. hello, with name-2 SIGKILLed a few seconds into the run (DNS keeps listing it);
+4. nginx, the same (after name-2 is restarted), for symmetry;
+5. hello, with name-2 frozen (SIGSTOP) instead: it accepts connections (the kernel
+   completes the handshake) but never answers, the closest loopback gets to a task
+   whose network vanished. Informational, no aim.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from bench import prom, wrk
+from bench.nginx import NginxSite, render
+from bench.procs import Child, Children, HarnessError
+from bench.report import Row
+from local.dns import CloudMapStandIn, Registry
+
+NAME_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+FRONT = "127.0.0.1"  # hello, nginx and the DNS stand-in
+NAMESPACE = "internal"
+SERVICE = "name"
+VICTIM = 1  # name-2, on 127.0.0.3: the replica killed or frozen mid-run
+
+# Variables the services read: never inherited from the caller's environment,
+# so every run measures the documented defaults.
+SERVICE_VARIABLES = frozenset(
+    {
+        "HOST",
+        "PORT",
+        "DRAIN_SECONDS",
+        "NAME_SERVER",
+        "DNS_SERVERS",
+        "DNS_REFRESH_SECONDS",
+        "CONNECT_TIMEOUT_SECONDS",
+        "REQUEST_TIMEOUT_SECONDS",
+        "MAX_ATTEMPTS",
+    }
+)
+
+# Generous: two cores are shared with other work, and a replica's start costs a
+# Python interpreter plus aiohttp's imports.
+READY_SECONDS = 60.0
+SETTLE_SECONDS = 90.0  # above hello's longest ejection (30 s) plus a refresh
+POLL_SECONDS = 0.1
+
+# Direct connections only: an http_proxy in the environment must not see loopback calls.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float = 12.0
+    warmup: float = 3.0
+    disrupt_after: float = 4.0
+    load: wrk.Load = field(default_factory=wrk.Load)
+    nginx_workers: int = 1
+    frozen_row: bool = True
+
+
+@dataclass(frozen=True)
+class Tools:
+    nginx: str
+    wrk: str
+
+
+@dataclass(frozen=True)
+class Results:
+    nginx: Row
+    hello: Row
+    hello_killed: Row
+    nginx_killed: Row
+    hello_frozen: Row | None
+
+    def rows(self) -> list[Row]:
+        ordered = [self.nginx, self.hello, self.hello_killed, self.nginx_killed]
+        return ordered + ([self.hello_frozen] if self.hello_frozen else [])
+
+    def to_json(self) -> str:
+        def row(r: Row) -> dict[str, object]:
+            data = asdict(r)
+            data["rps"] = round(r.result.rps, 1)
+            data["errors"] = r.result.errors
+            data["dns_per_request"] = r.dns_per_request
+            return data
+
+        return json.dumps([row(r) for r in self.rows()], indent=2)
+
+
+def free_port(hosts: Sequence[str], *, udp: bool = False) -> int:
+    """A port free now for TCP (and UDP) on every one of ``hosts``."""
+
+    def free(host: str, port: int, kind: socket.SocketKind) -> bool:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                return False
+        return True
+
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((hosts[0], 0))
+            port = int(sock.getsockname()[1])
+        kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else (socket.SOCK_STREAM,)
+        if all(free(host, port, kind) for host in hosts for kind in kinds):
+            return port
+    raise HarnessError(f"no port free on all of {', '.join(hosts)}")
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """Status and body of a GET; (0, reason) when nothing answered."""
+    try:
+        with _HTTP.open(url, timeout=timeout) as response:
+            return int(response.status), response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except (OSError, urllib.error.URLError) as exc:
+        return 0, str(exc)
+
+
+def wait_until(what: str, ready: Callable[[], bool], seconds: float, child: Child | None) -> None:
+    """Poll ``ready`` until true; HarnessError on timeout or if ``child`` exits first."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if child is not None and not child.running():
+            raise HarnessError(f"{child.label} exited while waiting for {what}:\n{child.tail()}")
+        if time.monotonic() > deadline:
+            tail = f":\n{child.tail()}" if child is not None else ""
+            raise HarnessError(f"timed out after {seconds:g}s waiting for {what}{tail}")
+        time.sleep(POLL_SECONDS)
+
+
+class Bench:
+    def __init__(self, options: Options, tools: Tools, workdir: Path) -> None:
+        self.options = options
+        self.tools = tools
+        self.workdir = workdir
+        self.children = Children(workdir)
+        self.registry = Registry()
+        self.dns: CloudMapStandIn | None = None
+        self.names: list[Child] = []
+        self.name_port = 0
+        self.hello_url = ""
+        self.nginx_url = ""
+        self._script = workdir / "done.lua"
+        self._script.write_text(wrk.DONE_HOOK)
+        self._env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+        self._runs = 0
+
+    # -- the stack -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._start_dns()
+        self.name_port = free_port(NAME_ADDRESSES)
+        self.names = [self._start_name(i) for i in range(len(NAME_ADDRESSES))]
+        for i, child in enumerate(self.names):
+            self._wait_healthy(child, f"http://{NAME_ADDRESSES[i]}:{self.name_port}/health")
+        self._start_hello()
+        self._start_nginx()
+
+    def close(self) -> None:
+        self.children.stop_all()
+        if self.dns is not None:
+            self.dns.stop()
+
+    def _start_dns(self) -> None:
+        for address in NAME_ADDRESSES:
+            self.registry.register(SERVICE, IPv4Address(address))
+        for _ in range(5):  # the port can be taken between the probe and the bind
+            dns = CloudMapStandIn(
+                self.registry, namespace=NAMESPACE, host=FRONT, port=free_port([FRONT], udp=True)
+            )
+            try:
+                dns.start()
+            except OSError:
+                continue
+            self.dns = dns
+            return
+        raise HarnessError("the DNS stand-in could not bind a port on 127.0.0.1")
+
+    def _start_name(self, index: int) -> Child:
+        hostname = f"name-{index + 1}"
+        env = {
+            **self._env,
+            "HOST": NAME_ADDRESSES[index],
+            "PORT": str(self.name_port),
+            # The bench stops replicas at the end only; nothing to drain for.
+            "DRAIN_SECONDS": "0",
+        }
+        return self.children.start(hostname, Children.service("apps.name", hostname), env)
+
+    def _wait_healthy(self, child: Child, url: str) -> None:
+        wait_until(f"{url} to answer 200", lambda: http_get(url)[0] == 200, READY_SECONDS, child)
+
+    def _start_hello(self) -> None:
+        assert self.dns is not None
+        port = free_port([FRONT])
+        env = {
+            **self._env,
+            "HOST": FRONT,
+            "PORT": str(port),
+            "NAME_SERVER": f"http://{SERVICE}.{NAMESPACE}:{self.name_port}/",
+            "DNS_SERVERS": f"{self.dns.host}:{self.dns.port}",
+        }
+        hello = self.children.start("hello", Children.service("apps.hello", "hello"), env)
+        self.hello_url = f"http://{FRONT}:{port}/"
+        # "/" (not /health): proves DNS and name are reachable through hello.
+        self._wait_healthy(hello, self.hello_url)
+
+    def _start_nginx(self) -> None:
+        prefix = self.workdir / "nginx"
+        prefix.mkdir()
+        port = free_port([FRONT])
+        site = NginxSite(
+            listen=f"{FRONT}:{port}",
+            upstreams=[f"{address}:{self.name_port}" for address in NAME_ADDRESSES],
+            prefix=prefix,
+            workers=self.options.nginx_workers,
+        )
+        conf = prefix / "nginx.conf"
+        conf.write_text(render(site))
+        # -e: nginx opens its compiled-in error log before reading the config.
+        argv = [self.tools.nginx, "-p", str(prefix), "-e", str(prefix / "nginx-error.log")]
+        argv += ["-c", str(conf)]
+        # SIGTERM if the bench dies: nginx's fast shutdown, which stops its workers too.
+        nginx = self.children.start("nginx", Children.program(argv, signal.SIGTERM), self._env)
+        self.nginx_url = f"http://{FRONT}:{port}/"
+        self._wait_healthy(nginx, f"{self.nginx_url}health")
+
+    # -- disruptions -----------------------------------------------------------
+
+    def kill_victim(self) -> str:
+        victim = self.names[VICTIM]
+        victim.signal(signal.SIGKILL)
+        return f"{victim.label} ({NAME_ADDRESSES[VICTIM]}) SIGKILLed; DNS kept listing it"
+
+    def freeze_victim(self) -> str:
+        victim = self.names[VICTIM]
+        victim.signal(signal.SIGSTOP)
+        return f"{victim.label} ({NAME_ADDRESSES[VICTIM]}) frozen by SIGSTOP; DNS kept listing it"
+
+    def thaw_victim(self) -> None:
+        self.names[VICTIM].signal(signal.SIGCONT)
+
+    def restart_victim(self) -> None:
+        self.children.stop(self.names[VICTIM])
+        child = self._start_name(VICTIM)
+        self.names[VICTIM] = child
+        self._wait_healthy(child, f"http://{NAME_ADDRESSES[VICTIM]}:{self.name_port}/health")
+
+    def settle_hello(self) -> None:
+        """Wait until hello knows all three addresses and ejects none of them.
+
+        After a disruption, hello readmits the replica once its ejection period
+        (which doubled with each failed probe) ends; without this wait the next
+        hello row could begin with one replica still sidelined.
+        """
+
+        def settled() -> bool:
+            status, text = http_get(f"{self.hello_url}metrics")
+            if status != 200:
+                return False
+            samples = prom.parse(text)
+            records = prom.total(samples, "discovery_dns_records")
+            ejected = prom.total(samples, "hello_upstream_ejected")
+            return records == len(NAME_ADDRESSES) and ejected == 0
+
+        wait_until("hello to readmit every replica", settled, SETTLE_SECONDS, None)
+
+    # -- measuring -------------------------------------------------------------
+
+    def _wrk(
+        self, url: str, seconds: float, during: Callable[[], str] | None
+    ) -> tuple[wrk.WrkResult, str]:
+        self._runs += 1
+        argv = wrk.command(self.tools.wrk, url, seconds, self.options.load, self._script)
+        # wrk can take SIGKILL: it holds nothing that needs an orderly stop.
+        child = self.children.start(
+            f"wrk-{self._runs}", Children.program(argv, signal.SIGKILL), self._env
+        )
+        started = time.monotonic()
+        event = ""
+        if during is not None:
+            time.sleep(self.options.disrupt_after)
+            event = f"{time.monotonic() - started:.1f} s into the run: {during()}"
+        try:
+            child.popen.wait(seconds + 60)
+        except Exception:
+            self.children.stop(child)
+            raise HarnessError(f"wrk did not finish within {seconds + 60:g}s") from None
+        self.children.stop(child)
+        output = child.log.read_text(errors="replace")
+        if child.popen.returncode != 0:
+            raise HarnessError(f"wrk exited with {child.popen.returncode}:\n{output[-2000:]}")
+        try:
+            return wrk.parse(output, self.options.load.connections), event
+        except wrk.WrkOutputError as exc:
+            raise HarnessError(str(exc)) from None
+
+    def _served(self) -> list[int | None]:
+        """Requests each name replica has served on "/" so far (None: no answer)."""
+        counts: list[int | None] = []
+        for address in NAME_ADDRESSES:
+            status, text = http_get(f"http://{address}:{self.name_port}/metrics", timeout=1.0)
+            if status != 200:
+                counts.append(None)
+                continue
+            counts.append(int(prom.total(prom.parse(text), "http_requests_total", route="/")))
+        return counts
+
+    def _hello_counters(self) -> tuple[int, int]:
+        status, text = http_get(f"{self.hello_url}metrics")
+        if status != 200:
+            raise HarnessError(f"hello's /metrics answered {status}: {text[:200]}")
+        samples = prom.parse(text)
+        return (
+            int(prom.total(samples, "hello_upstream_retries_total")),
+            int(prom.total(samples, "hello_upstream_ejections_total")),
+        )
+
+    def _dns_queries(self) -> int:
+        assert self.dns is not None
+        return sum(self.dns.queries().values())
+
+    def row(
+        self,
+        label: str,
+        url: str,
+        *,
+        hello: bool,
+        disrupt: Callable[[], str] | None = None,
+    ) -> Row:
+        o = self.options
+        what = f"warm-up {o.warmup:g} s, run {o.duration:g} s"
+        print(f"--> {label}: {what}", flush=True)
+        warm, _ = self._wrk(url, o.warmup, None)
+        if warm.errors:
+            print(f"    warm-up had {warm.errors} errors ({warm.error_detail()})", flush=True)
+        served = self._served()
+        counters = self._hello_counters() if hello else (0, 0)
+        queries = self._dns_queries()
+        result, event = self._wrk(url, o.duration, disrupt)
+        queries = self._dns_queries() - queries
+        after = self._served()
+        spread = [
+            None if a is None or b is None else a - b for a, b in zip(after, served, strict=True)
+        ]
+        retries: int | None = None
+        ejections: int | None = None
+        if hello:
+            now = self._hello_counters()
+            retries, ejections = now[0] - counters[0], now[1] - counters[1]
+        print(f"    {result.rps:,.0f} req/s, p99 {result.p99_us / 1000:.2f} ms", flush=True)
+        return Row(
+            label=label,
+            result=result,
+            dns_queries=queries if hello else None,
+            retries=retries,
+            ejections=ejections,
+            spread=spread,
+            event=event,
+        )
+
+    def run(self) -> Results:
+        hello, nginx = self.hello_url, self.nginx_url
+        nginx_steady = self.row("nginx, steady", nginx, hello=False)
+        hello_steady = self.row("hello, steady", hello, hello=True)
+        hello_killed = self.row("hello, 1 of 3 killed", hello, hello=True, disrupt=self.kill_victim)
+        self.restart_victim()
+        nginx_killed = self.row(
+            "nginx, 1 of 3 killed", nginx, hello=False, disrupt=self.kill_victim
+        )
+        self.restart_victim()
+        hello_frozen = None
+        if self.options.frozen_row:
+            self.settle_hello()
+            try:
+                hello_frozen = self.row(
+                    "hello, 1 of 3 frozen", hello, hello=True, disrupt=self.freeze_victim
+                )
+            finally:
+                self.thaw_victim()
+        return Results(nginx_steady, hello_steady, hello_killed, nginx_killed, hello_frozen)
+
+
+def versions(tools: Tools) -> Mapping[str, str]:
+    """What produced the figures, for the report's header."""
+    import importlib.metadata as metadata  # noqa: PLC0415 - only needed here
+    import subprocess  # noqa: PLC0415
+
+    def first_line(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        text = (done.stdout + done.stderr).strip()
+        return text.splitlines()[0] if text else "unknown"
+
+    def package(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "nginx": first_line([tools.nginx, "-v"]).removeprefix("nginx version: "),
+        "wrk": first_line([tools.wrk, "--version"]).split(" [")[0],
+        "python": sys.version.split()[0],
+        "aiohttp": package("aiohttp"),
+        "uvloop": package("uvloop"),
+        "cpus": str(os.cpu_count()),
+        "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
