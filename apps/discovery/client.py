@@ -99,6 +99,9 @@ class UpstreamError(Exception):
     address: str | None = None
     causes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        super().__init__(self.message)  # args, as for any exception (logging, pickling)
+
     def __str__(self) -> str:
         return self.message
 
