@@ -243,10 +243,7 @@ class Runner:
         for svc in self.services.values():
             failed = next((r for r in svc.history if r.state is State.FAILED), None)
             if svc.failures and failed is not None:
-                raise StartFailed(
-                    f"{failed.name} did not become healthy; last lines of {failed.log_path}:\n"
-                    + _tail(failed.log_path)
-                )
+                raise StartFailed(f"{failed.name} did not become healthy (see {failed.log_path})")
 
     async def health(self, replica: Replica) -> str:
         """One live probe of a replica's /health: its status code, or why it failed."""
@@ -387,7 +384,7 @@ class Runner:
             replica.spawned.set()
         process = replica.process
         if process is None:
-            self._start_failed(svc, replica)
+            self._start_failed(svc, replica, "could not be started")
             return
         if await self._await_healthy(replica) and replica.state is State.STARTING:
             replica.state = State.RUNNING
@@ -403,9 +400,13 @@ class Runner:
             )
             self._changed()
         elif replica.state is State.STARTING:
-            self._signal(replica, signal.SIGKILL)
-            await process.wait()
-            self._start_failed(svc, replica)
+            if process.returncode is None:
+                why = f"not healthy within {self.start_timeout:.0f}s; killed"
+                self._signal(replica, signal.SIGKILL)
+                await process.wait()
+            else:
+                why = f"exited with {process.returncode} before /health answered 200"
+            self._start_failed(svc, replica, why)
             return
         returncode = await process.wait()
         if replica.state is State.RUNNING:
@@ -455,7 +456,7 @@ class Runner:
                             await process.wait()
         return False
 
-    def _start_failed(self, svc: Service, replica: Replica) -> None:
+    def _start_failed(self, svc: Service, replica: Replica, why: str) -> None:
         loop = asyncio.get_running_loop()
         replica.state = State.FAILED
         replica.exited_at = time.time()
@@ -464,11 +465,9 @@ class Runner:
         backoff = min(MAX_BACKOFF, 2.0 ** (svc.failures - 1))
         svc.retry_at = loop.time() + backoff
         log.error(
-            "%s: did not become healthy within %.0fs (exit %s); retrying in %.0fs."
-            " Last lines of %s:\n%s",
+            "%s: %s; retrying in %.0fs. Last lines of %s:\n%s",
             replica.name,
-            self.start_timeout,
-            replica.returncode,
+            why,
             backoff,
             replica.log_path,
             _tail(replica.log_path),

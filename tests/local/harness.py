@@ -114,43 +114,51 @@ class StackProcess:
         return leftovers(self.stack_id)
 
 
+def launch(
+    workdir: Path, output: Path, *, name: int, hello: int, extra: list[str] | None = None
+) -> StackProcess:
+    """Start ``python -m local`` on a fresh block of loopback addresses; do not wait."""
+    name_net, hello_net, host = random_block()
+    front, control = free_port(str(host)), free_port(str(host))
+    dns = free_port(str(host), udp_too=True)
+    args = [
+        sys.executable,
+        "-m",
+        "local",
+        f"--name={name}",
+        f"--hello={hello}",
+        f"--name-network={name_net}",
+        f"--hello-network={hello_net}",
+        f"--front={host}:{front}",
+        f"--control={host}:{control}",
+        f"--dns={host}:{dns}",
+        f"--logs={workdir / 'logs'}",
+        *TIMINGS,
+        *(extra or []),
+    ]
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return StackProcess(
+        process, output, Client(f"http://{host}:{control}"), f"http://{host}:{front}/"
+    )
+
+
 def start_stack(
     workdir: Path, *, name: int, hello: int, extra: list[str] | None = None
 ) -> StackProcess:
-    """Start ``python -m local`` on a fresh block of loopback addresses; wait until up."""
+    """Start a stack and wait until it serves (another address block if one was taken)."""
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):
-        name_net, hello_net, host = random_block()
-        front, control = free_port(str(host)), free_port(str(host))
-        dns = free_port(str(host), udp_too=True)
         output = workdir / f"stack-{attempt}.out"
-        args = [
-            sys.executable,
-            "-m",
-            "local",
-            f"--name={name}",
-            f"--hello={hello}",
-            f"--name-network={name_net}",
-            f"--hello-network={hello_net}",
-            f"--front={host}:{front}",
-            f"--control={host}:{control}",
-            f"--dns={host}:{dns}",
-            f"--logs={workdir / 'logs'}",
-            *TIMINGS,
-            *(extra or []),
-        ]
-        with output.open("wb") as out:
-            process = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        stack = StackProcess(
-            process, output, Client(f"http://{host}:{control}"), f"http://{host}:{front}/"
-        )
+        stack = launch(workdir, output, name=name, hello=hello, extra=extra)
+        process = stack.process
         deadline = time.monotonic() + START_DEADLINE
         while process.poll() is None and "local stack up" not in stack.text():
             if time.monotonic() > deadline:

@@ -13,19 +13,25 @@ import asyncio
 import signal
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from local import control
 from tests.local.harness import (
     CRASH_DEREGISTER,
     DRAIN,
     REFRESH,
+    START_DEADLINE,
     Load,
     StackProcess,
     delta,
     hello_counters,
+    launch,
     report,
     running,
     wait_gone,
@@ -254,3 +260,89 @@ def test_even_a_killed_runner_leaves_no_process_behind(
     report("runner SIGKILLed", replicas=len(pids), left_behind=len(left))
     assert len(pids) == 3
     assert left == [], f"left behind: {left}"
+
+
+def test_the_control_cli_shows_and_changes_the_stack(
+    stack: StackProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = ["--url", stack.client.url]
+    stack.settle("name", 2)
+    assert control.main([*url, "status"]) == 0
+    shown = capsys.readouterr().out
+    name = stack.replicas("name")
+    for replica in name:
+        assert f"{replica['address']}:{replica['port']}" in shown
+    assert "name.internal A " + ", ".join(sorted(r["address"] for r in name)) in shown
+    assert shown.count("health 200") == 2 + len(stack.replicas("hello"))
+
+    assert control.main([*url, "dns", "stop", "--mode", "servfail"]) == 0
+    assert "stopped (servfail)" in capsys.readouterr().out
+    assert stack.status()["dns"]["state"] == "stopped (servfail)"
+    assert control.main([*url, "dns", "start"]) == 0
+    assert capsys.readouterr().out == "dns: serving\n"
+    assert stack.status()["dns"]["state"] == "serving"
+
+    assert control.main([*url, "scale", "name", "3", "--wait", "120"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["name: desired 3", "name: settled"]
+    assert len(stack.replicas("name")) == 3
+
+    assert control.main([*url, "scale", "name", "100000"]) == 1
+    assert "400" in capsys.readouterr().err
+    assert control.main([*url, "kill", "name", "127.0.0.254"]) == 1
+    assert "no running name replica at 127.0.0.254" in capsys.readouterr().err
+    assert control.main([*url, "kill", "name", "10.0.0.1"]) == 1
+    assert "not an IPv4 loopback address" in capsys.readouterr().err
+
+
+def test_the_control_endpoint_refuses_what_a_web_page_could_send(stack: StackProcess) -> None:
+    def send(headers: dict[str, str], data: bytes | None = b'{"count": 1}') -> int:
+        request = urllib.request.Request(
+            f"{stack.client.url}/control/scale/name", data=data, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    # A form post or fetch() with a simple content type: no CORS preflight, so refused.
+    assert send({"Content-Type": "text/plain"}) == 415
+    # DNS rebinding: the browser sends the attacker's host name.
+    assert send({"Content-Type": "application/json", "Host": "evil.example:80"}) == 403
+    assert stack.status()["services"]["name"]["desired"] != 1, "nothing changed"
+
+
+def test_a_replica_that_cannot_start_stops_the_stack_with_its_error(
+    tmp_path: Path,
+) -> None:
+    stack = launch(
+        tmp_path,
+        tmp_path / "stack.out",
+        name=1,
+        hello=1,
+        extra=["--name-env=DRAIN_SECONDS=soon"],
+    )
+    try:
+        code = stack.process.wait(timeout=START_DEADLINE)
+    finally:
+        stack.stop(signal.SIGKILL)
+    output = stack.text()
+    assert code == 1, output
+    assert "local stack cannot start" in output
+    assert "did not become healthy" in output
+    assert "DRAIN_SECONDS" in output, "the replica's own error line is shown"
+
+
+def test_with_no_replace_a_crashed_replica_lowers_the_count(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with running(
+        tmp_path_factory.mktemp("no-replace"), name=2, hello=0, extra=["--no-replace"]
+    ) as stack:
+        first, second = sorted(r["address"] for r in stack.replicas("name"))
+        stack.client.kill("name", first)
+        status = stack.wait_for(lambda s: replaced(s, first))
+    name = status["services"]["name"]
+    assert name["desired"] == 1
+    assert [r["address"] for r in name["replicas"]] == [second]
+    assert [(r["address"], r["state"]) for r in name["finished"]] == [(first, "crashed")]
