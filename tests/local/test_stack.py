@@ -60,6 +60,11 @@ def registered(status: dict[str, object], service: str = "name") -> dict[str, fl
     }
 
 
+def name_queries(stack: StackProcess) -> int:
+    """Queries the Cloud Map stand-in has received for name.internal so far."""
+    return int(stack.status()["dns"]["queries"].get("name.internal.", 0))
+
+
 def replaced(status: dict[str, Any], victim: str) -> bool:
     name = status["services"]["name"]
     gone = any(r["address"] == victim for r in name["finished"])
@@ -104,6 +109,7 @@ async def test_scale_name_2_to_5_under_load_new_replicas_get_traffic_within_a_re
 ) -> None:
     before = set(registered(await settle(stack, 2)))
     counters = await asyncio.to_thread(hello_counters, stack)
+    queries = await asyncio.to_thread(name_queries, stack)
     async with Load(stack.front_url) as load:
         await load.more(WARMUP)
         status = await settle(stack, 5)
@@ -119,6 +125,7 @@ async def test_scale_name_2_to_5_under_load_new_replicas_get_traffic_within_a_re
         failed=len(load.failed()),
         pickup_seconds=seconds,
         refresh=REFRESH,
+        dns_queries=await asyncio.to_thread(name_queries, stack) - queries,
         hello=delta(await asyncio.to_thread(hello_counters, stack), counters),
     )
     assert not load.failed(), load.failed()[:5]
