@@ -75,6 +75,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=4.0,
         help="seconds into a disrupted row before the replica is killed or frozen (default 4)",
     )
+    add(
+        "--rounds",
+        type=int,
+        default=3,
+        help="steady rows: interleaved slices per target, duration/rounds s each (default 3)",
+    )
     add("--threads", type=int, default=2, help="wrk threads, every row (default 2)")
     add("--connections", type=int, default=32, help="wrk connections, every row (default 32)")
     add("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
@@ -85,6 +91,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.duration < 1 or args.warmup < 1:
         parser.error("--duration and --warmup must be at least 1 second")
+    if args.rounds < 1 or args.duration / args.rounds < 1:
+        parser.error("--rounds must be at least 1 and leave slices of at least 1 second")
     if not 0 < args.disrupt_after < args.duration:
         parser.error("--disrupt-after must fall inside the measured run")
     if args.threads < 1 or args.connections < args.threads:
@@ -98,7 +106,9 @@ def print_report(results: Results, options: Options) -> None:
     print()
     print(
         f"wrk -t{load.threads} -c{load.connections} --timeout {load.timeout_s:g}s, "
-        f"{options.duration:g} s per row after {options.warmup:g} s of warm-up; "
+        f"{options.duration:g} s per row after {options.warmup:g} s of warm-up "
+        f"(steady rows: {options.rounds} interleaved slices of "
+        f"{options.duration / options.rounds:g} s); "
         f"nginx with {options.nginx_workers} worker(s); errors = HTTP >= 400 + socket errors"
     )
     print(
@@ -133,6 +143,7 @@ def main(argv: Sequence[str]) -> int:
         disrupt_after=args.disrupt_after,
         load=Load(threads=args.threads, connections=args.connections),
         nginx_workers=args.nginx_workers,
+        rounds=args.rounds,
         frozen_row=not args.no_frozen,
     )
 

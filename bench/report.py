@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.wrk import WrkResult
+from bench.wrk import WrkResult, combine
 
 # The aims of issue 2 ("Benchmark"), as thresholds.
 MIN_RPS_RATIO = 0.25  # hello's req/s, at least this share of nginx's
@@ -32,6 +32,27 @@ class Row:
         if self.dns_queries is None or not self.result.requests:
             return None
         return self.dns_queries / self.result.requests
+
+
+def merge(label: str, rows: Sequence[Row]) -> Row:
+    """Slices of one row (interleaved with another target's) summed into that row."""
+
+    def total(values: Sequence[int | None]) -> int | None:
+        return None if any(v is None for v in values) else sum(v for v in values if v)
+
+    width = max(len(r.spread) for r in rows)
+    spread = [
+        total([r.spread[i] if i < len(r.spread) else None for r in rows]) for i in range(width)
+    ]
+    return Row(
+        label=label,
+        result=combine([r.result for r in rows]),
+        dns_queries=total([r.dns_queries for r in rows]),
+        retries=total([r.retries for r in rows]),
+        ejections=total([r.ejections for r in rows]),
+        spread=spread,
+        event="; ".join(r.event for r in rows if r.event),
+    )
 
 
 @dataclass(frozen=True)

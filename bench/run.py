@@ -4,10 +4,11 @@ Stack: the Cloud Map stand-in (``local.dns``) on 127.0.0.1 listing ``name.intern
 as 127.0.0.2-4 for the whole run, one name replica on each of those addresses, one
 hello resolving through the stand-in, and nginx proxying to the same three replicas.
 
-Rows, in order (each: a warm-up with every replica up, then the measured run):
+Rows, in order (each after a warm-up with every replica up):
 
-1. nginx, steady;
-2. hello, steady;
+1. and 2. nginx and hello, steady, measured in interleaved slices (nginx, hello,
+   nginx, hello...) and summed, so that the other work on a shared machine weighs
+   on both alike;
 3. hello, with name-2 SIGKILLed a few seconds into the run (DNS keeps listing it);
 4. nginx, the same (after name-2 is restarted), for symmetry;
 5. hello, with name-2 frozen (SIGSTOP) instead: it accepts connections (the kernel
@@ -33,7 +34,7 @@ from pathlib import Path
 from bench import prom, wrk
 from bench.nginx import NginxSite, render
 from bench.procs import Child, Children, HarnessError
-from bench.report import Row
+from bench.report import Row, merge
 from local.dns import CloudMapStandIn, Registry
 
 NAME_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -73,6 +74,8 @@ class Options:
     duration: float = 12.0
     warmup: float = 3.0
     disrupt_after: float = 4.0
+    rounds: int = 3
+    """Steady rows: this many interleaved slices per target, duration / rounds each."""
     load: wrk.Load = field(default_factory=wrk.Load)
     nginx_workers: int = 1
     frozen_row: bool = True
@@ -343,24 +346,25 @@ class Bench:
         assert self.dns is not None
         return sum(self.dns.queries().values())
 
-    def row(
+    def _warm(self, label: str, url: str) -> None:
+        warm, _ = self._wrk(url, self.options.warmup, None)
+        if warm.errors:
+            print(f"    {label} warm-up: {warm.errors} errors ({warm.error_detail()})", flush=True)
+
+    def _measure(
         self,
         label: str,
         url: str,
+        seconds: float,
         *,
         hello: bool,
         disrupt: Callable[[], str] | None = None,
     ) -> Row:
-        o = self.options
-        what = f"warm-up {o.warmup:g} s, run {o.duration:g} s"
-        print(f"--> {label}: {what}", flush=True)
-        warm, _ = self._wrk(url, o.warmup, None)
-        if warm.errors:
-            print(f"    warm-up had {warm.errors} errors ({warm.error_detail()})", flush=True)
+        """One wrk run, with what the stand-in and the services counted meanwhile."""
         served = self._served()
         counters = self._hello_counters() if hello else (0, 0)
         queries = self._dns_queries()
-        result, event = self._wrk(url, o.duration, disrupt)
+        result, event = self._wrk(url, seconds, disrupt)
         queries = self._dns_queries() - queries
         after = self._served()
         spread = [
@@ -371,7 +375,6 @@ class Bench:
         if hello:
             now = self._hello_counters()
             retries, ejections = now[0] - counters[0], now[1] - counters[1]
-        print(f"    {result.rps:,.0f} req/s, p99 {result.p99_us / 1000:.2f} ms", flush=True)
         return Row(
             label=label,
             result=result,
@@ -382,13 +385,57 @@ class Bench:
             event=event,
         )
 
+    @staticmethod
+    def _show(row: Row) -> None:
+        r = row.result
+        print(f"    {r.rps:,.0f} req/s, p99 {r.p99_us / 1000:.2f} ms", flush=True)
+
+    def steady(self) -> tuple[Row, Row]:
+        """nginx and hello, steady, measured in interleaved slices and summed.
+
+        The machine is shared: a burst of someone else's work during one long row
+        would skew the ratio. Alternating short slices (nginx, hello, nginx...)
+        spreads such bursts over both rows alike.
+        """
+        o = self.options
+        targets = (
+            ("nginx, steady", self.nginx_url, False),
+            ("hello, steady", self.hello_url, True),
+        )
+        seconds = o.duration / o.rounds
+        print(
+            f"--> steady: warm-up {o.warmup:g} s each, then {o.rounds} x {seconds:g} s "
+            "per target, interleaved",
+            flush=True,
+        )
+        for label, url, _ in targets:
+            self._warm(label, url)
+        slices: dict[str, list[Row]] = {label: [] for label, _, _ in targets}
+        for _ in range(o.rounds):
+            for label, url, is_hello in targets:
+                slices[label].append(self._measure(label, url, seconds, hello=is_hello))
+        nginx, hello = (merge(label, slices[label]) for label, _, _ in targets)
+        for row in (nginx, hello):
+            print(f"    {row.label}:", end="")
+            self._show(row)
+        return nginx, hello
+
+    def disrupted(self, label: str, url: str, *, hello: bool, disrupt: Callable[[], str]) -> Row:
+        o = self.options
+        print(f"--> {label}: warm-up {o.warmup:g} s, run {o.duration:g} s", flush=True)
+        self._warm(label, url)
+        row = self._measure(label, url, o.duration, hello=hello, disrupt=disrupt)
+        self._show(row)
+        return row
+
     def run(self) -> Results:
         hello, nginx = self.hello_url, self.nginx_url
-        nginx_steady = self.row("nginx, steady", nginx, hello=False)
-        hello_steady = self.row("hello, steady", hello, hello=True)
-        hello_killed = self.row("hello, 1 of 3 killed", hello, hello=True, disrupt=self.kill_victim)
+        nginx_steady, hello_steady = self.steady()
+        hello_killed = self.disrupted(
+            "hello, 1 of 3 killed", hello, hello=True, disrupt=self.kill_victim
+        )
         self.restart_victim()
-        nginx_killed = self.row(
+        nginx_killed = self.disrupted(
             "nginx, 1 of 3 killed", nginx, hello=False, disrupt=self.kill_victim
         )
         self.restart_victim()
@@ -396,7 +443,7 @@ class Bench:
         if self.options.frozen_row:
             self.settle_hello()
             try:
-                hello_frozen = self.row(
+                hello_frozen = self.disrupted(
                     "hello, 1 of 3 frozen", hello, hello=True, disrupt=self.freeze_victim
                 )
             finally:

@@ -25,7 +25,7 @@ and extremes wrk reports, so a different layout fails loudly instead of misleadi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,6 +208,36 @@ class WrkResult:
         """``status 3, read 1`` for the non-zero kinds, or empty."""
         kinds = ("status", "connect", "read", "write", "timeout")
         return ", ".join(f"{k} {getattr(self, k)}" for k in kinds if getattr(self, k))
+
+
+def combine(results: Sequence[WrkResult]) -> WrkResult:
+    """Several runs against one target as one: totals and histograms summed.
+
+    Each run's correction used its own interval, so the summed corrected histogram
+    is still exactly what wrk reported, run by run, and the served one the sum of
+    what was served.
+    """
+    if not results:
+        raise ValueError("nothing to combine")
+
+    def add(histograms: Sequence[Histogram]) -> Histogram:
+        total: dict[int, int] = {}
+        for histogram in histograms:
+            for value, count in histogram.counts.items():
+                total[value] = total.get(value, 0) + count
+        return Histogram(total)
+
+    return WrkResult(
+        requests=sum(r.requests for r in results),
+        duration_us=sum(r.duration_us for r in results),
+        connect=sum(r.connect for r in results),
+        read=sum(r.read for r in results),
+        write=sum(r.write for r in results),
+        status=sum(r.status for r in results),
+        timeout=sum(r.timeout for r in results),
+        latency=add([r.latency for r in results]),
+        served=add([r.served for r in results]),
+    )
 
 
 def _pairs(items: list[str], line: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import pytest
 
 from bench import prom
 from bench.nginx import NginxSite, render
-from bench.report import Row, aims, spread_text, table
+from bench.report import Row, aims, merge, spread_text, table
 from bench.wrk import Histogram, WrkResult
 
 
@@ -117,3 +117,33 @@ def test_table_and_spread() -> None:
     assert "0.00010" in lines[3]
     assert "50/?/50" in lines[3]
     assert spread_text([]) == "-"
+
+
+def test_merge_sums_slices_and_keeps_unknowns_unknown() -> None:
+    slices = [
+        Row(
+            "hello, steady",
+            result(3_000, 9_000),
+            dns_queries=1,
+            retries=0,
+            ejections=0,
+            spread=[10, 10, 10],
+        ),
+        Row(
+            "hello, steady",
+            result(5_000, 9_000),
+            dns_queries=2,
+            retries=1,
+            ejections=0,
+            spread=[20, None, 20],
+            event="something",
+        ),
+    ]
+    row = merge("hello, steady", slices)
+    assert row.result.requests == 80_000
+    assert row.result.rps == pytest.approx(4_000)
+    assert (row.dns_queries, row.retries, row.ejections) == (3, 1, 0)
+    assert list(row.spread) == [30, None, 30]
+    assert row.event == "something"
+    nginx = Row("nginx, steady", result(10_000, 4_000))
+    assert merge("nginx", [nginx, nginx]).dns_queries is None

@@ -11,6 +11,7 @@ from bench.wrk import (
     Histogram,
     Load,
     WrkOutputError,
+    combine,
     command,
     correct,
     correction_interval,
@@ -87,3 +88,16 @@ def test_correction_interval_uses_wrks_integer_arithmetic() -> None:
 def test_every_row_gets_the_same_load() -> None:
     argv = command("wrk", "http://127.0.0.1:1/", 12, Load(), script=Path("x.lua"))
     assert argv[1:5] == ["--threads=2", "--connections=32", "--duration=12s", "--timeout=5s"]
+
+
+def test_combine_sums_totals_and_histograms() -> None:
+    one = parse(OUTPUT, connections=32)
+    both = combine([one, one])
+    assert both.requests == 10
+    assert both.duration_us == 2_000_000
+    assert both.rps == pytest.approx(one.rps)
+    assert both.errors == 6
+    assert both.latency.counts == {100: 4, 200: 2, 900: 4}
+    assert both.served.count == 2 * one.served.count
+    with pytest.raises(ValueError, match="nothing"):
+        combine([])
