@@ -275,6 +275,7 @@ class Runner:
     async def close(self) -> None:
         """Stop every replica as a scale-in to zero would, and wait for all of them."""
         self._closing = True
+        self._changed()  # wakes crash timers: close() deregisters at once
         for task in self._reconcilers:
             task.cancel()
         for svc in self.services.values():
