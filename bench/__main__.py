@@ -85,6 +85,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--connections", type=int, default=32, help="wrk connections, every row (default 32)")
     add("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     add("--no-frozen", action="store_true", help="skip the extra 'replica frozen' row")
+    add("--no-paced", action="store_true", help="skip the extra paced (unsaturated) rows")
     add("--install", action="store_true", help="apt-get install nginx and wrk if missing (root)")
     add("--keep", action="store_true", help="keep the work directory (logs, nginx config)")
     add("--json", type=Path, help="also write the rows as JSON to this file")
@@ -126,6 +127,13 @@ def print_report(results: Results, options: Options) -> None:
     print("Aims (issue 2), judged on this run's ratios; informational:")
     for aim in report.aims(results.nginx, results.hello, results.hello_killed):
         print(aim.line())
+    if results.nginx_paced and results.hello_paced and results.paced_delay_ms:
+        print()
+        print(
+            f"Paced (informational): every connection pauses {results.paced_delay_ms} ms "
+            "after each response;"
+        )
+        print("  " + report.paced_summary(results.nginx_paced, results.hello_paced))
 
 
 def main(argv: Sequence[str]) -> int:
@@ -145,6 +153,7 @@ def main(argv: Sequence[str]) -> int:
         nginx_workers=args.nginx_workers,
         rounds=args.rounds,
         frozen_row=not args.no_frozen,
+        paced_rows=not args.no_paced,
     )
 
     # SIGTERM and SIGHUP end the bench the way Ctrl-C does: through the finally below.

@@ -199,3 +199,13 @@ def _ratio(numerator: int, denominator: int) -> float:
 
 def _served_p99_ratio(row: Row, reference: Row) -> float:
     return _ratio(row.result.served.percentile(99), reference.result.served.percentile(99))
+
+
+def paced_summary(nginx: Row, hello: Row) -> str:
+    """hello's latency next to nginx's at (about) the same offered load."""
+    n, h = nginx.result, hello.result
+    return (
+        f"nginx {n.rps:,.0f} req/s, hello {h.rps:,.0f} req/s; "
+        f"p50 {ms(h.p50_us)} vs {ms(n.p50_us)} ms, p99 {ms(h.p99_us)} vs {ms(n.p99_us)} ms "
+        f"= {_ratio(h.p99_us, n.p99_us):.2f}x (served: {_served_p99_ratio(hello, nginx):.2f}x)"
+    )

@@ -9,6 +9,8 @@ Rows, in order (each after a warm-up with every replica up):
 1. and 2. nginx and hello, steady, measured in interleaved slices (nginx, hello,
    nginx, hello...) and summed, so that the other work on a shared machine weighs
    on both alike;
+   then the same pair paced at an equal offered load, half of hello's steady
+   throughput: latency without queueing (informational);
 3. hello, with name-2 SIGKILLed a few seconds into the run (DNS keeps listing it);
 4. nginx, the same (after name-2 is restarted), for symmetry;
 5. hello, with name-2 frozen (SIGSTOP) instead: it accepts connections (the kernel
@@ -64,6 +66,8 @@ SERVICE_VARIABLES = frozenset(
 READY_SECONDS = 60.0
 SETTLE_SECONDS = 90.0  # above hello's longest ejection (30 s) plus a refresh
 POLL_SECONDS = 0.1
+# Paced rows: offered load as a share of hello's steady throughput.
+PACED_SHARE = 0.5
 
 # Direct connections only: an http_proxy in the environment must not see loopback calls.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -75,6 +79,7 @@ class Options:
     warmup: float = 3.0
     disrupt_after: float = 4.0
     rounds: int = 3
+    paced_rows: bool = True
     """Steady rows: this many interleaved slices per target, duration / rounds each."""
     load: wrk.Load = field(default_factory=wrk.Load)
     nginx_workers: int = 1
@@ -94,10 +99,14 @@ class Results:
     hello_killed: Row
     nginx_killed: Row
     hello_frozen: Row | None
+    nginx_paced: Row | None = None
+    hello_paced: Row | None = None
+    paced_delay_ms: int | None = None
 
     def rows(self) -> list[Row]:
-        ordered = [self.nginx, self.hello, self.hello_killed, self.nginx_killed]
-        return ordered + ([self.hello_frozen] if self.hello_frozen else [])
+        ordered = [self.nginx, self.hello, self.nginx_paced, self.hello_paced]
+        ordered += [self.hello_killed, self.nginx_killed, self.hello_frozen]
+        return [row for row in ordered if row is not None]
 
     def to_json(self) -> str:
         def row(r: Row) -> dict[str, object]:
@@ -167,7 +176,7 @@ class Bench:
         self.hello_url = ""
         self.nginx_url = ""
         self._script = workdir / "done.lua"
-        self._script.write_text(wrk.DONE_HOOK)
+        self._script.write_text(wrk.script())
         self._env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
         self._runs = 0
 
@@ -294,10 +303,15 @@ class Bench:
     # -- measuring -------------------------------------------------------------
 
     def _wrk(
-        self, url: str, seconds: float, during: Callable[[], str] | None
+        self,
+        url: str,
+        seconds: float,
+        during: Callable[[], str] | None,
+        script: Path | None = None,
     ) -> tuple[wrk.WrkResult, str]:
         self._runs += 1
-        argv = wrk.command(self.tools.wrk, url, seconds, self.options.load, self._script)
+        script = script or self._script
+        argv = wrk.command(self.tools.wrk, url, seconds, self.options.load, script)
         # wrk can take SIGKILL: it holds nothing that needs an orderly stop.
         child = self.children.start(
             f"wrk-{self._runs}", Children.program(argv, signal.SIGKILL), self._env
@@ -346,8 +360,8 @@ class Bench:
         assert self.dns is not None
         return sum(self.dns.queries().values())
 
-    def _warm(self, label: str, url: str) -> None:
-        warm, _ = self._wrk(url, self.options.warmup, None)
+    def _warm(self, label: str, url: str, script: Path | None = None) -> None:
+        warm, _ = self._wrk(url, self.options.warmup, None, script)
         if warm.errors:
             print(f"    {label} warm-up: {warm.errors} errors ({warm.error_detail()})", flush=True)
 
@@ -359,12 +373,13 @@ class Bench:
         *,
         hello: bool,
         disrupt: Callable[[], str] | None = None,
+        script: Path | None = None,
     ) -> Row:
         """One wrk run, with what the stand-in and the services counted meanwhile."""
         served = self._served()
         counters = self._hello_counters() if hello else (0, 0)
         queries = self._dns_queries()
-        result, event = self._wrk(url, seconds, disrupt)
+        result, event = self._wrk(url, seconds, disrupt, script)
         queries = self._dns_queries() - queries
         after = self._served()
         spread = [
@@ -390,8 +405,8 @@ class Bench:
         r = row.result
         print(f"    {r.rps:,.0f} req/s, p99 {r.p99_us / 1000:.2f} ms", flush=True)
 
-    def steady(self) -> tuple[Row, Row]:
-        """nginx and hello, steady, measured in interleaved slices and summed.
+    def interleaved(self, kind: str, script: Path | None = None) -> tuple[Row, Row]:
+        """nginx and hello, all replicas up, measured in interleaved slices and summed.
 
         The machine is shared: a burst of someone else's work during one long row
         would skew the ratio. Alternating short slices (nginx, hello, nginx...)
@@ -399,26 +414,44 @@ class Bench:
         """
         o = self.options
         targets = (
-            ("nginx, steady", self.nginx_url, False),
-            ("hello, steady", self.hello_url, True),
+            (f"nginx, {kind}", self.nginx_url, False),
+            (f"hello, {kind}", self.hello_url, True),
         )
         seconds = o.duration / o.rounds
         print(
-            f"--> steady: warm-up {o.warmup:g} s each, then {o.rounds} x {seconds:g} s "
+            f"--> {kind}: warm-up {o.warmup:g} s each, then {o.rounds} x {seconds:g} s "
             "per target, interleaved",
             flush=True,
         )
         for label, url, _ in targets:
-            self._warm(label, url)
+            self._warm(label, url, script)
         slices: dict[str, list[Row]] = {label: [] for label, _, _ in targets}
         for _ in range(o.rounds):
             for label, url, is_hello in targets:
-                slices[label].append(self._measure(label, url, seconds, hello=is_hello))
+                slices[label].append(
+                    self._measure(label, url, seconds, hello=is_hello, script=script)
+                )
         nginx, hello = (merge(label, slices[label]) for label, _, _ in targets)
         for row in (nginx, hello):
             print(f"    {row.label}:", end="")
             self._show(row)
         return nginx, hello
+
+    def paced(self, hello_steady: Row) -> tuple[Row, Row, int]:
+        """The same pair at an equal offered load well below hello's capacity.
+
+        Every connection pauses ``delay`` ms after each response, chosen so that the
+        offered load is ``PACED_SHARE`` of hello's steady throughput. Neither target
+        is saturated, so latency shows the cost of the hop itself rather than
+        queueing (under saturation, a closed loop's latency is connections divided
+        by throughput, so the slower target's p99 follows from its req/s).
+        """
+        target_rps = PACED_SHARE * hello_steady.result.rps
+        delay_ms = max(1, round(1000 * self.options.load.connections / max(target_rps, 1.0)))
+        script = self.workdir / "paced.lua"
+        script.write_text(wrk.script(delay_ms))
+        nginx, hello = self.interleaved("paced", script)
+        return nginx, hello, delay_ms
 
     def disrupted(self, label: str, url: str, *, hello: bool, disrupt: Callable[[], str]) -> Row:
         o = self.options
@@ -430,7 +463,10 @@ class Bench:
 
     def run(self) -> Results:
         hello, nginx = self.hello_url, self.nginx_url
-        nginx_steady, hello_steady = self.steady()
+        nginx_steady, hello_steady = self.interleaved("steady")
+        paced: tuple[Row, Row, int] | None = None
+        if self.options.paced_rows:
+            paced = self.paced(hello_steady)
         hello_killed = self.disrupted(
             "hello, 1 of 3 killed", hello, hello=True, disrupt=self.kill_victim
         )
@@ -448,7 +484,16 @@ class Bench:
                 )
             finally:
                 self.thaw_victim()
-        return Results(nginx_steady, hello_steady, hello_killed, nginx_killed, hello_frozen)
+        return Results(
+            nginx_steady,
+            hello_steady,
+            hello_killed,
+            nginx_killed,
+            hello_frozen,
+            nginx_paced=paced[0] if paced else None,
+            hello_paced=paced[1] if paced else None,
+            paced_delay_ms=paced[2] if paced else None,
+        )
 
 
 def versions(tools: Tools) -> Mapping[str, str]:

@@ -64,6 +64,18 @@ done = function(summary, latency, requests)
 end
 """
 
+
+def script(delay_ms: int | None = None) -> str:
+    """The Lua script for a run: the ``done`` hook, plus a fixed pause after each
+    response when ``delay_ms`` is given (wrk's ``delay`` hook), which paces every
+    connection at about one request per ``delay_ms + latency``."""
+    if delay_ms is None:
+        return DONE_HOOK
+    if delay_ms < 1:
+        raise ValueError("delay_ms must be at least 1")
+    return DONE_HOOK + f"\ndelay = function() return {delay_ms} end\n"
+
+
 _FIELDS = (
     "requests",
     "duration_us",

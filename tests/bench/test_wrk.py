@@ -16,6 +16,7 @@ from bench.wrk import (
     correct,
     correction_interval,
     parse,
+    script,
     uncorrect,
 )
 
@@ -101,3 +102,10 @@ def test_combine_sums_totals_and_histograms() -> None:
     assert both.served.count == 2 * one.served.count
     with pytest.raises(ValueError, match="nothing"):
         combine([])
+
+
+def test_paced_script_adds_a_fixed_delay() -> None:
+    assert "delay" not in script()
+    assert script(12).rstrip().endswith("delay = function() return 12 end")
+    with pytest.raises(ValueError, match="at least 1"):
+        script(0)
