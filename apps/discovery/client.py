@@ -16,7 +16,6 @@ answered but its answer was unusable.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -184,7 +183,6 @@ class UpstreamClient:
         }
         self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._warming: asyncio.Task[None] | None = None
 
         p = metrics_prefix
         self._requests = registry.counter(
@@ -238,18 +236,12 @@ class UpstreamClient:
             raise_for_status=False,
         )
         if isinstance(self._source, RecordCache):
-            # Warm the cache so the first request usually finds addresses ready.
-            self._warming = asyncio.create_task(self._warm(), name="warm dns")
-
-    async def _warm(self) -> None:
-        with contextlib.suppress(DiscoveryError):  # logged by the cache; requests retry
-            await self._source.addresses()
+            # Resolve now, so the first request usually finds addresses ready, and on a
+            # timer after that, so an idle spell never leaves us with records of tasks
+            # that have gone.
+            self._source.start()
 
     async def close(self) -> None:
-        if self._warming is not None:
-            self._warming.cancel()
-            await asyncio.gather(self._warming, return_exceptions=True)
-            self._warming = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -11,6 +11,12 @@ When a refresh fails (timeout, SERVFAIL, NXDOMAIN, an empty answer, DNS down),
 the cache keeps serving the last good records and logs it: a discovery outage
 must not become a service outage. It tries again one interval later.
 
+With ``start()``, a timer refreshes the records too, whether or not requests
+arrive: after an idle spell the first requests would otherwise be sent to the
+records of minutes ago, to tasks that have left meanwhile (each costing a
+connect timeout and a retry). Requests still trigger a refresh themselves if the
+timer is late, and both join the same lookup.
+
 Freshness: Cloud Map answers with the service's record TTL, and c-ares caches
 answers for that TTL, so a change is seen within max(refresh interval, TTL)
 plus one lookup. Keep the Cloud Map TTL at or below the refresh interval.
@@ -182,6 +188,7 @@ class RecordCache:
         self._next_refresh = 0.0
         self._last_error = "not resolved yet"
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
         registry = registry or Registry()
         self._refreshes = registry.counter(
             "discovery_dns_refreshes_total",
@@ -229,6 +236,26 @@ class RecordCache:
         if not self._records:
             raise DiscoveryError(f"no address for {self.host}: {self._last_error}")
         return self._records
+
+    def start(self) -> None:
+        """Resolve now and keep refreshing every interval in the background until ``close()``.
+
+        Optional: without it, the cache refreshes only when requests notice stale records.
+        """
+        if self._timer is None:
+            self._timer = asyncio.create_task(
+                self._refresh_on_time(), name=f"dns timer {self.host}"
+            )
+
+    async def _refresh_on_time(self) -> None:
+        while True:
+            # _next_refresh moves on after every lookup (success or failure), including
+            # lookups that requests started, so this never doubles the query rate.
+            delay = self._next_refresh - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                await self.refresh()
 
     async def refresh(self) -> None:
         """Refresh now (joining a refresh already in flight) and wait for it."""
@@ -304,8 +331,9 @@ class RecordCache:
         return [({"host": self.host}, round(self._clock() - self._resolved_at, 3))]
 
     async def close(self) -> None:
-        task = self._task
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (self._timer, self._task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._timer = None
         await self._lookup.close()

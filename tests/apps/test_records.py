@@ -240,3 +240,58 @@ def test_a_cancelled_waiter_does_not_cancel_the_shared_lookup(dns: FakeDns) -> N
             await cache.close()
 
     run(scenario())
+
+
+def test_the_timer_refreshes_without_requests(dns: FakeDns) -> None:
+    """With start(), an idle cache still follows DNS: no request has to notice staleness."""
+    dns.set(NAME, "127.0.0.2")
+
+    async def wait_for(cache: RecordCache, want: tuple[str, ...]) -> None:
+        async with asyncio.timeout(10):
+            while True:
+                if cache.records == want:
+                    return
+                await asyncio.sleep(0.02)
+
+    async def scenario() -> None:
+        cache = RecordCache(
+            NAME, DnsLookup([dns.server], timeout=0.2, tries=1), refresh_interval=0.2
+        )
+        cache.start()
+        try:
+            await wait_for(cache, ("127.0.0.2",))
+            dns.set(NAME, "127.0.0.3", "127.0.0.4")
+            await wait_for(cache, ("127.0.0.3", "127.0.0.4"))  # never called addresses()
+        finally:
+            await cache.close()
+
+    run(scenario())
+
+
+def test_the_timer_adds_no_query_while_records_are_fresh(dns: FakeDns) -> None:
+    """The timer follows the cache's schedule: requests' refreshes and its own never double up."""
+    dns.set(NAME, "127.0.0.2")
+    clock = Clock()
+
+    async def scenario() -> None:
+        cache = cache_for(dns, clock)
+        cache.start()
+        try:
+            assert await cache.addresses() == ("127.0.0.2",)
+            for _ in range(50):  # the clock stands still: nothing is due
+                await asyncio.sleep(0.01)
+                await cache.addresses()
+            assert dns.count(NAME) == 1
+            clock.now += 5.0  # one interval later: one more query, from whichever asks first
+            async with asyncio.timeout(10):
+                while dns.count(NAME) < 2:
+                    await cache.addresses()
+                    await asyncio.sleep(0.01)
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                await cache.addresses()
+        finally:
+            await cache.close()
+
+    run(scenario())
+    assert dns.count(NAME) == 2
