@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import logging
 import signal
 import sys
@@ -180,6 +181,11 @@ async def serve(
             await site.start()
         except OSError as exc:
             raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        # Everything allocated so far (modules, the app) lives as long as the
+        # process: move it to the permanent generation, so the full collections
+        # that requests' garbage triggers no longer scan it. On the bench this
+        # halved hello's p99 under load (11.5 ms -> 5.7-6.8 ms; docs/bench.md).
+        gc.freeze()
         log.info("listening", extra={"service": service, "host": host, "port": port})
         await lifecycle.wait_stop_requested()
         log.info("draining", extra={"service": service, "drain_seconds": drain_seconds})
