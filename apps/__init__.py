@@ -8,3 +8,21 @@
 - ``apps.common``: the services' runtime (env parsing, JSON logs, drain on SIGTERM).
 - ``apps.healthcheck``: a tiny probe for the ECS container health check.
 """
+
+#: Every environment variable either service reads (``apps.name.app.Settings`` and
+#: ``apps.hello.settings.Settings``; tests/apps/test_settings.py keeps this exact).
+#: Whatever starts the services for a measurement or a test clears these from the
+#: inherited environment, so a run gets the documented defaults unless it says otherwise.
+ENVIRONMENT = frozenset(
+    {
+        "HOST",
+        "PORT",
+        "DRAIN_SECONDS",
+        "NAME_SERVER",
+        "DNS_SERVERS",
+        "DNS_REFRESH_SECONDS",
+        "CONNECT_TIMEOUT_SECONDS",
+        "REQUEST_TIMEOUT_SECONDS",
+        "MAX_ATTEMPTS",
+    }
+)

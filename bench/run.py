@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
+from apps import ENVIRONMENT
 from bench import prom, wrk
 from bench.nginx import NginxSite, render
 from bench.procs import Child, Children, HarnessError
@@ -44,22 +45,6 @@ FRONT = "127.0.0.1"  # hello, nginx and the DNS stand-in
 NAMESPACE = "internal"
 SERVICE = "name"
 VICTIM = 1  # name-2, on 127.0.0.3: the replica killed or frozen mid-run
-
-# Variables the services read: never inherited from the caller's environment,
-# so every run measures the documented defaults.
-SERVICE_VARIABLES = frozenset(
-    {
-        "HOST",
-        "PORT",
-        "DRAIN_SECONDS",
-        "NAME_SERVER",
-        "DNS_SERVERS",
-        "DNS_REFRESH_SECONDS",
-        "CONNECT_TIMEOUT_SECONDS",
-        "REQUEST_TIMEOUT_SECONDS",
-        "MAX_ATTEMPTS",
-    }
-)
 
 # Generous: two cores are shared with other work, and a replica's start costs a
 # Python interpreter plus aiohttp's imports.
@@ -177,7 +162,7 @@ class Bench:
         self.nginx_url = ""
         self._script = workdir / "done.lua"
         self._script.write_text(wrk.script())
-        self._env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+        self._env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
         self._runs = 0
 
     # -- the stack -------------------------------------------------------------

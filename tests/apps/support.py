@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
+from apps import ENVIRONMENT
 from apps.common.logs import AccessLog
 from apps.discovery.metrics import Registry
 from apps.name.app import make_app as make_name_app
@@ -278,26 +279,9 @@ async def endless_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWr
 # -- processes -----------------------------------------------------------------
 
 
-# The services' own variables: a test sets exactly the ones it means.
-SERVICE_VARIABLES = frozenset(
-    {
-        "HOST",
-        "PORT",
-        "NAME_SERVER",
-        "DNS_SERVERS",
-        "DNS_REFRESH_SECONDS",
-        "CONNECT_TIMEOUT_SECONDS",
-        "REQUEST_TIMEOUT_SECONDS",
-        "MAX_ATTEMPTS",
-        "DRAIN_SECONDS",
-    }
-)
-
-
 def service_env(**overrides: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HOST", "PORT", "NAME_", "DNS_"))
-    }
+    # The services' own variables are never inherited: a test sets exactly the ones it means.
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
     env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
     env.update(overrides)
     return env

@@ -1,8 +1,11 @@
 """Environment parsing: every bad value is named in one clear line."""
 
+from typing import Any
+
 import pytest
 from yarl import URL
 
+from apps import ENVIRONMENT
 from apps.common.env import EnvError
 from apps.hello.settings import Settings, parse_dns_servers, parse_name_server
 from apps.name.app import Settings as NameSettings
@@ -121,3 +124,33 @@ def test_connect_timeout_cannot_exceed_request_timeout() -> None:
         EnvError, match="CONNECT_TIMEOUT_SECONDS=3 exceeds REQUEST_TIMEOUT_SECONDS=2"
     ):
         Settings.from_env(environ)
+
+
+class _Recording(dict[str, str]):
+    """An environment that remembers every variable asked for, however it is asked."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.asked.add(key)
+        return super().__contains__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_environment_lists_exactly_what_the_services_read() -> None:
+    """apps.ENVIRONMENT is what tests and the bench clear: it must not miss a variable."""
+    hello_env = _Recording({"NAME_SERVER": "http://name.internal:3000/"})
+    Settings.from_env(hello_env)
+    name_env = _Recording({})
+    NameSettings.from_env(name_env)
+    assert hello_env.asked | name_env.asked == ENVIRONMENT
