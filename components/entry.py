@@ -16,8 +16,9 @@ import pulumi_aws as aws
 
 # TLS 1.3 with 1.2 as the floor: AWS's recommended policy for ALBs.
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-# Kept below hello's keep-alive timeout (aiohttp's default is 75 s), so the ALB, never the
-# target, closes idle connections: otherwise a request can race a close and get a 502.
+# Kept below hello's idle keep-alive (60 s: KEEPALIVE_TIMEOUT_SECONDS in apps/common/server.py;
+# tests/apps/test_hygiene.py checks the order), so the ALB, never the target, closes idle
+# connections: otherwise a request can race a close and get a 502.
 IDLE_TIMEOUT_SECONDS = 30
 # Seconds the ALB keeps a deregistering target for requests already in flight. Hello answers in
 # at most a few seconds (its request timeout is 2 s per attempt), so ten is plenty, and a

@@ -15,6 +15,7 @@ cross-origin without a CORS preflight, which this endpoint never grants).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from local.dns import Outage
 if TYPE_CHECKING:
     from local.stack import Stack
 
+log = logging.getLogger("local")
 STACK: web.AppKey[Stack] = web.AppKey("stack")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -108,6 +110,7 @@ async def _kill(request: web.Request) -> web.Response:
 async def _dns(request: web.Request) -> web.Response:
     stack = request.app[STACK]
     action = request.match_info["action"]
+    before = _dns_state(stack.dns.outage)
     if action == "start":
         try:
             stack.dns.start()
@@ -122,5 +125,11 @@ async def _dns(request: web.Request) -> web.Response:
         stack.dns.stop(mode)
     else:
         return _error(404, "use /control/dns/stop or /control/dns/start")
-    outage = stack.dns.outage
-    return web.json_response({"dns": "serving" if outage is None else f"stopped ({outage})"})
+    after = _dns_state(stack.dns.outage)
+    # One line in the runner's output, like every other event.
+    log.info("dns %s: %s -> %s (local.control dns %s)", stack.config.dns, before, after, action)
+    return web.json_response({"dns": after})
+
+
+def _dns_state(outage: Outage | None) -> str:
+    return "serving" if outage is None else f"stopped ({outage})"

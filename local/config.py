@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from apps.hello.settings import MIN_DNS_REFRESH_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 NAME_NETWORK = IPv4Network("127.0.1.0/24")
 HELLO_NETWORK = IPv4Network("127.0.2.0/24")
@@ -118,12 +120,18 @@ class StackConfig:
         ]
         out.extend(
             f"{label} must be > 0, got {seconds}"
-            for label, seconds in (
-                ("DNS refresh seconds", self.dns_refresh_seconds),
-                ("start timeout", self.start_timeout),
-                ("health interval", self.health_interval),
-            )
+            for label, seconds in (("start timeout", self.start_timeout),)
             if not (math.isfinite(seconds) and seconds > 0)
+        )
+        # Floors: each is how often something is asked (hello's DNS queries, the front's
+        # health checks); near zero, they would ask in a tight loop.
+        out.extend(
+            f"{label} must be >= {floor}, got {seconds}"
+            for label, seconds, floor in (
+                ("DNS refresh seconds", self.dns_refresh_seconds, MIN_DNS_REFRESH_SECONDS),
+                ("health interval", self.health_interval, 0.1),
+            )
+            if not (math.isfinite(seconds) and seconds >= floor)
         )
         if not self.stop_timeout > self.drain_seconds:
             out.append(

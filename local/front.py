@@ -27,7 +27,7 @@ import enum
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -145,8 +145,12 @@ class Front:
             connector=aiohttp.TCPConnector(force_close=True),
             timeout=aiohttp.ClientTimeout(total=self.health.timeout),
         )
-        app = web.Application(handler_args={"max_field_size": 16 * 1024})
-        app.router.add_route("*", "/{tail:.*}", self._proxy)
+        # Every request is proxied, routed or not: a middleware rather than a route, since
+        # no route pattern matches the path of ``GET http://host HTTP/1.1`` (empty) or of
+        # ``OPTIONS *``, and those must reach _proxy to get the ALB's answer.
+        app = web.Application(
+            handler_args={"max_field_size": 16 * 1024}, middlewares=[self._everything]
+        )
         self._runner = web.AppRunner(
             app,
             access_log=None,
@@ -255,14 +259,24 @@ class Front:
 
     # -- proxying --------------------------------------------------------------------
 
+    @web.middleware
+    async def _everything(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        del handler  # the router's answer (404 for every path) is never wanted
+        return await self._proxy(request)
+
     async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        form = _origin_form(request.raw_path)
+        if form is None:
+            return _error(400, "the request target must be a path or an http(s) URL")
         target = self._pick()
         if target is None:
             return _error(503, "no registered targets")
         target.in_flight += 1
         target.requests += 1
         try:
-            response = await self._forward(request, target)
+            response = await self._forward(request, target, *form)
         finally:
             target.in_flight -= 1
             if target.state is TargetState.DRAINING and target.in_flight == 0:
@@ -270,16 +284,23 @@ class Front:
         target.responses[response.status] += 1
         return response
 
-    async def _forward(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def _forward(
+        self, request: web.Request, target: Target, path: str, authority: str | None
+    ) -> web.StreamResponse:
         assert self._session is not None
-        url = URL(f"http://{target.key}{request.raw_path}", encoded=True)
+        url = URL(f"http://{target.key}{path}", encoded=True)
         body = request.content.iter_chunked(CHUNK) if request.body_exists else None
+        headers = self._upstream_headers(request)
+        if authority is not None:
+            # RFC 9112 3.2.2: with an absolute-form target, its host is the one that counts
+            # and any Host header is ignored.
+            headers["Host"] = authority
         response: web.StreamResponse | None = None
         try:
             async with self._session.request(
                 request.method,
                 url,
-                headers=self._upstream_headers(request),
+                headers=headers,
                 data=body,
                 allow_redirects=False,
             ) as upstream:
@@ -331,8 +352,38 @@ def _end_to_end(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     )
 
 
+def _origin_form(target: str) -> tuple[str, str | None] | None:
+    """The request target as forwarded: ``(path and query, authority or None)``.
+
+    Origin-form (``/path?q``) passes unchanged. Absolute-form (``http://host/path?q``)
+    must be accepted by every server (RFC 9112 3.2.2), and the ALB's desync classifier
+    (http_desync_guardian) does not count it among the non-compliant forms it blocks, so
+    the front accepts it too. AWS does not document what the ALB then forwards; the
+    front forwards origin-form with the URL's authority as the Host (the recipient
+    must use that, not the Host header: RFC 9112 3.2.2), byte for byte otherwise.
+    Anything else (``*``, ``host:port``, other schemes, credentials in the URL) is
+    None: a 400, as the ALB answers a request it cannot route.
+    """
+    if target.startswith("/"):
+        return target, None
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    ends = [i for i in (rest.find("/"), rest.find("?")) if i >= 0]
+    cut = min(ends, default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if not authority or "@" in authority:
+        return None
+    return (tail if tail.startswith("/") else "/" + tail), authority
+
+
 def _error(status: int, reason: str) -> web.Response:
-    phrase = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[status]
+    phrase = {
+        400: "Bad Request",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+        504: "Gateway Timeout",
+    }[status]
     return web.Response(status=status, text=f"{status} {phrase}: {reason}\n")
 
 

@@ -99,7 +99,11 @@ def test_bad_dns_servers(value: str) -> None:
         ("PORT", "3000.5"),
         ("DNS_REFRESH_SECONDS", "0"),
         ("DNS_REFRESH_SECONDS", "soon"),
+        ("DNS_REFRESH_SECONDS", "1e-9"),  # was accepted: thousands of DNS queries a second
+        ("DNS_REFRESH_SECONDS", "0.09"),
         ("CONNECT_TIMEOUT_SECONDS", "-1"),
+        ("CONNECT_TIMEOUT_SECONDS", "1e-9"),
+        ("REQUEST_TIMEOUT_SECONDS", "0.001"),
         ("REQUEST_TIMEOUT_SECONDS", "nan"),
         ("REQUEST_TIMEOUT_SECONDS", "inf"),
         ("MAX_ATTEMPTS", "0"),
@@ -112,6 +116,27 @@ def test_every_bad_value_names_its_variable(name: str, value: str) -> None:
     with pytest.raises(EnvError) as caught:
         Settings.from_env(environ)
     assert str(caught.value).startswith(f"{name}={value!r}: expected ")
+
+
+@pytest.mark.parametrize(
+    ("name", "floor", "message"),
+    [
+        ("DNS_REFRESH_SECONDS", "0.1", "expected a number at least 0.1 and at most 3600"),
+        ("CONNECT_TIMEOUT_SECONDS", "0.01", "expected a number at least 0.01 and at most 60"),
+        ("REQUEST_TIMEOUT_SECONDS", "0.01", "expected a number at least 0.01 and at most 300"),
+    ],
+)
+def test_floors_are_accepted_and_what_is_below_them_is_refused_by_name(
+    name: str, floor: str, message: str
+) -> None:
+    """A near-zero refresh made thousands of DNS queries a second; a near-zero timeout
+    fails every attempt. The floor itself is allowed, and the refusal says what is."""
+    environ = {"NAME_SERVER": "http://name.internal:3000/", "CONNECT_TIMEOUT_SECONDS": "0.01"}
+    Settings.from_env({**environ, name: floor})
+    below = str(float(floor) / 2)
+    with pytest.raises(EnvError) as caught:
+        Settings.from_env({**environ, name: below})
+    assert str(caught.value) == f"{name}={below!r}: {message}"
 
 
 def test_connect_timeout_cannot_exceed_request_timeout() -> None:

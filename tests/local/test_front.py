@@ -261,6 +261,51 @@ async def test_forwards_as_a_proxy_should() -> None:
         assert headers["X-Forwarded-Port"] == str(front.port)
 
 
+async def _raw(front: Front, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(HOST, front.port)
+    try:
+        writer.write(request)
+        async with asyncio.timeout(DEADLINE):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_absolute_form_targets_are_forwarded_and_other_forms_refused() -> None:
+    """``GET http://host/ HTTP/1.1`` got a 500 and a traceback (the target was pasted after
+    the backend's address). Every server must accept absolute-form (RFC 9112 3.2.2): it is
+    forwarded in origin-form, the URL's authority as the Host. Targets that name no path
+    (``*``, ``host:port``) or another scheme are a 400, not a 500."""
+    async with backends("a") as targets, front_for(targets) as front:
+        (a,) = targets
+        await until(front, lambda: state_of(front, a) is TargetState.HEALTHY)
+        answer = await _raw(
+            front,
+            b"GET http://example.test:8080/echo/a%2Fb?y=%2F HTTP/1.1\r\n"
+            b"Host: ignored.test\r\nConnection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+        assert answer.endswith(b"\r\n\r\na")
+        (seen,) = a.seen
+        assert seen["path"] == "/echo/a%2Fb?y=%2F", "origin-form, byte for byte"
+        headers = seen["headers"]
+        assert isinstance(headers, dict)
+        assert headers["Host"] == "example.test:8080"
+        answer = await _raw(
+            front, b"GET http://example.test HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+        for line in (
+            b"OPTIONS * HTTP/1.1",
+            b"CONNECT example.test:443 HTTP/1.1",
+            b"GET ftp://example.test/ HTTP/1.1",
+            b"GET http://u:p@example.test/ HTTP/1.1",
+        ):
+            answer = await _raw(front, line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (line, answer)
+        assert a.hits == 1, "refused targets reach no backend"
+
+
 async def test_bodies_pass_through_byte_for_byte() -> None:
     async with backends("a") as targets, front_for(targets) as front:
         await until(front, lambda: state_of(front, targets[0]) is TargetState.HEALTHY)

@@ -288,6 +288,11 @@ def test_the_control_cli_shows_and_changes_the_stack(
     assert control.main([*url, "dns", "start"]) == 0
     assert capsys.readouterr().out == "dns: serving\n"
     assert stack.status()["dns"]["state"] == "serving"
+    # Both leave a line in the runner's output, like every other event.
+    events = stack.text()
+    dns = stack.status()["dns"]["address"]
+    assert f"dns {dns}: serving -> stopped (servfail) (local.control dns stop)" in events
+    assert f"dns {dns}: stopped (servfail) -> serving (local.control dns start)" in events
 
     assert control.main([*url, "scale", "name", "3", "--wait", "120"]) == 0
     assert capsys.readouterr().out.splitlines() == ["name: desired 3", "name: settled"]
