@@ -59,7 +59,8 @@ class FakeStack:
     """An E2EStack in memory: a cluster whose name tasks follow name.desiredCount.
 
     fail_at: the operation that raises; destroy_failures: how many destroys raise first;
-    preview_summary: what the second preview reports; stale: hello never sees new tasks.
+    preview_summary: what the second preview reports; stale: hello never sees new tasks;
+    reachable: how many name tasks hello reaches at most (1: stuck on the first record).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class FakeStack:
         preview_summary: dict[Any, int] | None = None,
         scale_summary: dict[Any, int] | None = None,
         stale: bool = False,
+        reachable: int | None = None,
         initial: int = 2,
     ) -> None:
         self.calls: list[str] = []
@@ -78,6 +80,7 @@ class FakeStack:
         self.preview_summary = preview_summary or {"same": 40}
         self.scale_summary = scale_summary or {"same": 39, "update": 1}
         self.stale = stale
+        self.reachable = reachable
         self.desired = initial
         self.running = 0
         self.ups = 0
@@ -121,7 +124,8 @@ class FakeStack:
         """hello's answer, alternating over the running name tasks (round robin)."""
         assert url == URL
         turn = next(self._turn)
-        task = name_host(turn % self.running)
+        assert turn < MAX_REQUESTS, "unbounded: the wait never gave up"
+        task = name_host(turn % min(self.running, self.reachable or self.running))
         return Reply(200, f"Hello (from ip-10-0-200-{turn % 2}.ec2.internal) Ava (from {task})")
 
 
@@ -173,10 +177,20 @@ def test_anything_but_the_seed_wire_format_is_a_wrong_answer(body: str) -> None:
 # --- counting distinct tasks --------------------------------------------------------------------
 
 
+# More requests than any bounded wait here makes: beyond it, the wait is unbounded.
+MAX_REQUESTS = 5000
+
+
 def replies(*items: Reply) -> Callable[[], Reply]:
-    """These replies in order, then the last one forever."""
-    it = itertools.chain(items, itertools.repeat(items[-1]))
-    return lambda: next(it)
+    """These replies in order, then the last one again, up to MAX_REQUESTS in all."""
+    it = itertools.chain(items, itertools.repeat(items[-1], MAX_REQUESTS))
+
+    def fetch() -> Reply:
+        reply = next(it, None)
+        assert reply is not None, "unbounded: the wait never gave up"
+        return reply
+
+    return fetch
 
 
 def ok(task: int, hello: int = 0) -> Reply:
@@ -221,7 +235,7 @@ def test_waiting_is_bounded_and_the_failure_says_what_was_seen() -> None:
     def fetch() -> Reply:
         nonlocal calls
         calls += 1
-        assert calls < 1000, "unbounded"
+        assert calls < MAX_REQUESTS, "unbounded: the wait never gave up"
         return Reply(503, "<html>503</html>") if calls % 2 else ok(0)
 
     with pytest.raises(NotSettled) as failure:
@@ -297,6 +311,17 @@ def test_the_scenario_runs_in_order_and_ends_destroyed_and_removed() -> None:
         "destroy",
         "remove",
     ]
+
+
+def test_hello_reaching_one_name_task_only_fails_within_the_settle_budget() -> None:
+    """One name task behind hello is the broken-discovery case (the seed's Node client sends
+    everything to the first record): at least two distinct tasks must answer."""
+    stack = FakeStack(reachable=1)
+    clock = Clock()
+    with pytest.raises(NotSettled, match="wanted 2 distinct name tasks within 120 s"):
+        scenario(stack, clock, Budget(settle=120, scale=90))
+    assert 120 <= clock.now - 1000 <= 123
+    assert stack.calls == ["up", "destroy", "remove"]
 
 
 def test_hello_not_reaching_the_new_task_fails_within_the_scale_budget() -> None:
