@@ -84,6 +84,8 @@ def missing_requirements(
     missing = []
     if which("pulumi") is None:
         missing.append("the pulumi CLI on PATH")
+    if which("docker") is None:
+        missing.append("docker (up builds the images)")
     if not has_aws_credentials(environ, home):
         missing.append("AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE or ~/.aws)")
     if aws_region(environ) is None:
@@ -478,12 +480,12 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     if argv != ["cleanup"]:
         print("usage: python -m tests.e2e.lifecycle cleanup   (stack from E2E_STACK)")
         return 2
-    if shutil.which("pulumi") is None:
-        print("e2e cleanup: the pulumi CLI is not on PATH")
-        return 1
     if not environ.get(STACK_ENV):
         print(f"e2e cleanup: set {STACK_ENV} to the stack's name")
         return 2
+    if shutil.which("pulumi") is None:
+        print("e2e cleanup: the pulumi CLI is not on PATH")
+        return 1
     from pulumi import automation as auto  # noqa: PLC0415
 
     name = stack_name(environ)
@@ -494,6 +496,12 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     except auto.StackNotFoundError:
         print(f"e2e cleanup: no stack {name.qualified}: nothing left behind")
         return 0
+    # A test killed mid-update leaves Pulumi Cloud's lock on the stack; release it (an error
+    # here only means there was no update to cancel, or a backend without the operation).
+    try:
+        stack.cancel()
+    except auto.CommandError as exc:
+        print(f"e2e cleanup: nothing cancelled ({str(exc).strip().splitlines()[-1:]})")
     problem = clean_up(AutomationStack(stack))
     if problem:
         print(f"e2e cleanup: {problem}")

@@ -405,8 +405,8 @@ def test_a_failed_stack_rm_is_reported() -> None:
 # --- whether it runs ------------------------------------------------------------------------------
 
 
-def present(_: str) -> str:
-    return "/usr/local/bin/pulumi"
+def present(command: str) -> str:
+    return f"/usr/local/bin/{command}"
 
 
 def absent(_: str) -> None:
@@ -423,7 +423,7 @@ def test_with_nothing_it_skips_in_one_line_naming_each_missing_thing(tmp_path: P
     action, reason = verdict
     assert action == "skip"
     assert "\n" not in reason
-    for what in ("pulumi CLI", "AWS credentials", "AWS_REGION", "E2E_DEPLOY=1"):
+    for what in ("pulumi CLI", "docker", "AWS credentials", "AWS_REGION", "E2E_DEPLOY=1"):
         assert what in reason
 
 
