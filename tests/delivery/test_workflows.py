@@ -279,7 +279,9 @@ def test_step_outputs_needs_and_matrix_references_resolve() -> None:
         matrix = job.get("strategy", {}).get("matrix", {})
         ids: dict[str, dict[str, Any]] = {}
         for step in job["steps"]:
-            for expr in expressions(step):
+            # `if:` holds a bare expression, without ${{ }}.
+            bare = [step["if"]] if isinstance(step.get("if"), str) else []
+            for expr in [*expressions(step), *bare]:
                 for sid in re.findall(r"steps\.([\w-]+)\.(?:outcome|conclusion)", expr):
                     assert sid in ids, f"{where}: steps.{sid} is not an earlier step"
                 for sid, output in re.findall(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr):
