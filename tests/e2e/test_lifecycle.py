@@ -442,8 +442,9 @@ def test_everything_present_but_the_opt_in_still_skips(tmp_path: Path) -> None:
     environ = {k: v for k, v in READY.items() if k != "E2E_DEPLOY"}
     missing = lifecycle.missing_requirements(environ, present, tmp_path)
     assert missing == ["E2E_DEPLOY=1 (it deploys a real, billed stack for about 30 minutes)"]
-    assert lifecycle.skip_or_fail(missing, environ) is not None
-    assert lifecycle.skip_or_fail(missing, environ)[0] == "skip"  # type: ignore[index]
+    verdict = lifecycle.skip_or_fail(missing, environ)
+    assert verdict is not None
+    assert verdict[0] == "skip"
 
 
 def test_everything_present_runs(tmp_path: Path) -> None:
