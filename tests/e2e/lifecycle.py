@@ -425,14 +425,16 @@ class AutomationStack:
         return str(self._stack.name)
 
     def up(self) -> Update:
-        result = self._stack.up(on_output=self._log, color="never")
+        result = self._stack.up(on_output=self._log, on_error=self._log, color="never")
         return Update(
             outputs={k: v.value for k, v in result.outputs.items()},
             change_summary=result.summary.resource_changes or {},
         )
 
     def preview(self) -> Preview:
-        result = self._stack.preview(on_output=self._log, color="never", diff=True)
+        result = self._stack.preview(
+            on_output=self._log, on_error=self._log, color="never", diff=True
+        )
         return Preview(result.change_summary, result.stdout)
 
     def set_config(self, key: str, value: str) -> None:
@@ -441,7 +443,7 @@ class AutomationStack:
         self._stack.set_config(key, auto.ConfigValue(value=value), path=True)
 
     def destroy(self) -> None:
-        self._stack.destroy(on_output=self._log, color="never")
+        self._stack.destroy(on_output=self._log, on_error=self._log, color="never")
 
     def remove(self) -> None:
         # Also deletes Pulumi.<stack>.yaml from the project directory.
@@ -460,18 +462,24 @@ def workspace_options(
     )
 
 
-def create_stack(name: StackName, config: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
+def create_stack(
+    name: StackName, config: Mapping[str, Any], environ: Mapping[str, str], root: Path = ROOT
+) -> Any:
     """`pulumi stack init` of a new stack; its config file goes away if that fails."""
     from pulumi import automation as auto  # noqa: PLC0415
 
+    settings = root / f"Pulumi.{name.short}.yaml"
+    if settings.exists():
+        # Writing the settings would overwrite the config of a stack that is still there.
+        raise FileExistsError(f"{settings} exists: another run's stack? (see docs/delivery.md)")
     try:
         return auto.create_stack(
             name.qualified,
-            work_dir=str(ROOT),
+            work_dir=str(root),
             opts=workspace_options(environ, config, name.short),
         )
     except BaseException:
-        (ROOT / f"Pulumi.{name.short}.yaml").unlink(missing_ok=True)
+        settings.unlink(missing_ok=True)
         raise
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pulumi import automation as auto
 from pulumi.automation import OpType
 
 from tests.e2e import lifecycle
@@ -503,3 +504,80 @@ def test_the_url_must_be_an_http_url() -> None:
     for outputs in ({}, {"url": None}, {"url": "entry.elb.amazonaws.com"}):
         with pytest.raises(AssertionError, match="url"):
             lifecycle.url_of(outputs)
+
+
+# --- the Automation API adapter ----------------------------------------------------------------
+
+
+def engine_words(summary: dict[str, int]) -> Any:
+    return summary
+
+
+class SdkStack:
+    """A stand-in for pulumi.automation.Stack that answers with the SDK's own result types,
+    so the adapter's reading of them is checked against the installed SDK."""
+
+    name = "acme/e2e-abc"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.workspace = self
+
+    def up(self, **kwargs: Any) -> auto.UpResult:
+        self.calls.append(("up", kwargs))
+        summary = auto.UpdateSummary(
+            kind="update",
+            start_time=None,  # type: ignore[arg-type]
+            message="",
+            environment={},
+            config={},
+            result="succeeded",
+            # The engine's JSON words, as the SDK passes them on (typed as OpType keys).
+            resource_changes=engine_words({"same": 39, "update": 1}),
+        )
+        outputs = {"url": auto.OutputValue(URL, secret=False)}
+        return auto.UpResult("", "", summary, outputs)
+
+    def preview(self, **kwargs: Any) -> auto.PreviewResult:
+        self.calls.append(("preview", kwargs))
+        return auto.PreviewResult("~ name update", "", engine_words({"same": 40}))
+
+    def set_config(self, key: str, value: auto.ConfigValue, *, path: bool) -> None:
+        self.calls.append(("set_config", {"key": key, "value": value.value, "path": path}))
+
+    def destroy(self, **kwargs: Any) -> None:
+        self.calls.append(("destroy", kwargs))
+
+    def remove_stack(self, name: str) -> None:
+        self.calls.append(("remove_stack", {"name": name}))
+
+
+def test_the_adapter_reads_the_sdk_results_and_sets_config_by_path() -> None:
+    sdk = SdkStack()
+    lines: list[str] = []
+    stack = lifecycle.AutomationStack(sdk, log=lines.append)
+    assert stack.name == "acme/e2e-abc"
+    assert stack.up() == Update({"url": URL}, {"same": 39, "update": 1})
+    assert stack.preview() == Preview({"same": 40}, "~ name update")
+    stack.set_config(lifecycle.DESIRED_COUNT_KEY, "3")
+    stack.destroy()
+    stack.remove()
+    assert [op for op, _ in sdk.calls] == ["up", "preview", "set_config", "destroy", "remove_stack"]
+    # name.desiredCount is a path into the name object, not a key of its own.
+    assert sdk.calls[2][1] == {"key": lifecycle.DESIRED_COUNT_KEY, "value": "3", "path": True}
+    assert sdk.calls[4][1] == {"name": "acme/e2e-abc"}
+    # The CLI's output goes to the log (the workflow shows it live); the preview as a diff.
+    for op, kwargs in sdk.calls:
+        if op in ("up", "preview", "destroy"):
+            assert kwargs["on_output"] == lines.append
+            assert kwargs["on_error"] == lines.append
+    assert sdk.calls[1][1]["diff"] is True
+
+
+def test_a_stack_whose_config_file_exists_is_not_created(tmp_path: Path) -> None:
+    """Writing the settings would overwrite another stack's config; nothing runs."""
+    (tmp_path / "Pulumi.e2e-abc.yaml").write_text("config: {}\n")
+    name = lifecycle.StackName("e2e-abc", "e2e-abc")
+    with pytest.raises(FileExistsError):
+        lifecycle.create_stack(name, {}, {}, root=tmp_path)
+    assert (tmp_path / "Pulumi.e2e-abc.yaml").read_text() == "config: {}\n"
