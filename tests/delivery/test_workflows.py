@@ -1,9 +1,10 @@
 """The workflows do what docs/delivery.md says, and hang together where no schema looks.
 
 The gate validates each file against GitHub's schema and lints it for security.
-These tests cover the rest: the flow itself (gate, previews, dev, approved prod),
-least privilege, pinning, and the cross-references an actionlint would check
-(step outputs, needs, matrix keys, inputs of our composite actions), plus the
+These tests cover the rest: the flow itself (gate, previews, dev, approved prod, and
+the end-to-end test on a real account), least privilege, pinning, and the
+cross-references an actionlint would check (step outputs and outcomes, needs, matrix
+keys, inputs of our composite actions), plus the
 agreement between the jobs' OIDC subjects and what the github-oidc roles trust.
 """
 
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from components.github_oidc import GitHubOidcArgs, deploy_subjects, preview_subjects
+from tests.e2e import lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / ".github"
@@ -73,8 +75,8 @@ def readme_test_command() -> str:
     return commands[1]
 
 
-def test_there_are_the_two_workflows() -> None:
-    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "pull-request.yml"]
+def test_there_are_the_three_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["deploy.yml", "e2e.yml", "pull-request.yml"]
 
 
 # --- the flow ---------------------------------------------------------------
@@ -277,7 +279,11 @@ def test_step_outputs_needs_and_matrix_references_resolve() -> None:
         matrix = job.get("strategy", {}).get("matrix", {})
         ids: dict[str, dict[str, Any]] = {}
         for step in job["steps"]:
-            for expr in expressions(step):
+            # `if:` holds a bare expression, without ${{ }}.
+            bare = [step["if"]] if isinstance(step.get("if"), str) else []
+            for expr in [*expressions(step), *bare]:
+                for sid in re.findall(r"steps\.([\w-]+)\.(?:outcome|conclusion)", expr):
+                    assert sid in ids, f"{where}: steps.{sid} is not an earlier step"
                 for sid, output in re.findall(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr):
                     assert sid in ids, f"{where}: steps.{sid} is not an earlier step"
                     uses = ids[sid].get("uses", "")
@@ -349,6 +355,7 @@ def test_every_variable_and_secret_is_documented() -> None:
         "AWS_DEPLOY_ROLE_ARN",
         "PULUMI_ORG",
         "PULUMI_BACKEND_URL",
+        "PULUMI_SECRETS_PROVIDER",
         "PULUMI_ACCESS_TOKEN",
     }
     doc = (ROOT / "docs" / "delivery.md").read_text()
@@ -359,6 +366,15 @@ def test_every_variable_and_secret_is_documented() -> None:
 # --- OIDC: the claims each job presents are the ones its role trusts -----------
 
 
+MAIN_ONLY = '[ "$GITHUB_REF" = refs/heads/main ]'
+
+
+def main_guard(job: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's first step, if it is the check that the run is on main."""
+    first = job["steps"][0]
+    return first if MAIN_ONLY in first.get("run", "") else None
+
+
 def oidc_subject(repository: str, wf: dict[str, Any], job: dict[str, Any]) -> str:
     """The ``sub`` claim GitHub puts in the job's token (default claim template)."""
     if "environment" in job:
@@ -366,8 +382,14 @@ def oidc_subject(repository: str, wf: dict[str, Any], job: dict[str, Any]) -> st
         return f"repo:{repository}:environment:{env['name'] if isinstance(env, dict) else env}"
     if "pull_request" in wf["on"]:
         return f"repo:{repository}:pull_request"
-    (branch,) = wf["on"]["push"]["branches"]
-    return f"repo:{repository}:ref:refs/heads/{branch}"
+    if "push" in wf["on"]:
+        (branch,) = wf["on"]["push"]["branches"]
+        return f"repo:{repository}:ref:refs/heads/{branch}"
+    # workflow_dispatch runs on whichever branch the user picks (schedule: the default
+    # branch): the token names that branch, so the job must refuse anything but main.
+    assert set(wf["on"]) <= {"workflow_dispatch", "schedule"}, wf["on"]
+    assert main_guard(job) is not None, "a dispatched job must check it runs on main first"
+    return f"repo:{repository}:ref:refs/heads/main"
 
 
 def test_every_role_assuming_job_presents_a_subject_its_role_trusts() -> None:
@@ -389,7 +411,7 @@ def test_every_role_assuming_job_presents_a_subject_its_role_trusts() -> None:
                 subject = oidc_subject("acme/shop", wf, job)
                 assert subject in trusted[role], f"{path.name}:{name}: {subject} not trusted"
                 checked += 1
-    assert checked == 3  # preview (matrix), up-dev, up-prod
+    assert checked == 4  # preview (matrix), up-dev, up-prod, e2e
 
 
 def test_previews_use_the_read_only_role_and_updates_the_deploy_role() -> None:
@@ -398,7 +420,8 @@ def test_previews_use_the_read_only_role_and_updates_the_deploy_role() -> None:
             for step in pulumi_steps(job):
                 setup = next(s for s in job["steps"] if s.get("id") == "setup")
                 role = setup["with"]["role-to-assume"]
-                if step["with"]["command"] == "preview":
+                # Install-only steps (no command) serve the e2e test, which deploys.
+                if step["with"].get("command") == "preview":
                     assert role == "${{ vars.AWS_PREVIEW_ROLE_ARN }}", name
                 else:
                     assert role == "${{ vars.AWS_DEPLOY_ROLE_ARN }}", name
@@ -410,3 +433,106 @@ def test_dev_setup_exists_for_ci() -> None:
     (run,) = [s["run"].strip() for s in action["runs"]["steps"] if "run" in s]
     assert shlex.split(run) == ["./dev", "setup"]
     assert re.search(r"^\s*setup\)$", (ROOT / "dev").read_text(), flags=re.MULTILINE)
+
+
+# --- the end-to-end test on a real account (e2e.yml) ------------------------------------
+
+
+def e2e_job() -> dict[str, Any]:
+    (job,) = workflow("e2e.yml")["jobs"].values()
+    return job
+
+
+def e2e_step(step_id: str) -> dict[str, Any]:
+    (step,) = [s for s in e2e_job()["steps"] if s.get("id") == step_id]
+    return step
+
+
+def test_e2e_runs_on_demand_and_nightly_only() -> None:
+    """Never on a push or a pull request: it deploys with the deploy role and is billed."""
+    on = workflow("e2e.yml")["on"]
+    assert set(on) == {"workflow_dispatch", "schedule"}
+    assert len(on["schedule"]) == 1
+
+
+def test_e2e_refuses_to_run_off_main(tmp_path: Path) -> None:
+    """A dispatch from another branch would present a subject the deploy role does not
+    trust; the first step says so instead of an STS error."""
+    guard = main_guard(e2e_job())
+    assert guard is not None
+    for ref, code in (("refs/heads/main", 0), ("refs/heads/feature", 1), ("refs/tags/v1", 1)):
+        result = subprocess.run(
+            ["bash", "-e", "-c", guard["run"]],
+            cwd=tmp_path,
+            env={"PATH": os.environ["PATH"], "GITHUB_REF": ref},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == code, ref
+        assert ("::error::" in result.stdout) == bool(code)
+
+
+def test_e2e_runs_only_the_e2e_test_and_fails_where_it_would_skip() -> None:
+    test = e2e_step("test")
+    assert shlex.split(test["run"].strip().splitlines()[-1]) == [
+        ".venv/bin/python",
+        "-m",
+        "pytest",
+        "tests/e2e/test_e2e.py",
+        "-s",
+        "-p",
+        "no:cacheprovider",
+    ]
+    # The opt-in that turns every missing prerequisite into a failure.
+    assert test["env"][lifecycle.OPT_IN] == "1"
+    assert lifecycle.skip_or_fail(["x"], test["env"]) == (
+        "fail",
+        "end-to-end test on AWS not run: missing x",
+    )
+
+
+def test_e2e_installs_the_cli_and_assumes_the_deploy_role() -> None:
+    job = e2e_job()
+    (install,) = pulumi_steps(job)
+    assert "command" not in install["with"]  # install only: the test drives Pulumi itself
+    assert e2e_step("setup")["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    names = [s.get("id") or s.get("uses", "").split("@")[0] for s in job["steps"][1:]]
+    assert names.index("setup") < names.index("pulumi/actions") < names.index("test")
+
+
+def test_e2e_stack_names_are_per_run_and_accepted_by_the_test() -> None:
+    value = e2e_job()["env"][lifecycle.STACK_ENV]
+    assert "${{ github.run_id }}" in value
+    assert "${{ github.run_attempt }}" in value
+    # The largest run ids GitHub hands out today have 11 digits.
+    example = value.replace("${{ github.run_id }}", "99999999999").replace(
+        "${{ github.run_attempt }}", "12"
+    )
+    name = lifecycle.stack_name({lifecycle.STACK_ENV: example, "PULUMI_ORG": "acme"})
+    assert name.qualified == f"acme/{example}"
+
+
+def test_e2e_runs_one_at_a_time_never_cancelled_within_its_credentials_hour() -> None:
+    wf = workflow("e2e.yml")
+    assert wf["concurrency"] == {"group": "e2e", "cancel-in-progress": False}
+    job = e2e_job()
+    # The deploy role's session lasts an hour (configure-aws-credentials' default): the
+    # test and the cleanup after it must both fit, with a few minutes of setup before them.
+    assert job["timeout-minutes"] <= 60
+    test, cleanup = e2e_step("test"), job["steps"][-1]
+    assert test["timeout-minutes"] + cleanup["timeout-minutes"] <= job["timeout-minutes"] - 3
+
+
+def test_e2e_destroys_what_a_killed_test_left_behind() -> None:
+    cleanup = e2e_job()["steps"][-1]
+    assert cleanup["if"].startswith("always() && ")
+    assert "steps.test.outcome == 'failure'" in cleanup["if"]
+    assert "steps.test.outcome == 'cancelled'" in cleanup["if"]
+    command = shlex.split(cleanup["run"].strip().splitlines()[-1])
+    assert command == [".venv/bin/python", "-m", "tests.e2e.lifecycle", "cleanup"]
+    # Same backend and stack as the test.
+    for key in ("PULUMI_ORG", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN"):
+        assert cleanup["env"][key] == e2e_step("test")["env"][key]
+    assert lifecycle.main(["cleanup"], {}) == 2  # no E2E_STACK: refuses, names the variable

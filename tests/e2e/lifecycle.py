@@ -1,0 +1,521 @@
+"""The end-to-end test's logic, apart from AWS: unit-tested with fakes in test_lifecycle.py.
+
+The scenario (`run_scenario`) drives an ephemeral stack of this program through the
+`E2EStack` interface: `up`, the seed's answer from at least two distinct name tasks, a second
+`preview` that must change nothing (a perpetual diff shows up here and nowhere else), a scale-out
+of name that hello must pick up, and then `destroy` and `stack rm` whatever happened
+(`cleaned_up`). `AutomationStack` implements the interface with Pulumi's Automation API; the
+fakes in the unit tests implement it in memory.
+
+Run as a module, it destroys and removes a stack a killed run left behind (the workflow's
+cleanup step): ``python -m tests.e2e.lifecycle cleanup`` (stack from ``E2E_STACK``).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "fargate-service-discovery"
+DESIRED_COUNT_KEY = f"{PROJECT}:name.desiredCount"
+
+# The opt-in. It deploys a real, billed stack for about half an hour, so `./dev test` on a
+# machine that happens to hold AWS credentials must not start one. When set, a missing
+# prerequisite is a failure, not a skip (the e2e workflow sets it).
+OPT_IN = "E2E_DEPLOY"
+# Optional: the stack's name (the workflow passes one derived from the run, so that its
+# cleanup step can find the stack); without it, e2e-<random>.
+STACK_ENV = "E2E_STACK"
+# Optional: a secrets provider for `pulumi stack init` on a self-managed backend, which
+# otherwise asks for a passphrase (for example awskms://alias/pulumi).
+SECRETS_PROVIDER_ENV = "E2E_SECRETS_PROVIDER"
+# A short, recognisable name: the stack name is part of the ECS cluster name, the task
+# definition families and the log groups (fargate-service-discovery-<stack>).
+STACK_NAME = re.compile(r"e2e-[a-z0-9][a-z0-9-]{0,29}")
+
+AWS_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+# --- whether it can run -------------------------------------------------------------------
+
+
+def aws_region(environ: Mapping[str, str]) -> str | None:
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+
+
+def has_aws_credentials(environ: Mapping[str, str], home: Path) -> bool:
+    """Credentials the AWS SDKs would find, judged without a network call (this runs at
+    every pytest collection). Instance-profile credentials cannot be seen this way: name a
+    profile or export the variables there."""
+    if any(environ.get(name) for name in AWS_CREDENTIAL_VARIABLES):
+        return True
+    files = [
+        environ.get("AWS_SHARED_CREDENTIALS_FILE") or str(home / ".aws" / "credentials"),
+        environ.get("AWS_CONFIG_FILE") or str(home / ".aws" / "config"),
+    ]
+    return any(Path(f).is_file() for f in files)
+
+
+def missing_requirements(
+    environ: Mapping[str, str], which: Callable[[str], str | None], home: Path
+) -> list[str]:
+    """What the end-to-end test lacks here, each in words a reader can act on; [] means run."""
+    missing = []
+    if which("pulumi") is None:
+        missing.append("the pulumi CLI on PATH")
+    if which("docker") is None:
+        missing.append("docker (up builds the images)")
+    if not has_aws_credentials(environ, home):
+        missing.append("AWS credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE or ~/.aws)")
+    if aws_region(environ) is None:
+        missing.append("AWS_REGION")
+    if environ.get(OPT_IN) != "1":
+        missing.append(f"{OPT_IN}=1 (it deploys a real, billed stack for about 30 minutes)")
+    return missing
+
+
+def skip_or_fail(missing: list[str], environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """None to run; else ("skip" or "fail", the one-line reason). Opted in, nothing may be
+    missing: the workflow must fail, not pass by skipping."""
+    if not missing:
+        return None
+    reason = "end-to-end test on AWS not run: missing " + ", ".join(missing)
+    return ("fail" if environ.get(OPT_IN) == "1" else "skip"), reason
+
+
+# --- the stack ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackName:
+    short: str  # the name the program sees (pulumi.get_stack()) and tags resources with
+    qualified: str  # <org>/<short> when an organization is given
+
+
+def stack_name(environ: Mapping[str, str], token: str | None = None) -> StackName:
+    short = environ.get(STACK_ENV) or f"e2e-{token or secrets.token_hex(4)}"
+    if not STACK_NAME.fullmatch(short):
+        raise ValueError(f"{STACK_ENV}={short!r}: must match {STACK_NAME.pattern}")
+    org = environ.get("PULUMI_ORG")
+    return StackName(short, f"{org}/{short}" if org else short)
+
+
+def e2e_config(dev: Mapping[str, Any], stack: str, region: str) -> dict[str, Any]:
+    """The dev stack's configuration (the cheapest sensible shape) for `stack` in `region`.
+
+    The resources are tagged with the e2e stack's own name, like every stack's. name must
+    start with two tasks at least: the test counts distinct name tasks behind hello.
+    """
+    config = copy.deepcopy(dict(dev))
+    config["aws:region"] = region
+    config["aws:defaultTags"] = {"tags": {"Project": PROJECT, "Stack": stack}}
+    if initial_name_count(config) < 2:
+        raise ValueError(f"{PROJECT}:name.desiredCount must be at least 2 for the e2e test")
+    return config
+
+
+def initial_name_count(config: Mapping[str, Any]) -> int:
+    return int(config[f"{PROJECT}:name"]["desiredCount"])
+
+
+def dev_config(root: Path = ROOT) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((root / "Pulumi.dev.yaml").read_text())["config"]
+    return config
+
+
+# --- the answer -----------------------------------------------------------------------------
+
+# The seed's wire format: `Hello (from <hello host>) <Name> (from <name host>)`, nothing else.
+ANSWER = re.compile(
+    r"Hello \(from (?P<hello>[^\s()]+)\) (?P<name>[^\s()]+) \(from (?P<name_host>[^\s()]+)\)"
+)
+
+
+class WrongAnswer(AssertionError):
+    """A 200 that is not the seed's answer: a defect, never a matter of waiting."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    hello_host: str
+    name: str
+    name_host: str
+
+
+def parse_answer(text: str) -> Answer:
+    match = ANSWER.fullmatch(text)
+    if match is None:
+        raise WrongAnswer(f"not the seed's answer 'Hello (from h) Name (from n)': {text[:200]!r}")
+    return Answer(match["hello"], match["name"], match["name_host"])
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int  # 0: no HTTP answer at all (DNS, connection, timeout); body says why
+    body: str
+
+
+def http_get(url: str, timeout: float = 5.0) -> Reply:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return Reply(response.status, response.read(65536).decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        return Reply(exc.code, exc.read(4096).decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError) as exc:
+        return Reply(0, f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Sample:
+    """What a series of requests to the stack's URL saw."""
+
+    name_tasks: set[str] = field(default_factory=set)
+    hello_tasks: set[str] = field(default_factory=set)
+    answers: int = 0
+    failures: int = 0
+    last_failure: str = ""
+
+    def add(self, answer: Answer) -> None:
+        self.answers += 1
+        self.name_tasks.add(answer.name_host)
+        self.hello_tasks.add(answer.hello_host)
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.name_tasks)} distinct name task(s) {sorted(self.name_tasks)} through "
+            f"{len(self.hello_tasks)} hello task(s), {self.answers} answer(s), "
+            f"{self.failures} failure(s)"
+            + (f", last: {self.last_failure}" if self.failures else "")
+        )
+
+
+class NotSettled(AssertionError):
+    """The stack did not show the expected tasks within the time allowed."""
+
+
+def sample_until(
+    fetch: Callable[[], Reply],
+    want: int,
+    timeout: float,
+    *,
+    pause_after_failure: float = 2.0,
+    pause_after_answer: float = 0.1,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Sample:
+    """Request until `want` distinct name tasks answered, or fail once `timeout` has passed.
+
+    Errors (no DNS yet, 502/503 while targets register) are waited out; a 200 that is not the
+    seed's answer fails at once.
+    """
+    deadline = clock() + timeout
+    sample = Sample()
+    while True:
+        reply = fetch()
+        if reply.status == 200:
+            sample.add(parse_answer(reply.body))
+            if len(sample.name_tasks) >= want:
+                return sample
+            pause = pause_after_answer
+        else:
+            sample.failures += 1
+            sample.last_failure = f"{reply.status or 'no answer'}: {reply.body.strip()[:200]}"
+            pause = pause_after_failure
+        if clock() >= deadline:
+            raise NotSettled(f"wanted {want} distinct name tasks within {timeout:.0f} s; {sample}")
+        sleep(pause)
+
+
+# --- what `preview` and `up` may change -------------------------------------------------------
+
+
+class UnexpectedChanges(AssertionError):
+    """A preview or update changed what it should have left alone."""
+
+
+def _op(op: object) -> str:
+    # The Automation API gives the engine's words ("same", "update"); OpType is a str enum.
+    return str(getattr(op, "value", op))
+
+
+def changes(summary: Mapping[Any, int]) -> dict[str, int]:
+    """Every operation other than "same" that touches at least one resource."""
+    return {_op(op): n for op, n in summary.items() if _op(op) != "same" and n}
+
+
+def require_no_changes(summary: Mapping[Any, int], diff: str = "") -> None:
+    """A second preview of an unchanged program: only "same", and at least one resource."""
+    found = changes(summary)
+    same = sum(n for op, n in summary.items() if _op(op) == "same")
+    if found or same == 0:
+        detail = f"\n{diff[-4000:]}" if diff else ""
+        raise UnexpectedChanges(
+            f"a preview right after `up` must change nothing (a perpetual diff otherwise); "
+            f"summary {dict((_op(k), v) for k, v in summary.items())}{detail}"
+        )
+
+
+def require_in_place_update(summary: Mapping[Any, int]) -> None:
+    """Scaling changes name's desired count in place: nothing created, replaced or deleted."""
+    found = changes(summary)
+    if set(found) != {"update"}:
+        raise UnexpectedChanges(f"scaling name should update in place only; it did {found}")
+
+
+# --- the scenario and its cleanup -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    change_summary: Mapping[Any, int]
+    stdout: str
+
+
+@dataclass(frozen=True)
+class Update:
+    outputs: Mapping[str, Any]
+    change_summary: Mapping[Any, int]
+
+
+class E2EStack(Protocol):
+    """The operations the scenario needs; AutomationStack and the unit tests' fakes."""
+
+    @property
+    def name(self) -> str: ...
+
+    def up(self) -> Update: ...
+
+    def preview(self) -> Preview: ...
+
+    def set_config(self, key: str, value: str) -> None: ...
+
+    def destroy(self) -> None: ...
+
+    def remove(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper bounds, in seconds, for the stack to show the tasks it should."""
+
+    settle: float = 600.0  # after the first up: DNS of a new ALB, targets healthy, records
+    scale: float = 300.0  # after the scale-out: a task starts, registers, hello refreshes
+
+
+def url_of(outputs: Mapping[str, Any]) -> str:
+    url = outputs.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise AssertionError(f"the stack exports no http(s) url: {url!r}")
+    return url
+
+
+def run_scenario(
+    stack: E2EStack,
+    initial: int,
+    fetch: Callable[[str], Reply],
+    budget: Budget,
+    log: Callable[[str], None] = print,
+    sample: Callable[..., Sample] = sample_until,
+) -> None:
+    """up; >= 2 name tasks answer; a no-op preview; scale name by one; hello sees it."""
+    url = url_of(stack.up().outputs)
+    log(f"e2e: {stack.name} is up at {url}")
+    seen = sample(lambda: fetch(url), max(initial, 2), budget.settle)
+    log(f"e2e: before scaling: {seen}")
+
+    preview = stack.preview()
+    require_no_changes(preview.change_summary, preview.stdout)
+    log("e2e: the second preview changes nothing")
+
+    scaled = initial + 1
+    stack.set_config(DESIRED_COUNT_KEY, str(scaled))
+    update = stack.up()
+    require_in_place_update(update.change_summary)
+    if url_of(update.outputs) != url:
+        raise AssertionError(f"scaling name changed the url: {url} -> {url_of(update.outputs)}")
+    seen = sample(lambda: fetch(url), scaled, budget.scale)
+    log(f"e2e: after scaling name to {scaled}: {seen}")
+
+
+class CleanupFailed(Exception):
+    """The scenario passed but its stack could not be destroyed (resources may be left)."""
+
+
+def clean_up(stack: E2EStack, log: Callable[[str], None] = print, attempts: int = 2) -> str | None:
+    """destroy (retried once: AWS releases task network interfaces late), then remove the stack.
+
+    Returns None, or what went wrong. A stack whose destroy failed is kept: its state is the
+    only record of what is left to delete.
+    """
+    errors = []
+    for attempt in range(1, attempts + 1):
+        try:
+            stack.destroy()
+            break
+        except Exception as exc:
+            errors.append(f"destroy attempt {attempt}: {type(exc).__name__}: {exc}")
+            log(f"e2e: {errors[-1]}")
+    else:
+        return (
+            f"`pulumi destroy` of {stack.name} failed; the stack is kept so that "
+            f"`pulumi destroy -s {stack.name}` can finish the job. " + " | ".join(errors)
+        )
+    try:
+        stack.remove()
+    except Exception as exc:
+        return f"{stack.name} was destroyed but `pulumi stack rm` failed: {exc}"
+    log(f"e2e: {stack.name} destroyed and removed")
+    return None
+
+
+@contextmanager
+def cleaned_up(stack: E2EStack, log: Callable[[str], None] = print) -> Iterator[E2EStack]:
+    """Run the body, then clean up whatever happened (an interrupt too).
+
+    A failed cleanup after a failed body is added as a note to the body's exception, which is
+    re-raised: the original failure stays the headline. After a passing body, it raises.
+    """
+    try:
+        yield stack
+    except BaseException as exc:
+        problem = clean_up(stack, log)
+        if problem:
+            exc.add_note(f"and then the cleanup failed: {problem}")
+        raise
+    problem = clean_up(stack, log)
+    if problem:
+        raise CleanupFailed(problem)
+
+
+# --- the Automation API -----------------------------------------------------------------------
+
+
+class AutomationStack:
+    """E2EStack over a `pulumi.automation.Stack` of this project (a local program)."""
+
+    def __init__(self, stack: Any, log: Callable[[str], None] = print) -> None:
+        self._stack = stack
+        self._log = log
+
+    @property
+    def name(self) -> str:
+        return str(self._stack.name)
+
+    def up(self) -> Update:
+        result = self._stack.up(on_output=self._log, on_error=self._log, color="never")
+        return Update(
+            outputs={k: v.value for k, v in result.outputs.items()},
+            change_summary=result.summary.resource_changes or {},
+        )
+
+    def preview(self) -> Preview:
+        result = self._stack.preview(
+            on_output=self._log, on_error=self._log, color="never", diff=True
+        )
+        return Preview(result.change_summary, result.stdout)
+
+    def set_config(self, key: str, value: str) -> None:
+        from pulumi import automation as auto  # noqa: PLC0415 - only where it runs
+
+        self._stack.set_config(key, auto.ConfigValue(value=value), path=True)
+
+    def destroy(self) -> None:
+        self._stack.destroy(on_output=self._log, on_error=self._log, color="never")
+
+    def remove(self) -> None:
+        # Also deletes Pulumi.<stack>.yaml from the project directory.
+        self._stack.workspace.remove_stack(self._stack.name)
+
+
+def workspace_options(
+    environ: Mapping[str, str], config: Mapping[str, Any] | None, short: str
+) -> Any:
+    from pulumi import automation as auto  # noqa: PLC0415
+
+    return auto.LocalWorkspaceOptions(
+        secrets_provider=environ.get(SECRETS_PROVIDER_ENV) or None,
+        # Written to Pulumi.<stack>.yaml before `stack init`: nested values stay nested.
+        stack_settings={short: auto.StackSettings(config=dict(config))} if config else None,
+    )
+
+
+def create_stack(
+    name: StackName, config: Mapping[str, Any], environ: Mapping[str, str], root: Path = ROOT
+) -> Any:
+    """`pulumi stack init` of a new stack; its config file goes away if that fails."""
+    from pulumi import automation as auto  # noqa: PLC0415
+
+    settings = root / f"Pulumi.{name.short}.yaml"
+    if settings.exists():
+        # Writing the settings would overwrite the config of a stack that is still there.
+        raise FileExistsError(f"{settings} exists: another run's stack? (see docs/delivery.md)")
+    try:
+        return auto.create_stack(
+            name.qualified,
+            work_dir=str(root),
+            opts=workspace_options(environ, config, name.short),
+        )
+    except BaseException:
+        settings.unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
+    """`cleanup`: destroy and remove the stack named by E2E_STACK if it still exists."""
+    if argv != ["cleanup"]:
+        print("usage: python -m tests.e2e.lifecycle cleanup   (stack from E2E_STACK)")
+        return 2
+    if not environ.get(STACK_ENV):
+        print(f"e2e cleanup: set {STACK_ENV} to the stack's name")
+        return 2
+    if shutil.which("pulumi") is None:
+        print("e2e cleanup: the pulumi CLI is not on PATH")
+        return 1
+    from pulumi import automation as auto  # noqa: PLC0415
+
+    name = stack_name(environ)
+    try:
+        stack = auto.select_stack(
+            name.qualified, work_dir=str(ROOT), opts=workspace_options(environ, None, name.short)
+        )
+    except auto.StackNotFoundError:
+        print(f"e2e cleanup: no stack {name.qualified}: nothing left behind")
+        return 0
+    # A test killed mid-update leaves Pulumi Cloud's lock on the stack; release it (an error
+    # here only means there was no update to cancel, or a backend without the operation).
+    try:
+        stack.cancel()
+    except auto.CommandError as exc:
+        print(f"e2e cleanup: nothing cancelled ({str(exc).strip().splitlines()[-1:]})")
+    problem = clean_up(AutomationStack(stack))
+    if problem:
+        print(f"e2e cleanup: {problem}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

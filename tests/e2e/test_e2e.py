@@ -1,0 +1,57 @@
+"""The program on a real AWS account, through Pulumi's Automation API.
+
+Every other infrastructure test runs the program under mocks we wrote; only this one lets
+terraform-provider-aws and AWS answer. It creates an ephemeral stack (the dev configuration,
+its own name and tags, the region of the environment), runs `up`, requires the seed's answer
+from at least two distinct name tasks, requires a second `preview` to change nothing (a
+perpetual diff appears nowhere else), scales name by one and requires hello to reach the new
+task, then destroys and removes the stack whatever happened. The steps: lifecycle.py, tested
+without AWS in test_lifecycle.py.
+
+Opt-in (``E2E_DEPLOY=1``): it takes about 30 minutes and AWS bills the stack while it lives.
+Without the opt-in or a prerequisite it skips, naming what is missing, in one line; opted in,
+a missing prerequisite fails. How to run it: docs/delivery.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.e2e import lifecycle
+
+
+@pytest.fixture(scope="module")
+def environ() -> Mapping[str, str]:
+    """The environment, once it holds every prerequisite; checked without a network call, so
+    pytest's other runs pay nothing for this module."""
+    missing = lifecycle.missing_requirements(os.environ, shutil.which, Path.home())
+    verdict = lifecycle.skip_or_fail(missing, os.environ)
+    if verdict is not None:
+        action, reason = verdict
+        if action == "fail":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return os.environ
+
+
+def test_a_real_stack_answers_scales_and_shows_no_perpetual_diff(
+    environ: Mapping[str, str],
+) -> None:
+    region = lifecycle.aws_region(environ)
+    assert region is not None
+    name = lifecycle.stack_name(environ)
+    config = lifecycle.e2e_config(lifecycle.dev_config(), name.short, region)
+    print(f"e2e: creating stack {name.qualified} in {region}", flush=True)
+    stack = lifecycle.AutomationStack(lifecycle.create_stack(name, config, environ))
+    with lifecycle.cleaned_up(stack):
+        lifecycle.run_scenario(
+            stack,
+            initial=lifecycle.initial_name_count(config),
+            fetch=lifecycle.http_get,
+            budget=lifecycle.Budget(),
+        )
