@@ -29,6 +29,12 @@ HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "apps.healthcheck", HEALTH_PATH]
 # awslogs blocks the application when CloudWatch is slow unless told not to; non-blocking mode
 # buffers up to this much and then drops lines, which beats stalling request handling.
 LOG_BUFFER = "25m"
+# Cloud Map's health fed by ECS. A dict, not ServiceHealthCheckCustomConfigArgs(...), so that the
+# SDK's deprecation warning for failure_threshold does not print on every run; the value is
+# the one AWS fixes anyway (see the Cloud Map service below for why it must be set at all).
+CUSTOM_HEALTH_CHECK: aws.servicediscovery.ServiceHealthCheckCustomConfigArgsDict = {
+    "failure_threshold": 1
+}
 
 
 def container_definition(
@@ -199,12 +205,29 @@ class DiscoverableService(pulumi.ComponentResource):
                 # random: the client balances across all of them itself.
                 routing_policy="MULTIVALUE",
             ),
-            # ECS reports each task's container health to Cloud Map, so an unhealthy or
-            # stopping task leaves the DNS answers.
-            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+            # ECS reports each task's container health to Cloud Map, so an unhealthy task leaves
+            # the DNS answers (about 30 s after ECS reports it; a stopping task is deregistered).
+            #
+            # failure_threshold is deprecated, and AWS fixes it at 1, but it must be set: the
+            # provider (terraform-provider-aws, servicediscovery/service.go) sends
+            # HealthCheckCustomConfig only for a non-empty block, so an empty one is dropped,
+            # CreateService goes out without it, every registered task is answered whatever its
+            # health, and the next `pulumi up` shows the block as a replacement (provider issue
+            # 44285). AWS cannot add the setting to an existing service.
+            health_check_custom_config=CUSTOM_HEALTH_CHECK,
             # Destroy must not fail on instances ECS has not deregistered yet.
             force_destroy=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Cloud Map service names are unique in a namespace, and `name` is fixed: a
+                # replacement created before the old service is deleted fails with
+                # ServiceAlreadyExists. Every field that forces one (name, namespace, record
+                # type, routing policy, health config) is fixed in code, except the namespace;
+                # this covers the rest, and the upgrade of stacks created without the health
+                # config, at the cost of a gap in the records that hello rides out on its
+                # cached answer.
+                delete_before_replace=True,
+            ),
         )
 
         lb = args.load_balancer

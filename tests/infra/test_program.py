@@ -252,9 +252,28 @@ def test_cloud_map_services(run: Run, stack: str) -> None:
         assert dns["namespaceId"] == namespace.id
         assert dns["routingPolicy"] == "MULTIVALUE"
         assert dns["dnsRecords"] == [{"type": "A", "ttl": s.dns_ttl}]
-        assert "healthCheckCustomConfig" in registry
         assert "healthCheckConfig" not in registry  # Route 53 checks cannot reach private IPs
         assert registry["forceDestroy"] is True
+
+
+def test_cloud_map_gets_the_ecs_health_config_the_provider_actually_sends(
+    run: Run, stack: str
+) -> None:
+    """failureThreshold must be 1, not merely present: terraform-provider-aws drops an empty
+    healthCheckCustomConfig block (expandHealthCheckCustomConfig returns nil for an empty map),
+    so CreateService would go out without it, Cloud Map would answer with unhealthy tasks too,
+    and every later `pulumi up` would show the block as a replacement (provider issue 44285)."""
+    for app in ("name", "hello"):
+        registry = run.one(REGISTRY, app).inputs
+        assert registry["healthCheckCustomConfig"] == {"failureThreshold": 1}, app
+
+
+def test_cloud_map_service_is_deleted_before_its_replacement_is_created(run: Run) -> None:
+    """Its name is fixed and unique per namespace: Pulumi's default create-before-delete would
+    fail with ServiceAlreadyExists, leaving the stack stuck (for example when upgrading a
+    stack created before the health config was sent)."""
+    for app in ("name", "hello"):
+        assert run.one(REGISTRY, app).delete_before_replace, app
 
 
 def test_namespace_lives_in_the_vpc(run: Run, stack: str) -> None:
