@@ -302,6 +302,33 @@ def test_ecs_services(run: Run, stack: str) -> None:
         assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
 
 
+def test_tasks_launch_only_after_the_execution_role_has_its_policy(run: Run) -> None:
+    """The task definitions take the role's ARN, but the role is useless until the managed
+    policy is attached: without this dependency, ECS can start tasks in parallel with the
+    attachment (image pulls and log delivery fail with AccessDenied, and the circuit breaker
+    counts the failures), and `pulumi destroy` can detach the policy while tasks still drain.
+    Destroy runs in reverse: services, task definitions, then the attachment, then the role."""
+    attachment = run.one(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "platform-task-execution"
+    )
+    for app in ("name", "hello"):
+        assert attachment.urn in run.one(TASK, app).dependencies, app
+        assert run.one(TASK, app).urn in run.one(ECS_SERVICE, app).dependencies, app
+
+
+def test_log_groups_outlive_the_tasks_that_write_to_them(run: Run) -> None:
+    """awslogs does not create the group (no awslogs-create-group): the task definition must
+    depend on the log group, so it exists before a task starts, and `pulumi destroy` deletes
+    it only after the service and its tasks are gone."""
+    for app in ("name", "hello"):
+        group = run.one("aws:cloudwatch/logGroup:LogGroup", app)
+        assert group.urn in run.one(TASK, app).dependencies, app
+        assert (
+            "awslogs-create-group"
+            not in container(run.one(TASK, app))["logConfiguration"]["options"]
+        )
+
+
 def test_tasks_can_pull_before_they_start(run: Run) -> None:
     # The first tasks pull their image over 443 at once: the egress rule must exist first.
     for app in ("name", "hello"):
