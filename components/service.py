@@ -30,8 +30,9 @@ HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "apps.healthcheck", HEALTH_PATH]
 # buffers up to this much and then drops lines, which beats stalling request handling.
 LOG_BUFFER = "25m"
 # Cloud Map's health fed by ECS. A dict, not ServiceHealthCheckCustomConfigArgs(...), so that the
-# SDK's deprecation warning for failure_threshold does not print on every run; the value is
-# the one AWS fixes anyway (see the Cloud Map service below for why it must be set at all).
+# Python SDK does not log its deprecation warning for failure_threshold on every run (the
+# provider may still mention the deprecation); the value is the one AWS fixes anyway. See the
+# Cloud Map service below for why it must be set at all.
 CUSTOM_HEALTH_CHECK: aws.servicediscovery.ServiceHealthCheckCustomConfigArgsDict = {
     "failure_threshold": 1
 }
@@ -221,11 +222,10 @@ class DiscoverableService(pulumi.ComponentResource):
                 parent=self,
                 # Cloud Map service names are unique in a namespace, and `name` is fixed: a
                 # replacement created before the old service is deleted fails with
-                # ServiceAlreadyExists. Every field that forces one (name, namespace, record
-                # type, routing policy, health config) is fixed in code, except the namespace;
-                # this covers the rest, and the upgrade of stacks created without the health
-                # config, at the cost of a gap in the records that hello rides out on its
-                # cached answer.
+                # ServiceAlreadyExists. Replacements come from code changes (name, record type,
+                # routing policy, health config), a new namespace, or upgrading a stack created
+                # without the health config; deleting first lets each of them succeed, at the
+                # cost of a gap in the records that hello rides out on its cached answer.
                 delete_before_replace=True,
             ),
         )
