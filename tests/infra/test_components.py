@@ -214,6 +214,7 @@ def _solo_definition() -> dict[str, Any]:
         environment={"B": "2", "A": "1"},
         log_group="/ecs/test/solo",
         region="eu-west-1",
+        labels={"example.label": "value"},
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 import config
+from components.service import REGISTRY_LABEL
 from config import Settings
 from tests.infra.conftest import CERTIFICATE_ARN, EXISTING_VPC, settings_for
 from tests.infra.support import (
@@ -266,6 +267,25 @@ def test_cloud_map_gets_the_ecs_health_config_the_provider_actually_sends(
     for app in ("name", "hello"):
         registry = run.one(REGISTRY, app).inputs
         assert registry["healthCheckCustomConfig"] == {"failureThreshold": 1}, app
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_replacing_a_cloud_map_service_also_rolls_its_tasks(runs: Runs, key: str) -> None:
+    """A Cloud Map service recreated under the same name can keep its id (provider issue 46930):
+    the ECS service would see no change, and its running tasks, deregistered when the old
+    service was deleted, would never register in the new one. The container carries every
+    setting that replaces the Cloud Map service in a label, so the same change also makes a
+    new task definition, that is a deployment, whose tasks register."""
+    run, s = runs[key], settings_of(key)
+    for app in ("name", "hello"):
+        registry = run.one(REGISTRY, app).inputs
+        (record,) = registry["dnsConfig"]["dnsRecords"]
+        health = int(registry["healthCheckCustomConfig"]["failureThreshold"])
+        label = container(run.one(TASK, app))["dockerLabels"][REGISTRY_LABEL]
+        assert label == (
+            f"{registry['name']}.{s.namespace} {record['type']} "
+            f"{registry['dnsConfig']['routingPolicy']} failureThreshold={health}"
+        ), app
 
 
 def test_cloud_map_service_is_deleted_before_its_replacement_is_created(run: Run) -> None:
