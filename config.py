@@ -61,11 +61,20 @@ LOG_RETENTION_DAYS = (
     731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
 
-# Records of a stopped task stay in clients' caches for up to the TTL. A minute is already far
-# longer than a task takes to drain; anything longer only sends traffic to tasks that are gone.
+# Records of a stopped task stay in clients' caches for up to the TTL, which the drain must
+# cover; the drain rule (_drain_covers_discovery) narrows this further.
 DNS_TTL_MAX = 60
-# ECS waits at most 120 s between SIGTERM and SIGKILL on Fargate; the task gets its drain period
-# plus STOP_GRACE_SECONDS to finish in-flight requests (see components/service.py).
+# The scale-in drain (docs/infrastructure.md, "How a scale-in costs no request"). ECS deregisters
+# a stopping name task from Cloud Map, which removes its record from the namespace's Route 53
+# zone asynchronously; "changes generally propagate to all Route 53 name servers within 60
+# seconds" (Route 53 Developer Guide), and the VPC resolver answers from those. Then the
+# resolver's cache (dnsTtl) and hello's own (hello.dnsRefreshSeconds) may hold the address.
+ROUTE53_PROPAGATION_SECONDS = 60
+# Cloud Map documents no figure for its own step (DeregisterInstance is asynchronous, before the
+# Route 53 change); the default drain keeps this much beyond the documented sum for it.
+DRAIN_MARGIN_SECONDS = 10
+# ECS waits at most 120 s between SIGTERM and SIGKILL on Fargate (stopTimeout); the task gets
+# its drain period plus STOP_GRACE_SECONDS to finish in-flight requests (components/service.py).
 STOP_TIMEOUT_MAX = 120
 STOP_GRACE_SECONDS = 10
 DRAIN_SECONDS_MAX = STOP_TIMEOUT_MAX - STOP_GRACE_SECONDS
@@ -160,8 +169,18 @@ class Settings:
 
 # Defaults: the dev choices. Pulumi.<stack>.yaml files spell the tunables out anyway.
 DEFAULTS_SERVICE: dict[str, int] = {"cpu": 256, "memory": 512, "desiredCount": 2, "port": 3000}
-DEFAULT_DRAIN = {"name": 10, "hello": 0}  # the apps' own defaults (see the contract)
 DEFAULT_DNS_REFRESH = 5
+DEFAULT_DNS_TTL = 0
+DEFAULT_DRAIN = {
+    # Route 53 propagation (60) + dnsTtl (0) + hello.dnsRefreshSeconds (5) + margin (10) = 75:
+    # the apps' own default (10 s, for the local stack, which has no Route 53) is far too short
+    # on AWS. hello drains through the load balancer instead (see _drain_covers_discovery).
+    "name": ROUTE53_PROPAGATION_SECONDS
+    + DEFAULT_DNS_TTL
+    + DEFAULT_DNS_REFRESH
+    + DRAIN_MARGIN_SECONDS,
+    "hello": 0,
+}
 DEFAULT_CIDR = "10.0.0.0/16"
 
 TOP_LEVEL_KEYS = (
@@ -363,12 +382,21 @@ def _service_fields(
         f"{path}.port", section.get("port"), _ranged(1, 65535), DEFAULTS_SERVICE["port"]
     )
     drain = reader.check(
-        f"{path}.drainSeconds",
-        section.get("drainSeconds"),
-        _ranged(0, DRAIN_SECONDS_MAX),
-        default_drain,
+        f"{path}.drainSeconds", section.get("drainSeconds"), _drain_seconds, default_drain
     )
     return cpu, memory, desired, port, drain
+
+
+def _drain_seconds(value: object) -> int:
+    number = _integer(value)
+    if not 0 <= number <= DRAIN_SECONDS_MAX:
+        raise _Invalid(
+            f"{number} is out of range; allowed: 0 to {DRAIN_SECONDS_MAX} (stopTimeout is "
+            f"drainSeconds + {STOP_GRACE_SECONDS} s to finish in-flight requests: "
+            f"{number} + {STOP_GRACE_SECONDS} = {number + STOP_GRACE_SECONDS} s, and Fargate "
+            f"allows at most {STOP_TIMEOUT_MAX} s)"
+        )
+    return number
 
 
 def _name_service(reader: _Reader, value: object) -> ServiceSettings:
@@ -440,6 +468,43 @@ def _network(reader: _Reader, value: object) -> NewVpc | ExistingVpc:
     )
 
 
+def _drain_covers_discovery(
+    reader: _Reader, dns_ttl: int, name: ServiceSettings, hello: HelloSettings
+) -> None:
+    """Scale-in and deployments must lose no request: after SIGTERM a name task keeps serving
+    for as long as hello may still pick its address. ECS deregisters it from Cloud Map at the
+    same moment at worst; the record's removal then takes Route 53 propagation, the resolver
+    may cache it for dnsTtl, and hello for hello.dnsRefreshSeconds. The drain has to cover the
+    sum and, with the grace period, fit in Fargate's stopTimeout.
+
+    hello needs no such rule: behind the ALB, ECS deregisters its target and waits out the
+    target group's deregistration delay before SIGTERM.
+    """
+    needed = ROUTE53_PROPAGATION_SECONDS + dns_ttl + hello.dns_refresh_seconds
+    sum_text = (
+        f"Route 53 propagation ({ROUTE53_PROPAGATION_SECONDS}) + dnsTtl ({dns_ttl}) + "
+        f"hello.dnsRefreshSeconds ({hello.dns_refresh_seconds}) = {needed} s"
+    )
+    if needed > DRAIN_SECONDS_MAX:
+        room = DRAIN_SECONDS_MAX - ROUTE53_PROPAGATION_SECONDS
+        reader.fail(
+            "dnsTtl",
+            f"together with hello.dnsRefreshSeconds leaves no workable name.drainSeconds: a "
+            f"stopping name task must keep serving for {sum_text}, but drainSeconds + "
+            f"{STOP_GRACE_SECONDS} s grace = {needed + STOP_GRACE_SECONDS} s exceeds Fargate's "
+            f"{STOP_TIMEOUT_MAX} s stopTimeout. Allowed: dnsTtl + hello.dnsRefreshSeconds at "
+            f"most {room}",
+        )
+    elif name.drain_seconds < needed:
+        reader.fail(
+            "name.drainSeconds",
+            f"{name.drain_seconds} is too short: hello can still send to a stopping name task "
+            f"for {sum_text}, and it must keep serving that long. Allowed: {needed} to "
+            f"{DRAIN_SECONDS_MAX} (drainSeconds + {STOP_GRACE_SECONDS} s grace must fit "
+            f"Fargate's {STOP_TIMEOUT_MAX} s stopTimeout)",
+        )
+
+
 def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Settings:
     """Validate raw config values (keys without the project prefix) into `Settings`.
 
@@ -456,7 +521,7 @@ def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Setting
         ARCHITECTURES[0],
     )
     namespace = reader.check("namespace", raw.get("namespace"), _dns_name, "internal")
-    dns_ttl = reader.check("dnsTtl", raw.get("dnsTtl"), _ranged(0, DNS_TTL_MAX), 0)
+    dns_ttl = reader.check("dnsTtl", raw.get("dnsTtl"), _ranged(0, DNS_TTL_MAX), DEFAULT_DNS_TTL)
     retention = reader.check(
         "logRetentionDays", raw.get("logRetentionDays"), _one_of(LOG_RETENTION_DAYS), 7
     )
@@ -470,16 +535,8 @@ def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Setting
     name = _name_service(reader, raw.get("name"))
     hello = _hello_service(reader, raw.get("hello"))
 
-    # Scale-in must cost no request: after SIGTERM a name task must keep serving for as long as
-    # clients may still hold its address, that is the resolver's TTL plus hello's own cache.
-    stale_for = dns_ttl + hello.dns_refresh_seconds
-    if not reader.problems and name.drain_seconds < stale_for:
-        reader.fail(
-            "name.drainSeconds",
-            f"{name.drain_seconds} is shorter than dnsTtl + hello.dnsRefreshSeconds "
-            f"({stale_for}); clients could still send to a task that stopped serving. "
-            f"Allowed: {stale_for} to {DRAIN_SECONDS_MAX}",
-        )
+    if not reader.problems:
+        _drain_covers_discovery(reader, dns_ttl, name, hello)
 
     if reader.problems:
         raise ConfigError(reader.problems)

@@ -87,7 +87,7 @@ class Platform(pulumi.ComponentResource):
             ).apply(lambda v: execution_role_trust_policy(v[0], v[1], v[2])),
             opts=child,
         )
-        aws.iam.RolePolicyAttachment(
+        attachment = aws.iam.RolePolicyAttachment(
             f"{name}-task-execution",
             role=role.name,
             policy_arn=pulumi.Output.concat(
@@ -108,7 +108,12 @@ class Platform(pulumi.ComponentResource):
 
         self.cluster_arn = cluster.arn
         self.cluster_name = cluster.name
-        self.execution_role_arn = role.arn
+        # The ARN is handed out only once the policy is attached: task definitions (and so the
+        # ECS services) then depend on the attachment, so no task launches with a role that
+        # cannot pull its image or write its logs yet, and `pulumi destroy` detaches the policy
+        # only after the services (and their draining tasks, which still ship logs) are gone.
+        # Without this, both run in parallel with the attachment.
+        self.execution_role_arn = pulumi.Output.all(role.arn, attachment.id).apply(lambda v: v[0])
         self.namespace_id = namespace.id
         self.namespace_name = namespace.name
         self.register_outputs(

@@ -29,6 +29,37 @@ HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "apps.healthcheck", HEALTH_PATH]
 # awslogs blocks the application when CloudWatch is slow unless told not to; non-blocking mode
 # buffers up to this much and then drops lines, which beats stalling request handling.
 LOG_BUFFER = "25m"
+# Cloud Map's health fed by ECS. A dict, not ServiceHealthCheckCustomConfigArgs(...), so that the
+# Python SDK does not log its deprecation warning for failure_threshold on every run (the
+# provider may still mention the deprecation); the value is the one AWS fixes anyway. See the
+# Cloud Map service below for why it must be set at all.
+CUSTOM_HEALTH_CHECK: aws.servicediscovery.ServiceHealthCheckCustomConfigArgsDict = {
+    "failure_threshold": 1
+}
+# The Cloud Map service's settings that force its replacement (with its name and namespace).
+RECORD_TYPE = "A"
+ROUTING_POLICY = "MULTIVALUE"
+# Docker label on the container naming those settings; see registry_settings.
+REGISTRY_LABEL = "fargate-service-discovery.cloud-map-service"
+
+
+def registry_settings(name: str, namespace: pulumi.Input[str]) -> pulumi.Output[str]:
+    """What the Cloud Map service is, as far as a replacement goes: name, namespace, record
+    type, routing policy and health config (everything else updates in place).
+
+    The task definition carries it as a label, so whatever replaces the Cloud Map service also
+    rolls the ECS service's tasks. A recreated Cloud Map service can get the same id as the one
+    it replaces (terraform-provider-aws issue 46930); the ECS service would then see no change,
+    and the running tasks, deregistered when the old one was deleted, would never register in
+    the new one. A new task definition is a deployment, and new tasks register.
+    """
+    return pulumi.Output.concat(
+        name,
+        ".",
+        namespace,
+        f" {RECORD_TYPE} {ROUTING_POLICY} ",
+        f"failureThreshold={CUSTOM_HEALTH_CHECK['failure_threshold']}",
+    )
 
 
 def container_definition(
@@ -39,6 +70,7 @@ def container_definition(
     environment: Mapping[str, pulumi.Input[str]],
     log_group: pulumi.Input[str],
     region: pulumi.Input[str],
+    labels: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, Any]:
     """The one container of the task, in ECS's JSON shape (values may still be Outputs)."""
     env = {
@@ -51,6 +83,8 @@ def container_definition(
         "image": image,
         "essential": True,
         "user": CONTAINER_USER,
+        # Left out when empty: ECS does not return an empty map, so {} would differ forever.
+        **({"dockerLabels": dict(labels)} if labels else {}),
         "readonlyRootFilesystem": True,
         "portMappings": [
             {"containerPort": settings.port, "hostPort": settings.port, "protocol": "tcp"}
@@ -170,6 +204,7 @@ class DiscoverableService(pulumi.ComponentResource):
             environment=args.environment,
             log_group=log_group.name,
             region=args.region,
+            labels={REGISTRY_LABEL: registry_settings(name, args.namespace_name)},
         )
         task = aws.ecs.TaskDefinition(
             name,
@@ -193,18 +228,37 @@ class DiscoverableService(pulumi.ComponentResource):
             dns_config=aws.servicediscovery.ServiceDnsConfigArgs(
                 namespace_id=args.namespace_id,
                 dns_records=[
-                    aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(ttl=args.dns_ttl, type="A")
+                    aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(
+                        ttl=args.dns_ttl, type=RECORD_TYPE
+                    )
                 ],
                 # One A record per healthy task (up to eight per answer), not one picked at
                 # random: the client balances across all of them itself.
-                routing_policy="MULTIVALUE",
+                routing_policy=ROUTING_POLICY,
             ),
-            # ECS reports each task's container health to Cloud Map, so an unhealthy or
-            # stopping task leaves the DNS answers.
-            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+            # ECS reports each task's container health to Cloud Map, so an unhealthy task leaves
+            # the DNS answers (about 30 s after ECS reports it; a stopping task is deregistered).
+            #
+            # failure_threshold is deprecated, and AWS fixes it at 1, but it must be set: the
+            # provider (terraform-provider-aws, servicediscovery/service.go) sends
+            # HealthCheckCustomConfig only for a non-empty block, so an empty one is dropped,
+            # CreateService goes out without it, every registered task is answered whatever its
+            # health, and the next `pulumi up` shows the block as a replacement (provider issue
+            # 44285). AWS cannot add the setting to an existing service.
+            health_check_custom_config=CUSTOM_HEALTH_CHECK,
             # Destroy must not fail on instances ECS has not deregistered yet.
             force_destroy=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Cloud Map service names are unique in a namespace, and `name` is fixed: a
+                # replacement created before the old service is deleted fails with
+                # ServiceAlreadyExists. Replacements come from code changes (name, record type,
+                # routing policy, health config), a new namespace, or upgrading a stack created
+                # without the health config; deleting first lets each of them succeed, at the
+                # cost of a gap in the records that hello rides out on its cached answer. The
+                # tasks then re-register through a deployment (see registry_settings).
+                delete_before_replace=True,
+            ),
         )
 
         lb = args.load_balancer

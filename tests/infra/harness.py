@@ -175,7 +175,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             raise NotImplementedError(f"no mock for invoke {args.token}")
 
     class RecordingMonitor(mocks.MockMonitor):
-        """Also records what MockResourceArgs leaves out: parent, dependencies, outputs."""
+        """Also records what MockResourceArgs leaves out: parent, dependencies, options, outputs."""
 
         def RegisterResource(self, request: Any) -> Any:
             response = super().RegisterResource(request)
@@ -190,6 +190,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                             "parent": request.parent,
                             "custom": request.custom,
                             "dependencies": list(request.dependencies),
+                            "deleteBeforeReplace": bool(request.deleteBeforeReplace),
                             "inputs": _to_json(pulumi_rpc.deserialize_properties(request.object)),
                             # What the mocks answered: the resource's outputs.
                             "state": _to_json(pulumi_rpc.deserialize_properties(response.object)),

@@ -63,6 +63,8 @@ class Resource:
     dependencies: list[str]
     inputs: dict[str, Any]
     state: dict[str, Any]
+    # ResourceOptions.delete_before_replace, as the engine receives it.
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -125,6 +127,7 @@ def collect(process: subprocess.Popen[str]) -> Run:
             dependencies=r["dependencies"],
             inputs=r["inputs"],
             state=r["state"],
+            delete_before_replace=r["deleteBeforeReplace"],
         )
         for r in data["resources"]
     ]

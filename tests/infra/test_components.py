@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import pulumi_awsx.ecs as ecs
 import pytest
 
 from components.image import lifecycle_policy
@@ -203,6 +204,69 @@ def test_allow_from_opens_one_tcp_port_in_both_directions(run: Run) -> None:
     assert egress["referencedSecurityGroupId"] == group.id
     for rule in (ingress, egress):
         assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 8080, 8080)
+
+
+def _solo_definition() -> dict[str, Any]:
+    return container_definition(
+        name="solo",
+        image=scenarios.IMAGE,
+        settings=scenarios.SOLO,
+        environment={"B": "2", "A": "1"},
+        log_group="/ecs/test/solo",
+        region="eu-west-1",
+        labels={"example.label": "value"},
+    )
+
+
+def _keys(cls: type) -> set[str]:
+    """The wire names an awsx ECS input type declares (its @pulumi.getter names)."""
+    return {
+        getattr(v.fget, "_pulumi_name", k) for k, v in vars(cls).items() if isinstance(v, property)
+    }
+
+
+def test_container_definition_uses_only_ecs_field_names() -> None:
+    """terraform-provider-aws decodes container_definitions into the SDK's ContainerDefinition
+    struct (ecs/container_definitions.go, expandContainerDefinitions): a misspelt key such as
+    "stopTimeOut" is dropped without a word and never reaches ECS. awsx's typed ECS inputs
+    mirror the API's field names, so every key here must be one of theirs."""
+    definition = _solo_definition()
+    assert set(definition) <= _keys(ecs.TaskDefinitionContainerDefinitionArgs)
+    assert set(definition["healthCheck"]) <= _keys(ecs.TaskDefinitionHealthCheckArgs)
+    for mapping in definition["portMappings"]:
+        assert set(mapping) <= _keys(ecs.TaskDefinitionPortMappingArgs)
+    assert set(definition["logConfiguration"]) <= _keys(ecs.TaskDefinitionLogConfigurationArgs)
+    for pair in definition["environment"]:
+        assert set(pair) == _keys(ecs.TaskDefinitionKeyValuePairArgs)
+
+
+def test_container_definition_is_already_what_ecs_reads_back() -> None:
+    """A second `pulumi up` must be a no-op. container_definitions forces a new task definition
+    (hence a deployment) on any difference the provider does not normalise away; its
+    normalisation (containerDefinitionsAreEquivalent) sorts environment variables, drops empty
+    lists and fills in the defaults ECS adds. Writing the definition in that form already
+    (every default ECS would add spelt out, nothing empty, environment sorted) leaves nothing
+    to depend on: what DescribeTaskDefinition returns is what we sent."""
+    definition = _solo_definition()
+
+    def empty(value: object) -> bool:
+        if isinstance(value, dict):
+            return not value or any(empty(v) for v in value.values())
+        if isinstance(value, list):
+            return not value or any(empty(v) for v in value)
+        return value is None or value == ""
+
+    assert not empty(definition)
+    assert definition["essential"] is True  # ECS's default, spelt out
+    check = definition["healthCheck"]
+    assert {"interval", "retries", "timeout", "startPeriod"} <= set(check)
+    for mapping in definition["portMappings"]:
+        # awsvpc: ECS sets hostPort to containerPort when it is left out.
+        assert mapping["hostPort"] == mapping["containerPort"]
+        assert mapping["protocol"] == "tcp"
+    names = [pair["name"] for pair in definition["environment"]]
+    assert names == sorted(names)
+    assert all(isinstance(pair["value"], str) for pair in definition["environment"])
 
 
 # --- Public entry -----------------------------------------------------------------------

@@ -39,8 +39,9 @@ def test_defaults_are_the_dev_shape() -> None:
     assert s.certificate_arn is None
     assert s.network == NewVpc("10.0.0.0/16", 2, "Single")
     assert (s.name.cpu, s.name.memory, s.name.desired_count, s.name.port) == (256, 512, 2, 3000)
-    # The contract's drain defaults: name drains 10 s, hello (behind the ALB) does not.
-    assert (s.name.drain_seconds, s.hello.drain_seconds) == (10, 0)
+    # name drains for Route 53 propagation + TTL + hello's refresh + margin; hello (behind
+    # the ALB, which drains it before SIGTERM) does not.
+    assert (s.name.drain_seconds, s.hello.drain_seconds) == (75, 0)
     assert s.hello.dns_refresh_seconds == 5
 
 
@@ -124,8 +125,46 @@ def test_certificate() -> None:
     assert parse_settings({"certificateArn": arn}).certificate_arn == arn
 
 
+def test_stack_files_drain_name_for_the_whole_discovery_timeline() -> None:
+    """A stopping name task is deregistered from Cloud Map at SIGTERM at the earliest; hello can
+    pick its address until Route 53 has propagated the removal (60 s), the resolver's cache
+    (dnsTtl) and hello's (dnsRefreshSeconds) have expired. Both stacks drain that long, and
+    still fit Fargate's 120 s stopTimeout."""
+    for stack in ("dev", "prod"):
+        s = parse_settings(raw_of(stack))
+        needed = config.ROUTE53_PROPAGATION_SECONDS + s.dns_ttl + s.hello.dns_refresh_seconds
+        assert s.name.drain_seconds >= needed, stack
+        assert s.name.stop_timeout <= config.STOP_TIMEOUT_MAX, stack
+        assert config.ROUTE53_PROPAGATION_SECONDS == 60  # Route 53's documented figure
+
+
+def test_drain_rule_shows_its_arithmetic() -> None:
+    """The error names every key involved and the sum, so the fix is obvious."""
+    (problem,) = problems({"dnsTtl": 5, "name": {"drainSeconds": 69}})
+    assert problem == (
+        f"{PROJECT}:name.drainSeconds: 69 is too short: hello can still send to a stopping "
+        "name task for Route 53 propagation (60) + dnsTtl (5) + hello.dnsRefreshSeconds (5) = "
+        "70 s, and it must keep serving that long. Allowed: 70 to 110 (drainSeconds + 10 s "
+        "grace must fit Fargate's 120 s stopTimeout)"
+    )
+    (problem,) = problems({"dnsTtl": 30, "hello": {"dnsRefreshSeconds": 30}})
+    assert problem.startswith(f"{PROJECT}:dnsTtl: ")
+    assert "= 120 s" in problem
+    assert "drainSeconds + 10 s grace = 130 s exceeds Fargate's 120 s stopTimeout" in problem
+    (problem,) = problems({"name": {"drainSeconds": 111}})
+    assert "111 + 10 = 121 s, and Fargate allows at most 120 s" in problem
+
+
+def test_drain_exactly_covering_the_timeline_is_accepted() -> None:
+    s = parse_settings(
+        {"dnsTtl": 10, "hello": {"dnsRefreshSeconds": 40}, "name": {"drainSeconds": 110}}
+    )
+    assert (s.name.drain_seconds, s.name.stop_timeout) == (110, 120)
+    assert parse_settings({"name": {"drainSeconds": 65}}).name.drain_seconds == 65
+
+
 def test_stop_timeout_covers_the_drain() -> None:
-    s = parse_settings({"name": {"drainSeconds": 30}})
+    s = parse_settings({"name": {"drainSeconds": 70}})
     assert s.name.stop_timeout > s.name.drain_seconds
     assert parse_settings(
         {"name": {"drainSeconds": config.DRAIN_SECONDS_MAX}}
@@ -207,8 +246,11 @@ BAD = [
     ({"network": {**VPC, "natGateways": "Single"}}, "network.natGateways", "only applies"),
     ({"name": {"cpus": 256}}, "name.cpus", "unknown key"),
     ({"dnsTTL": 5}, "dnsTTL", "unknown key"),
-    ({"name": {"drainSeconds": 4}}, "name.drainSeconds", "shorter than dnsTtl"),
-    ({"dnsTtl": 10}, "name.drainSeconds", "shorter than dnsTtl"),
+    ({"name": {"drainSeconds": 64}}, "name.drainSeconds", "Allowed: 65 to 110"),
+    ({"dnsTtl": 20}, "name.drainSeconds", "(60) + dnsTtl (20) + hello.dnsRefreshSeconds (5)"),
+    ({"hello": {"dnsRefreshSeconds": 16}}, "name.drainSeconds", "Allowed: 76 to 110"),
+    ({"dnsTtl": 46}, "dnsTtl", "leaves no workable name.drainSeconds"),
+    ({"hello": {"dnsRefreshSeconds": 51}}, "dnsTtl", "hello.dnsRefreshSeconds at most 50"),
 ]
 
 

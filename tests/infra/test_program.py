@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 import config
+from components.service import REGISTRY_LABEL
 from config import Settings
 from tests.infra.conftest import CERTIFICATE_ARN, EXISTING_VPC, settings_for
 from tests.infra.support import (
@@ -252,9 +253,47 @@ def test_cloud_map_services(run: Run, stack: str) -> None:
         assert dns["namespaceId"] == namespace.id
         assert dns["routingPolicy"] == "MULTIVALUE"
         assert dns["dnsRecords"] == [{"type": "A", "ttl": s.dns_ttl}]
-        assert "healthCheckCustomConfig" in registry
         assert "healthCheckConfig" not in registry  # Route 53 checks cannot reach private IPs
         assert registry["forceDestroy"] is True
+
+
+def test_cloud_map_gets_the_ecs_health_config_the_provider_actually_sends(
+    run: Run, stack: str
+) -> None:
+    """failureThreshold must be 1, not merely present: terraform-provider-aws drops an empty
+    healthCheckCustomConfig block (expandHealthCheckCustomConfig returns nil for an empty map),
+    so CreateService would go out without it, Cloud Map would answer with unhealthy tasks too,
+    and every later `pulumi up` would show the block as a replacement (provider issue 44285)."""
+    for app in ("name", "hello"):
+        registry = run.one(REGISTRY, app).inputs
+        assert registry["healthCheckCustomConfig"] == {"failureThreshold": 1}, app
+
+
+@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+def test_replacing_a_cloud_map_service_also_rolls_its_tasks(runs: Runs, key: str) -> None:
+    """A Cloud Map service recreated under the same name can keep its id (provider issue 46930):
+    the ECS service would see no change, and its running tasks, deregistered when the old
+    service was deleted, would never register in the new one. The container carries every
+    setting that replaces the Cloud Map service in a label, so the same change also makes a
+    new task definition, that is a deployment, whose tasks register."""
+    run, s = runs[key], settings_of(key)
+    for app in ("name", "hello"):
+        registry = run.one(REGISTRY, app).inputs
+        (record,) = registry["dnsConfig"]["dnsRecords"]
+        health = int(registry["healthCheckCustomConfig"]["failureThreshold"])
+        label = container(run.one(TASK, app))["dockerLabels"][REGISTRY_LABEL]
+        assert label == (
+            f"{registry['name']}.{s.namespace} {record['type']} "
+            f"{registry['dnsConfig']['routingPolicy']} failureThreshold={health}"
+        ), app
+
+
+def test_cloud_map_service_is_deleted_before_its_replacement_is_created(run: Run) -> None:
+    """Its name is fixed and unique per namespace: Pulumi's default create-before-delete would
+    fail with ServiceAlreadyExists, leaving the stack stuck (for example when upgrading a
+    stack created before the health config was sent)."""
+    for app in ("name", "hello"):
+        assert run.one(REGISTRY, app).delete_before_replace, app
 
 
 def test_namespace_lives_in_the_vpc(run: Run, stack: str) -> None:
@@ -281,6 +320,33 @@ def test_ecs_services(run: Run, stack: str) -> None:
             75,
         )
         assert service["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+
+
+def test_tasks_launch_only_after_the_execution_role_has_its_policy(run: Run) -> None:
+    """The task definitions take the role's ARN, but the role is useless until the managed
+    policy is attached: without this dependency, ECS can start tasks in parallel with the
+    attachment (image pulls and log delivery fail with AccessDenied, and the circuit breaker
+    counts the failures), and `pulumi destroy` can detach the policy while tasks still drain.
+    Destroy runs in reverse: services, task definitions, then the attachment, then the role."""
+    attachment = run.one(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "platform-task-execution"
+    )
+    for app in ("name", "hello"):
+        assert attachment.urn in run.one(TASK, app).dependencies, app
+        assert run.one(TASK, app).urn in run.one(ECS_SERVICE, app).dependencies, app
+
+
+def test_log_groups_outlive_the_tasks_that_write_to_them(run: Run) -> None:
+    """awslogs does not create the group (no awslogs-create-group): the task definition must
+    depend on the log group, so it exists before a task starts, and `pulumi destroy` deletes
+    it only after the service and its tasks are gone."""
+    for app in ("name", "hello"):
+        group = run.one("aws:cloudwatch/logGroup:LogGroup", app)
+        assert group.urn in run.one(TASK, app).dependencies, app
+        assert (
+            "awslogs-create-group"
+            not in container(run.one(TASK, app))["logConfiguration"]["options"]
+        )
 
 
 def test_tasks_can_pull_before_they_start(run: Run) -> None:
