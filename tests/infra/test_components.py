@@ -484,3 +484,23 @@ def test_image_ships_the_health_check(app: str) -> None:
     assert module == "apps.healthcheck"
     assert "healthcheck.py" in dockerfile
     assert (ROOT / "apps" / "healthcheck.py").is_file()
+
+
+def test_entry_names_fit_the_load_balancer_limits(run: Run) -> None:
+    """ALB and target group names allow 32 characters; Pulumi auto-names them
+    `<logical name>-<7 random hex>`, so the logical names must stay within 24 characters (the
+    names are ForceNew: renaming replaces the load balancer and its DNS name)."""
+    for entry in ("plain", "tls"):
+        for type_ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+            resource = run.one(type_, entry)
+            assert "name" not in resource.inputs  # auto-named: replacements never collide
+            assert len(f"{resource.name}-{'0' * 7}") <= 32
+
+
+def test_entry_security_group_description_is_a_constant(run: Run) -> None:
+    """A security group's description (and name) is ForceNew in the provider: anything that
+    varied with config would replace the group under the load balancer on every change."""
+    for entry in ("plain", "tls"):
+        group = run.one("aws:ec2/securityGroup:SecurityGroup", entry)
+        assert group.inputs["description"] == "Public load balancer"
+        assert "name" not in group.inputs

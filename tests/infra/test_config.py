@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 import config
 from config import ConfigError, Domain, ExistingVpc, NewVpc, parse_settings
-from tests.infra.support import PROJECT, stack_config
+from tests.infra.support import PROJECT, ROOT, stack_config
 
 VPC = {
     "vpcId": "vpc-0a1b2c3d4e5f60718",
@@ -403,3 +404,14 @@ def problems_for_project(raw: dict[str, object], project: str) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw, project)
     return caught.value.problems
+
+
+def test_the_domain_example_in_the_prod_stack_file_is_valid() -> None:
+    """Pulumi.prod.yaml shows the domain keys commented out; uncommented, they must pass."""
+    lines = (ROOT / "Pulumi.prod.yaml").read_text().splitlines()
+    start = lines.index("  # fargate-service-discovery:domain:")
+    block = [line.replace("# ", "", 1) for line in lines[start : start + 3]]
+    example = yaml.safe_load("\n".join(line[2:] for line in block))
+    domain = example[f"{PROJECT}:domain"]
+    s = parse_settings({**raw_of("prod"), "domain": domain}, region="us-east-1", stack="prod")
+    assert s.domain == Domain("hello.example.com", None, "example.com")
