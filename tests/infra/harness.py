@@ -169,6 +169,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     outputs: dict[str, Any] = {}
     invokes: list[str] = []
+    invoke_args: list[dict[str, Any]] = []
     lock = threading.Lock()
 
     class Mocks(pulumi.runtime.Mocks):
@@ -184,6 +185,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
             with lock:
                 invokes.append(args.token)
+                invoke_args.append({"token": args.token, "args": _to_json(dict(args.args))})
             match args.token:
                 case "aws:index/getRegion:getRegion":
                     return {"region": REGION, "name": REGION, "id": REGION}
@@ -270,6 +272,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "resources": records,
         "outputs": outputs,
         "invokes": invokes,
+        "invokeArgs": invoke_args,
     }
 
 

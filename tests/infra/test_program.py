@@ -473,8 +473,10 @@ def test_domain_points_at_the_load_balancer_and_is_the_url(alternatives: Run) ->
     assert alias["aliases"] == [
         {"name": alb["dnsName"], "zoneId": alb["zoneId"], "evaluateTargetHealth": False}
     ]
-    # The zone was given by name: looked up once, among public zones, and both records use it.
-    assert run.invokes.count("aws:route53/getZone:getZone") == 1
+    # The zone was given by name: looked up once, among public zones only (ACM validates through
+    # public DNS; a private zone of the same name would never validate), and both records use it.
+    (lookup,) = [i for i in run.invoke_args if i["token"] == "aws:route53/getZone:getZone"]
+    assert lookup["args"] == {"name": DOMAIN["zoneName"], "privateZone": False}
     assert run.one(RECORD, "domain-validation").inputs["zoneId"] == alias["zoneId"]
     assert run.exports["url"] == f"https://{DOMAIN['name']}/"
 
