@@ -169,8 +169,8 @@ class PublicEntry(pulumi.ComponentResource):
         self.forwarding = aws.lb.ListenerRule(
             f"{name}-public",
             listener_arn=self.listener.arn,
-            # Fixed, so that a second `pulumi up` finds the rule where it left it (unset, the
-            # provider picks the next free priority once and reads it back).
+            # Explicit: unset, the provider takes the next free priority at create time, so a
+            # rule's place among any others would depend on the order they were created in.
             priority=FORWARD_RULE_PRIORITY,
             conditions=[
                 aws.lb.ListenerRuleConditionArgs(

@@ -278,8 +278,8 @@ def test_only_the_root_path_reaches_hello(run: Run, entry: str, serving: str) ->
 
 
 def test_forwarding_rule_has_a_fixed_priority(run: Run) -> None:
-    """Unset, the provider computes the next free priority at create and reads it back; fixed,
-    the rule's place is in the code, and a second `pulumi up` is a no-op."""
+    """Unset, the provider takes the next free priority at create time, so the rule's place
+    among others would depend on creation order; here it is in the code."""
     for entry in ("plain", "tls"):
         (rule,) = rules(run, entry)
         assert rule.inputs["priority"] == FORWARD_RULE_PRIORITY == 1
