@@ -1,7 +1,8 @@
 """Service discovery for AWS Fargate tasks with AWS Cloud Map: the Pulumi program.
 
-    internet -> ALB (public subnets) -> hello tasks -> name tasks (private subnets)
-                                          \\-- DNS: name.<namespace> (Cloud Map) --/
+    internet -> [domain: Route 53 alias, ACM certificate] -> ALB (public subnets)
+             -> hello tasks -> name tasks (private subnets)
+                  \\-- DNS: name.<namespace> (Cloud Map) --/
 
 hello finds name's tasks through Cloud Map DNS and balances across them itself; traffic
 between the two goes task to task. The configuration is validated in full (config.py) before
@@ -16,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 import config
+from components.domain import PublicDomain, PublicDomainArgs
 from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
 from components.network import Network, NetworkArgs
@@ -91,6 +93,22 @@ def service_args(
 
 name = DiscoverableService("name", service_args("name", settings.name))
 
+# The public name and its certificate, when the stack has a domain (config.py refuses a
+# certificate without one: it could never match the load balancer's own name).
+domain = (
+    PublicDomain(
+        "domain",
+        PublicDomainArgs(
+            name=settings.domain.name,
+            zone_id=settings.domain.zone_id,
+            zone_name=settings.domain.zone_name,
+            certificate_arn=settings.certificate_arn,
+        ),
+    )
+    if settings.domain
+    else None
+)
+
 entry = PublicEntry(
     "entry",
     PublicEntryArgs(
@@ -98,9 +116,11 @@ entry = PublicEntry(
         subnet_ids=network.public_subnet_ids,
         target_port=settings.hello.port,
         health_check_path=HEALTH_PATH,
-        certificate_arn=settings.certificate_arn,
+        certificate_arn=domain.certificate_arn if domain else None,
     ),
 )
+if domain:
+    domain.route_to(entry.dns_name, entry.zone_id)
 
 hello = DiscoverableService(
     "hello",
@@ -113,7 +133,7 @@ hello = DiscoverableService(
             "DNS_REFRESH_SECONDS": str(settings.hello.dns_refresh_seconds),
         },
         load_balancer=LoadBalancerTarget(
-            target_group_arn=entry.target_group_arn, listener=entry.listener
+            target_group_arn=entry.target_group_arn, listener=entry.forwarding
         ),
     ),
 )
@@ -122,7 +142,7 @@ hello = DiscoverableService(
 hello.allow_from("entry", entry.security_group_id)
 name.allow_from("hello", hello.security_group_id)
 
-pulumi.export("url", entry.url)
+pulumi.export("url", domain.url if domain else entry.url)
 pulumi.export("clusterName", platform.cluster_name)
 pulumi.export("namespace", platform.namespace_name)
 pulumi.export("nameService", name.service_name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -93,9 +94,38 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _VPC_ID = re.compile(r"^vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _SUBNET_ID = re.compile(r"^subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 _CERTIFICATE_ARN = re.compile(
-    r"^arn:aws(?:-cn|-us-gov)?:acm:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:certificate/"
+    r"^arn:aws(?:-cn|-us-gov)?:acm:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d):\d{12}:certificate/"
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
+# Route 53 hosted zone ids: "Z" and up to 31 more upper-case letters and digits, bare (no
+# "/hostedzone/" prefix, which the provider strips and would then show as a diff).
+_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+
+# The containers run as user 10001 (components/service.py, CONTAINER_USER; the images' USER).
+# A non-root process cannot bind a port below 1024, and Fargate offers no way to lower
+# net.ipv4.ip_unprivileged_port_start (aws/containers-roadmap#1721): the task would crash-loop.
+UNPRIVILEGED_PORT_MIN = 1024
+# Ports of the image's own processes (none today) are the only other limit inside the task.
+PORT_MAX = 65535
+
+# Namespaces that would shadow names the tasks need. A Cloud Map namespace is a Route 53 private
+# hosted zone associated with the VPC; inside the VPC it answers every name under it, with
+# NXDOMAIN for names it does not hold (Route 53 does not fall through to public DNS).
+# - AWS service endpoints: the tasks pull images from ECR (<account>.dkr.ecr.<region>.
+#   amazonaws.com, S3 for the layers) and ship logs to logs.<region>.amazonaws.com.
+_AWS_ENDPOINT_DOMAINS = ("amazonaws.com", "amazonaws.com.cn", "api.aws")
+# - The VPC's own hostnames: ip-10-0-1-2.ec2.internal (us-east-1) and
+#   ip-10-0-1-2.<region>.compute.internal (every other region).
+_VPC_HOSTNAME_DOMAINS = ("ec2.internal", "compute.internal")
+# A one-label namespace is a top-level domain: allowed only when it can never be a public one.
+# RFC 6762 appendix G lists these as in private use; ICANN reserved .internal for private use
+# (2024). Anything else ("com", "net", "aws", "io", ...) would shadow a whole public TLD.
+PRIVATE_TLDS = ("internal", "intranet", "private", "corp", "home", "lan")
+# ACM puts the first domain name in the certificate's subject CN, which X.509 caps at 64.
+ACM_DOMAIN_NAME_MAX = 64
+# ECS cluster names and task definition families (both start with <project>-<stack>) allow
+# letters, digits, hyphens and underscores only; Pulumi stack names may also contain dots.
+_ECS_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
 class ConfigError(pulumi.RunError):
@@ -151,15 +181,30 @@ class ExistingVpc:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The public name visitors use, in a Route 53 public hosted zone of the same account.
+
+    Exactly one of `zone_id` and `zone_name` is set; a zone given by name is looked up.
+    """
+
+    name: str
+    zone_id: str | None
+    zone_name: str | None
+
+
+@dataclass(frozen=True)
 class Settings:
     architecture: Architecture
     namespace: str
     dns_ttl: int
     log_retention_days: int
+    # A certificate of the stack's region for `domain.name`; unset with a domain: ACM issues one.
     certificate_arn: str | None
     network: NewVpc | ExistingVpc
     name: ServiceSettings
     hello: HelloSettings
+    # Unset: plain HTTP on the load balancer's own name.
+    domain: Domain | None = None
 
     @property
     def image_platform(self) -> str:
@@ -189,10 +234,12 @@ TOP_LEVEL_KEYS = (
     "dnsTtl",
     "logRetentionDays",
     "certificateArn",
+    "domain",
     "network",
     "name",
     "hello",
 )
+_DOMAIN_KEYS = ("name", "zoneId", "zoneName")
 _SERVICE_KEYS = ("cpu", "memory", "desiredCount", "port", "drainSeconds")
 _HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds")
 _NEW_VPC_KEYS = ("cidrBlock", "availabilityZones", "natGateways")
@@ -308,6 +355,49 @@ def _dns_name(value: object) -> str:
     return name
 
 
+def _at_or_under(name: str, domain: str) -> bool:
+    return name == domain or name.endswith(f".{domain}")
+
+
+def _namespace(value: object) -> str:
+    """A DNS name that, as a private zone in the VPC, shadows nothing the tasks need."""
+    name = _dns_name(value)
+    for domain in _AWS_ENDPOINT_DOMAINS:
+        if _at_or_under(name, domain):
+            raise _Invalid(
+                f"{name!r} would shadow AWS service endpoints under {domain} inside the VPC, so "
+                "tasks could not pull images (ECR) or ship logs; choose a name of your own, "
+                "e.g. 'internal' or 'svc.example.com'"
+            )
+    for domain in _VPC_HOSTNAME_DOMAINS:
+        if _at_or_under(name, domain):
+            example = "ec2.internal" if domain == "ec2.internal" else "<region>.compute.internal"
+            raise _Invalid(
+                f"{name!r} would shadow the VPC's own hostnames (ip-10-0-1-2.{example}); choose a "
+                "name of your own, e.g. 'internal' or 'svc.example.com'"
+            )
+    if "." not in name and name not in PRIVATE_TLDS:
+        raise _Invalid(
+            f"{name!r} is a top-level domain that may be public: inside the VPC the private zone "
+            "would answer for every name under it (AWS endpoints included); allowed: a name of "
+            f"two labels or more, or one of {', '.join(PRIVATE_TLDS)}"
+        )
+    return name
+
+
+def _service_port(value: object) -> int:
+    number = _integer(value)
+    if 1 <= number < UNPRIVILEGED_PORT_MIN:
+        raise _Invalid(
+            f"{number} is a privileged port, which the containers' non-root user (10001) cannot "
+            "bind on Fargate (aws/containers-roadmap#1721); "
+            f"allowed: {UNPRIVILEGED_PORT_MIN} to {PORT_MAX}"
+        )
+    if not UNPRIVILEGED_PORT_MIN <= number <= PORT_MAX:
+        raise _Invalid(f"{number} is out of range; allowed: {UNPRIVILEGED_PORT_MIN} to {PORT_MAX}")
+    return number
+
+
 def _private_cidr(value: object) -> str:
     text = _text(value)
     try:
@@ -379,7 +469,7 @@ def _service_fields(
         DEFAULTS_SERVICE["desiredCount"],
     )
     port = reader.check(
-        f"{path}.port", section.get("port"), _ranged(1, 65535), DEFAULTS_SERVICE["port"]
+        f"{path}.port", section.get("port"), _service_port, DEFAULTS_SERVICE["port"]
     )
     drain = reader.check(
         f"{path}.drainSeconds", section.get("drainSeconds"), _drain_seconds, default_drain
@@ -505,12 +595,99 @@ def _drain_covers_discovery(
         )
 
 
-def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Settings:
+def _domain(
+    reader: _Reader, value: object, namespace: str, requests_certificate: bool
+) -> Domain | None:
+    """The optional public name; None when unset (plain HTTP on the load balancer's name)."""
+    if value is None:
+        return None
+    section = reader.section("domain", value, _DOMAIN_KEYS)
+    if not section:
+        if not any(p.startswith(reader.key("domain")) for p in reader.problems):
+            reader.fail("domain", f"expected an object with keys {', '.join(_DOMAIN_KEYS)}")
+        return None
+    before = len(reader.problems)
+    if "name" not in section:
+        reader.fail("domain.name", "required: the DNS name visitors use, e.g. hello.example.com")
+    name = reader.check("domain.name", section.get("name"), _dns_name, "")
+    if name and len(reader.problems) == before:
+        if "." not in name:
+            reader.fail(
+                "domain.name", f"{name!r} is a top-level domain; allowed: a name in a zone you own"
+            )
+        elif _at_or_under(name, namespace):
+            # The namespace is a private zone in the VPC: there it would answer for this name
+            # (NXDOMAIN), so the stack's own tasks could not reach its public URL.
+            reader.fail(
+                "domain.name",
+                f"{name!r} is inside the namespace {namespace!r}, whose private zone shadows it "
+                "inside the VPC; allowed: a name outside the namespace",
+            )
+        elif requests_certificate and len(name) > ACM_DOMAIN_NAME_MAX:
+            reader.fail(
+                "domain.name",
+                f"{len(name)} characters; ACM requests allow at most {ACM_DOMAIN_NAME_MAX} for "
+                "the certificate's first name (X.509 subject CN): shorten it, or bring a "
+                "certificate with certificateArn",
+            )
+    has_id, has_name = "zoneId" in section, "zoneName" in section
+    if has_id == has_name:
+        reader.fail(
+            "domain.zoneId",
+            "set exactly one of domain.zoneId (Z...) and domain.zoneName (e.g. example.com): "
+            "the Route 53 public hosted zone that holds domain.name",
+        )
+        return None
+    zone_id = reader.check(
+        "domain.zoneId",
+        section.get("zoneId"),
+        _matching(_ZONE_ID, "a Route 53 hosted zone id (Z followed by letters and digits)"),
+        None,
+    )
+    zone_name = reader.check("domain.zoneName", section.get("zoneName"), _dns_name, None)
+    if zone_name and name and not _at_or_under(name, zone_name):
+        reader.fail(
+            "domain.zoneName",
+            f"{zone_name!r} does not hold {name!r}; allowed: {name!r} or one of its parent domains",
+        )
+    return Domain(name=name, zone_id=zone_id, zone_name=zone_name)
+
+
+def _stack_name(reader: _Reader, stack: str) -> None:
+    if not _ECS_NAME.match(f"{reader.project}-{stack}"):
+        # Not a config key: reported under the stack's name.
+        reader.problems.append(
+            f"stack name {stack!r}: it becomes part of the ECS cluster name and task definition "
+            f"families ({reader.project}-{stack}), which allow letters, digits, hyphens and "
+            "underscores only; allowed: a stack name without other characters (e.g. no dots)"
+        )
+
+
+def stack_region() -> str | None:
+    """The region the AWS provider deploys to: aws:region, else the provider's environment."""
+    return (
+        pulumi.Config("aws").get("region")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+    )
+
+
+def parse_settings(
+    raw: Mapping[str, object],
+    project: str = PROJECT,
+    *,
+    region: str | None = None,
+    stack: str | None = None,
+) -> Settings:
     """Validate raw config values (keys without the project prefix) into `Settings`.
 
-    Raises ConfigError listing every problem; returns only a fully valid tree.
+    `region` is the stack's AWS region (a given certificate must be in it) and `stack` the stack's
+    name (part of resource names); either is skipped when None. Raises ConfigError listing every
+    problem; returns only a fully valid tree.
     """
     reader = _Reader(project)
+    if stack is not None:
+        _stack_name(reader, stack)
     for unknown in sorted(set(raw) - set(TOP_LEVEL_KEYS)):
         reader.fail(unknown, f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
 
@@ -520,7 +697,7 @@ def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Setting
         _one_of(ARCHITECTURES),
         ARCHITECTURES[0],
     )
-    namespace = reader.check("namespace", raw.get("namespace"), _dns_name, "internal")
+    namespace = reader.check("namespace", raw.get("namespace"), _namespace, "internal")
     dns_ttl = reader.check("dnsTtl", raw.get("dnsTtl"), _ranged(0, DNS_TTL_MAX), DEFAULT_DNS_TTL)
     retention = reader.check(
         "logRetentionDays", raw.get("logRetentionDays"), _one_of(LOG_RETENTION_DAYS), 7
@@ -531,6 +708,25 @@ def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Setting
         _matching(_CERTIFICATE_ARN, "an ACM certificate ARN (arn:aws:acm:<region>:<account>:...)"),
         None,
     )
+    domain = _domain(reader, raw.get("domain"), namespace, requests_certificate=not certificate)
+    if certificate is not None:
+        match = _CERTIFICATE_ARN.match(certificate)
+        cert_region = match.group("region") if match else None
+        if raw.get("domain") is None:
+            reader.fail(
+                "certificateArn",
+                "needs domain: no certificate can match the load balancer's own name "
+                "(*.elb.amazonaws.com), so browsers would refuse it; set domain.name and "
+                "domain.zoneId (or domain.zoneName), or remove certificateArn",
+            )
+        elif region is not None and cert_region != region:
+            # The ALB accepts only certificates of its own region (ACM certificates are regional).
+            reader.fail(
+                "certificateArn",
+                f"is in {cert_region}, but the stack deploys to {region} (aws:region); a load "
+                f"balancer only accepts certificates of its own region; allowed: an ACM "
+                f"certificate in {region}",
+            )
     network = _network(reader, raw.get("network"))
     name = _name_service(reader, raw.get("name"))
     hello = _hello_service(reader, raw.get("hello"))
@@ -549,6 +745,7 @@ def parse_settings(raw: Mapping[str, object], project: str = PROJECT) -> Setting
         network=network,
         name=name,
         hello=hello,
+        domain=domain,
     )
 
 
@@ -570,4 +767,6 @@ def _project_values(project: str) -> Iterator[tuple[str, object]]:
 def load() -> Settings:
     """The running stack's settings; raises ConfigError before any resource is registered."""
     project = pulumi.get_project()
-    return parse_settings(dict(_project_values(project)), project)
+    return parse_settings(
+        dict(_project_values(project)), project, region=stack_region(), stack=pulumi.get_stack()
+    )

@@ -1,9 +1,17 @@
 """The public entry: an internet-facing Application Load Balancer in front of hello.
 
-Open to the world on TCP 80, and on 443 when a certificate is configured (80 then only
-redirects to 443). The ALB's security group gets no egress here: the target service grants it
-exactly one flow with `DiscoverableService.allow_from` (TCP to hello's port), which also carries
-the ALB's health checks.
+Open to the world on TCP 80, and on 443 when a certificate is given (80 then only redirects to
+443). The ALB's security group gets no egress here: the target service grants it exactly one flow
+with `DiscoverableService.allow_from` (TCP to hello's port), which also carries the ALB's health
+checks.
+
+Only what a visitor needs reaches hello: the path `/` (any query string). Every other path gets a
+fixed 404 from the load balancer itself, so hello's `/metrics` (the private address of every name
+task, failure counters) and `/health` stay inside the VPC. An allow-list rather than a rule that
+blocks `/metrics`: aiohttp also routes `/%6Detrics` (percent-encoded letters) and absolute-form
+targets (`GET http://host/metrics`) to the metrics handler, and AWS documents path patterns as
+case-sensitive wildcards with no word on percent-decoding, so a deny rule cannot be shown to
+catch every spelling; `/` alone can (tests/infra/test_public_paths.py).
 """
 
 from __future__ import annotations
@@ -20,6 +28,14 @@ SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 # tests/apps/test_hygiene.py checks the order), so the ALB, never the target, closes idle
 # connections: otherwise a request can race a close and get a 502.
 IDLE_TIMEOUT_SECONDS = 30
+# The only path the internet may reach on hello (its greeting). ALB path patterns match the path
+# without its query string, case-sensitively; without * or ? they match exactly.
+PUBLIC_PATHS = ("/",)
+# Priority of the rule that forwards PUBLIC_PATHS (1 to 50,000; the default rule comes last).
+FORWARD_RULE_PRIORITY = 1
+# What every other path gets, from the load balancer itself.
+NOT_FOUND_BODY = "not found\n"
+
 # Seconds the ALB keeps a deregistering target for requests already in flight. Hello answers in
 # at most a few seconds (its request timeout is 2 s per attempt), so ten is plenty, and a
 # deployment does not wait the default 300 s per task.
@@ -32,16 +48,23 @@ class PublicEntryArgs:
     subnet_ids: pulumi.Input[Sequence[str]]
     target_port: int
     health_check_path: str
-    certificate_arn: str | None = None
+    # Serve HTTPS with this certificate (its name must be the one visitors use: see
+    # components/domain.py); None: plain HTTP on the load balancer's own name.
+    certificate_arn: pulumi.Input[str] | None = None
 
 
 class PublicEntry(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
     dns_name: pulumi.Output[str]
+    # The load balancer's canonical hosted zone, for alias records.
+    zone_id: pulumi.Output[str]
     url: pulumi.Output[str]
-    # The listener that forwards to the target group; the ECS service waits for it.
+    # The listener that serves visitors (HTTPS with a certificate, else HTTP).
     listener: aws.lb.Listener
+    # The rule that ties the target group to the load balancer (it forwards PUBLIC_PATHS):
+    # ECS refuses a service whose target group has no load balancer yet, so hello waits for it.
+    forwarding: aws.lb.ListenerRule
 
     def __init__(
         self, name: str, args: PublicEntryArgs, opts: pulumi.ResourceOptions | None = None
@@ -99,8 +122,14 @@ class PublicEntry(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        forward = [
-            aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+        # Whatever no rule allows: a 404 answered by the load balancer; hello never sees it.
+        not_found = [
+            aws.lb.ListenerDefaultActionArgs(
+                type="fixed-response",
+                fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
+                    content_type="text/plain", message_body=NOT_FOUND_BODY, status_code="404"
+                ),
+            )
         ]
 
         if tls:
@@ -111,7 +140,7 @@ class PublicEntry(pulumi.ComponentResource):
                 protocol="HTTPS",
                 ssl_policy=SSL_POLICY,
                 certificate_arn=args.certificate_arn,
-                default_actions=forward,
+                default_actions=not_found,
                 opts=child,
             )
             aws.lb.Listener(
@@ -135,19 +164,41 @@ class PublicEntry(pulumi.ComponentResource):
                 load_balancer_arn=balancer.arn,
                 port=80,
                 protocol="HTTP",
-                default_actions=forward,
+                default_actions=not_found,
                 opts=child,
             )
+        self.forwarding = aws.lb.ListenerRule(
+            f"{name}-public",
+            listener_arn=self.listener.arn,
+            # Explicit: unset, the provider takes the next free priority at create time, so a
+            # rule's place among any others would depend on the order they were created in.
+            priority=FORWARD_RULE_PRIORITY,
+            conditions=[
+                aws.lb.ListenerRuleConditionArgs(
+                    path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(
+                        values=list(PUBLIC_PATHS)
+                    )
+                )
+            ],
+            actions=[
+                aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=target_group.arn)
+            ],
+            opts=child,
+        )
 
         self.security_group_id = group.id
         self.target_group_arn = target_group.arn
         self.dns_name = balancer.dns_name
-        self.url = pulumi.Output.concat("https://" if tls else "http://", balancer.dns_name)
+        self.zone_id = balancer.zone_id
+        # The load balancer's own name is only ever served over plain HTTP: no certificate can
+        # match *.elb.amazonaws.com (config.py refuses certificateArn without a domain).
+        self.url = pulumi.Output.concat("http://", balancer.dns_name)
         self.register_outputs(
             {
                 "securityGroupId": self.security_group_id,
                 "targetGroupArn": self.target_group_arn,
                 "dnsName": self.dns_name,
+                "zoneId": self.zone_id,
                 "url": self.url,
             }
         )

@@ -18,21 +18,24 @@ EXISTING_VPC = {
 CERTIFICATE_ARN = (
     "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
 )
+# A public name in a zone looked up by name: ACM issues the certificate (DNS validation).
+DOMAIN = {"name": "hello.example.com", "zoneName": "example.com"}
 
 DEV = stack_config("dev")
 # key -> (stack, config as the language host passes it, program)
 SPECS: dict[str, tuple[str, dict[str, str], str]] = {
     "dev": ("dev", DEV, "__main__.py"),
     "prod": ("prod", stack_config("prod"), "__main__.py"),
-    # Every non-default branch in one run: an existing VPC, HTTPS, Graviton, and a namespace
-    # and port of its own (so nothing can pass by hard-coding name.internal:3000).
+    # Every non-default branch in one run: an existing VPC, a domain with HTTPS (the certificate
+    # requested from ACM), Graviton, and a namespace and port of its own (so nothing can pass by
+    # hard-coding name.internal:3000). A given certificateArn: tests/infra/scenarios.py.
     "alternatives": (
         "dev",
         with_values(
             DEV,
             {
                 "network": EXISTING_VPC,
-                "certificateArn": CERTIFICATE_ARN,
+                "domain": DOMAIN,
                 "architecture": "ARM64",
                 "namespace": "svc.corp",
                 "name.port": 8080,

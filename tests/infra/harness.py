@@ -115,11 +115,40 @@ def aws_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
             extra["dnsName"] = (
                 f"{physical[:32]}-{int(_hex(name, 8), 16)}.{REGION}.elb.amazonaws.com"
             )
+            # The canonical hosted zone of ALBs in us-east-1, for alias records.
+            extra["zoneId"] = "Z35SXDOTRQ7X7K"
         case "aws:lb/targetGroup:TargetGroup":
             extra["arn"] = rid = (
                 f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/"
                 f"{physical[:32]}/{_hex(name, 16)}"
             )
+        case "aws:lb/listenerRule:ListenerRule":
+            extra["arn"] = rid = (
+                f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener-rule/app/"
+                f"{_hex(name, 8)}/{_hex(name + 'lb', 16)}/{_hex(name + 'l', 16)}/{_hex(name, 16)}"
+            )
+        case "aws:acm/certificate:Certificate":
+            extra["arn"] = rid = (
+                f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/{_hex(name, 8)}-{_hex(name, 4)}-"
+                f"{_hex(name, 4)}-{_hex(name, 4)}-{_hex(name, 12)}"
+            )
+            # What ACM answers: one CNAME per name, with trailing dots.
+            extra["domainValidationOptions"] = [
+                {
+                    "domainName": inputs["domainName"],
+                    "resourceRecordName": f"_{_hex(name, 32)}.{inputs['domainName']}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": f"_{_hex(name + 'v', 32)}.acm-validations.aws.",
+                }
+            ]
+            extra["status"] = "PENDING_VALIDATION"
+        case "aws:acm/certificateValidation:CertificateValidation":
+            rid = "2026-11-29 00:00:00 +0000 UTC"
+            extra = {}
+        case "aws:route53/record:Record":
+            rid = f"{inputs['zoneId']}_{inputs['name']}_{inputs['type']}"
+            # The provider stores names lower-case, without a trailing dot.
+            extra = {"fqdn": inputs["name"].rstrip(".").lower()}
         case "aws:lb/listener:Listener":
             extra["arn"] = rid = (
                 f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/"
@@ -140,6 +169,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     outputs: dict[str, Any] = {}
     invokes: list[str] = []
+    invoke_args: list[dict[str, Any]] = []
     lock = threading.Lock()
 
     class Mocks(pulumi.runtime.Mocks):
@@ -155,6 +185,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
             with lock:
                 invokes.append(args.token)
+                invoke_args.append({"token": args.token, "args": _to_json(dict(args.args))})
             match args.token:
                 case "aws:index/getRegion:getRegion":
                     return {"region": REGION, "name": REGION, "id": REGION}
@@ -164,6 +195,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                         "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
                         "userId": "AIDAEXAMPLE",
                         "id": ACCOUNT,
+                    }
+                case "aws:route53/getZone:getZone":
+                    return {
+                        "zoneId": f"Z{_hex(str(args.args.get('name')), 20).upper()}",
+                        "name": args.args.get("name"),
+                        "privateZone": args.args.get("privateZone"),
+                        "id": "zone",
                     }
                 case "aws:index/getPartition:getPartition":
                     return {
@@ -235,6 +273,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "resources": records,
         "outputs": outputs,
         "invokes": invokes,
+        "invokeArgs": invoke_args,
     }
 
 

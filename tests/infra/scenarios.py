@@ -6,6 +6,7 @@ test_components.py. Logical names are distinct so every scenario fits in one run
 
 from __future__ import annotations
 
+from components.domain import PublicDomain, PublicDomainArgs
 from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
 from components.network import Network, NetworkArgs
@@ -19,6 +20,9 @@ PRIVATE = ("subnet-0123456789abcdef3", "subnet-0123456789abcdef4")
 CALLER_GROUP = "sg-0123456789abcdef0"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/solo@sha256:" + "ab" * 32
 CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+ZONE_ID = "Z0123456789ABCDEFGHIJ"
+ALB_DNS = "given-1234567890.eu-west-1.elb.amazonaws.com"
+ALB_ZONE = "Z32O12XQLNTSW2"
 SOLO = ServiceSettings(cpu=512, memory=1024, desired_count=1, port=8080, drain_seconds=15)
 
 
@@ -75,5 +79,16 @@ def components() -> None:
             target_port=8080,
             health_check_path="/health",
             certificate_arn=CERTIFICATE,
+        ),
+    )
+    # A domain whose certificate ACM issues (zone by id), pointed at a load balancer ...
+    PublicDomain("requested", PublicDomainArgs(name="app.example.org", zone_id=ZONE_ID)).route_to(
+        ALB_DNS, ALB_ZONE
+    )
+    # ... and one with a certificate the platform team already has (zone looked up by name).
+    PublicDomain(
+        "given",
+        PublicDomainArgs(
+            name="www.example.net", zone_name="example.net", certificate_arn=CERTIFICATE
         ),
     )

@@ -76,6 +76,8 @@ class Run:
     resources: list[Resource]
     outputs: dict[str, dict[str, Any]]
     invokes: list[str] = field(default_factory=list)
+    # Each invoke's token and arguments, in call order.
+    invoke_args: list[dict[str, Any]] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -137,6 +139,7 @@ def collect(process: subprocess.Popen[str]) -> Run:
         resources=resources,
         outputs=data["outputs"],
         invokes=data["invokes"],
+        invoke_args=data["invokeArgs"],
     )
 
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import pulumi_awsx.ecs as ecs
 import pytest
+from pulumi_aws.acm.outputs import CertificateDomainValidationOption
 
+from components.domain import VALIDATION_RECORD_TTL, validation_record
+from components.entry import FORWARD_RULE_PRIORITY, PUBLIC_PATHS
 from components.image import lifecycle_policy
 from components.network import SubnetMasks, subnet_masks
 from components.platform import execution_role_trust_policy
@@ -301,7 +304,153 @@ def test_tls_entry_serves_443_and_redirects_80(run: Run) -> None:
     (action,) = found["tls-http"]["defaultActions"]
     assert action["type"] == "redirect"
     entry = component(run, "entry:PublicEntry", "tls")
-    assert run.outputs[entry.urn]["url"].startswith("https://")
+    # The load balancer's own name is never an https:// URL: no certificate can match
+    # *.elb.amazonaws.com. The stack's https:// URL comes from its domain (PublicDomain).
+    assert run.outputs[entry.urn]["url"].startswith("http://")
+
+
+def rules(run: Run, entry: str) -> list[Resource]:
+    parent = component(run, "entry:PublicEntry", entry)
+    return [r for r in run.children(parent) if r.type == "aws:lb/listenerRule:ListenerRule"]
+
+
+@pytest.mark.parametrize(("entry", "serving"), [("plain", "plain-http"), ("tls", "tls-https")])
+def test_only_the_root_path_reaches_hello(run: Run, entry: str, serving: str) -> None:
+    """/metrics (every name task's private address, failure counters) and /health must stay
+    inside the VPC: the serving listener answers 404 itself unless the one rule matches `/`."""
+    listener = listeners(run, entry)[serving]
+    assert listener["defaultActions"] == [
+        {
+            "type": "fixed-response",
+            "fixedResponse": {
+                "contentType": "text/plain",
+                "messageBody": "not found\n",
+                "statusCode": "404",
+            },
+        }
+    ]
+    (rule,) = rules(run, entry)
+    assert rule.name == f"{entry}-public"
+    served = run.one("aws:lb/listener:Listener", serving)
+    assert rule.inputs["listenerArn"] == served.state["arn"]
+    assert rule.inputs["conditions"] == [{"pathPattern": {"values": ["/"]}}]
+    assert list(PUBLIC_PATHS) == ["/"]
+    target_group = run.one("aws:lb/targetGroup:TargetGroup", entry)
+    assert rule.inputs["actions"] == [
+        {"type": "forward", "targetGroupArn": target_group.state["arn"]}
+    ]
+
+
+def test_forwarding_rule_has_a_fixed_priority(run: Run) -> None:
+    """Unset, the provider takes the next free priority at create time, so the rule's place
+    among others would depend on creation order; here it is in the code."""
+    for entry in ("plain", "tls"):
+        (rule,) = rules(run, entry)
+        assert rule.inputs["priority"] == FORWARD_RULE_PRIORITY == 1
+
+
+def test_entry_exports_the_alias_target(run: Run) -> None:
+    entry = component(run, "entry:PublicEntry", "plain")
+    balancer = run.one("aws:lb/loadBalancer:LoadBalancer", "plain")
+    assert run.outputs[entry.urn]["zoneId"] == balancer.state["zoneId"]
+    assert run.outputs[entry.urn]["dnsName"] == balancer.state["dnsName"]
+
+
+# --- Public domain ----------------------------------------------------------------------
+
+
+def domain_children(run: Run, name: str) -> dict[tuple[str, str], Resource]:
+    parent = component(run, "domain:PublicDomain", name)
+    return {(r.type, r.name): r for r in run.children(parent)}
+
+
+def test_requested_certificate_is_validated_through_dns(run: Run) -> None:
+    children = domain_children(run, "requested")
+    certificate = children[("aws:acm/certificate:Certificate", "requested")]
+    assert certificate.inputs == {"domainName": "app.example.org", "validationMethod": "DNS"}
+    (option,) = certificate.state["domainValidationOptions"]
+    record = children[("aws:route53/record:Record", "requested-validation")].inputs
+    # ACM's answer, as Route 53 takes it: the name without ACM's trailing dot.
+    assert record["name"] == option["resourceRecordName"].rstrip(".")
+    assert not record["name"].endswith(".")
+    assert (record["type"], record["records"]) == ("CNAME", [option["resourceRecordValue"]])
+    assert record["zoneId"] == scenarios.ZONE_ID
+    assert record["ttl"] == VALIDATION_RECORD_TTL
+
+
+def test_validation_record_may_already_exist(run: Run) -> None:
+    """ACM derives the validation CNAME from the account and the name: a replacement certificate
+    (created before the old one is deleted) or one requested earlier by hand needs the very same
+    record. With CREATE the second writer fails; UPSERT rewrites the same value."""
+    children = domain_children(run, "requested")
+    record = children[("aws:route53/record:Record", "requested-validation")]
+    assert record.inputs["allowOverwrite"] is True
+
+
+def test_https_waits_for_the_issued_certificate(run: Run) -> None:
+    """The component hands out the ARN of the CertificateValidation, which resolves only once ACM
+    has issued the certificate: a listener never gets a certificate still pending validation."""
+    domain = component(run, "domain:PublicDomain", "requested")
+    children = domain_children(run, "requested")
+    certificate = children[("aws:acm/certificate:Certificate", "requested")]
+    record = children[("aws:route53/record:Record", "requested-validation")]
+    validation = children[("aws:acm/certificateValidation:CertificateValidation", "requested")]
+    assert validation.inputs == {
+        "certificateArn": certificate.state["arn"],
+        "validationRecordFqdns": [record.state["fqdn"]],
+    }
+    assert record.urn in validation.dependencies
+    assert run.outputs[domain.urn]["certificateArn"] == validation.state["certificateArn"]
+    assert run.outputs[domain.urn]["url"] == "https://app.example.org/"
+
+
+def test_alias_record_points_the_name_at_the_load_balancer(run: Run) -> None:
+    children = domain_children(run, "requested")
+    alias = children[("aws:route53/record:Record", "requested-alias")].inputs
+    assert (alias["name"], alias["type"], alias["zoneId"]) == (
+        "app.example.org",
+        "A",
+        scenarios.ZONE_ID,
+    )
+    assert alias["aliases"] == [
+        {"name": scenarios.ALB_DNS, "zoneId": scenarios.ALB_ZONE, "evaluateTargetHealth": False}
+    ]
+    assert "ttl" not in alias  # alias records take the target's TTL; the provider refuses one
+
+
+def test_alias_record_never_takes_over_an_existing_record(run: Run) -> None:
+    """CREATE, not UPSERT: if the name already has a record (the old site), `pulumi up` fails
+    instead of silently repointing it."""
+    children = domain_children(run, "requested")
+    assert (
+        children[("aws:route53/record:Record", "requested-alias")].inputs["allowOverwrite"] is False
+    )
+
+
+def test_given_certificate_is_used_as_is(run: Run) -> None:
+    domain = component(run, "domain:PublicDomain", "given")
+    assert run.children(domain) == []  # no ACM request, no validation record
+    assert run.outputs[domain.urn]["certificateArn"] == scenarios.CERTIFICATE
+    # The zone given by name is looked up, public zones only (ACM validates through public DNS).
+    assert "aws:route53/getZone:getZone" in run.invokes
+
+
+def test_validation_record_helper() -> None:
+    option = CertificateDomainValidationOption(
+        domain_name="a.example.com",
+        resource_record_name="_x.a.example.com.",
+        resource_record_type="CNAME",
+        resource_record_value="_y.acm-validations.aws.",
+    )
+    record = validation_record([option])
+    assert (record.name, record.type, record.value) == (
+        "_x.a.example.com",
+        "CNAME",
+        "_y.acm-validations.aws.",
+    )
+    # One name per certificate here; more options would mean records this code does not write.
+    with pytest.raises(ValueError, match="one domain validation option"):
+        validation_record([option, option])
 
 
 def test_entry_grants_itself_no_egress(run: Run) -> None:
@@ -399,3 +548,23 @@ def test_image_ships_the_health_check(app: str) -> None:
     assert module == "apps.healthcheck"
     assert "healthcheck.py" in dockerfile
     assert (ROOT / "apps" / "healthcheck.py").is_file()
+
+
+def test_entry_names_fit_the_load_balancer_limits(run: Run) -> None:
+    """ALB and target group names allow 32 characters; Pulumi auto-names them
+    `<logical name>-<7 random hex>`, so the logical names must stay within 24 characters (the
+    names are ForceNew: renaming replaces the load balancer and its DNS name)."""
+    for entry in ("plain", "tls"):
+        for type_ in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+            resource = run.one(type_, entry)
+            assert "name" not in resource.inputs  # auto-named: replacements never collide
+            assert len(f"{resource.name}-{'0' * 7}") <= 32
+
+
+def test_entry_security_group_description_is_a_constant(run: Run) -> None:
+    """A security group's description (and name) is ForceNew in the provider: anything that
+    varied with config would replace the group under the load balancer on every change."""
+    for entry in ("plain", "tls"):
+        group = run.one("aws:ec2/securityGroup:SecurityGroup", entry)
+        assert group.inputs["description"] == "Public load balancer"
+        assert "name" not in group.inputs

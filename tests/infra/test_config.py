@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 import config
-from config import ConfigError, ExistingVpc, NewVpc, parse_settings
-from tests.infra.support import PROJECT, stack_config
+from config import ConfigError, Domain, ExistingVpc, NewVpc, parse_settings
+from tests.infra.support import PROJECT, ROOT, stack_config
 
 VPC = {
     "vpcId": "vpc-0a1b2c3d4e5f60718",
@@ -120,9 +121,162 @@ def test_arm64_builds_arm64_images() -> None:
     assert parse_settings({"architecture": "ARM64"}).image_platform == "linux/arm64"
 
 
-def test_certificate() -> None:
-    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
-    assert parse_settings({"certificateArn": arn}).certificate_arn == arn
+CERT_EU = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+CERT_US = CERT_EU.replace("eu-west-1", "us-east-1")
+DOMAIN = {"name": "hello.example.com", "zoneId": "Z0123456789ABCDEFGHIJ"}
+
+
+def test_no_domain_means_plain_http() -> None:
+    s = parse_settings({})
+    assert (s.domain, s.certificate_arn) == (None, None)
+
+
+def test_domain_with_zone_id_or_zone_name() -> None:
+    assert parse_settings({"domain": DOMAIN}).domain == Domain(
+        "hello.example.com", "Z0123456789ABCDEFGHIJ", None
+    )
+    by_name = {"name": "example.com", "zoneName": "example.com"}  # the zone apex works too
+    assert parse_settings({"domain": json.dumps(by_name)}).domain == Domain(
+        "example.com", None, "example.com"
+    )
+
+
+def test_certificate_of_the_stack_region_with_a_domain() -> None:
+    s = parse_settings({"certificateArn": CERT_EU, "domain": DOMAIN}, region="eu-west-1")
+    assert s.certificate_arn == CERT_EU
+    assert s.domain == Domain("hello.example.com", "Z0123456789ABCDEFGHIJ", None)
+
+
+def test_a_given_certificate_lifts_the_acm_name_length_limit() -> None:
+    # ACM's 64-character limit applies to names it is asked to certify, not to a given ARN.
+    long_name = f"{'a' * 60}.example.com"
+    domain = {"name": long_name, "zoneId": "Z0123456789ABCDEFGHIJ"}
+    assert parse_settings({"domain": domain, "certificateArn": CERT_US}).domain is not None
+
+
+@pytest.mark.parametrize("namespace", ["internal", "svc.internal", "corp", "svc.example.com"])
+def test_namespaces_that_shadow_nothing_aws_needs(namespace: str) -> None:
+    assert parse_settings({"namespace": namespace}).namespace == namespace
+
+
+@pytest.mark.parametrize("port", [1024, 3000, 8080, 65535])
+def test_unprivileged_ports(port: int) -> None:
+    assert parse_settings({"name": {"port": port}, "hello": {"port": port}}).name.port == port
+
+
+def test_stack_names_that_fit_ecs_names() -> None:
+    parse_settings({}, stack="dev")
+    parse_settings({}, stack="team_a-prod-2")
+
+
+def test_stack_name_with_a_dot_is_refused() -> None:
+    """ECS cluster names and task definition families (<project>-<stack>) allow letters, digits,
+    hyphens and underscores; Pulumi stack names may also contain dots, which ECS would refuse
+    only halfway through `pulumi up`."""
+    found = problems_for({}, stack="prod.eu")
+    assert len(found) == 1
+    assert found[0].startswith("stack name 'prod.eu': ")
+    assert "hyphens and underscores" in found[0]
+
+
+def problems_for(raw: dict[str, object], stack: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, stack=stack)
+    return caught.value.problems
+
+
+# Values that pass the shape checks but cannot work on AWS: each refused under its own key,
+# with the reason. (raw config, stack region, key, fragment of the message)
+UNWORKABLE = [
+    # A private zone for these would answer NXDOMAIN inside the VPC for the AWS endpoints the
+    # tasks need (ECR, CloudWatch Logs), so no task could ever start.
+    ({"namespace": "amazonaws.com"}, None, "namespace", "shadow AWS service endpoints"),
+    ({"namespace": "us-east-1.amazonaws.com"}, None, "namespace", "shadow AWS service endpoints"),
+    ({"namespace": "amazonaws.com.cn"}, None, "namespace", "shadow AWS service endpoints"),
+    ({"namespace": "api.aws"}, None, "namespace", "shadow AWS service endpoints"),
+    # ... or for the VPC's own hostnames (ip-10-0-1-2.ec2.internal in us-east-1,
+    # ip-10-0-1-2.<region>.compute.internal elsewhere).
+    ({"namespace": "ec2.internal"}, None, "namespace", "VPC's own hostnames"),
+    ({"namespace": "compute.internal"}, None, "namespace", "VPC's own hostnames"),
+    ({"namespace": "eu-west-1.compute.internal"}, None, "namespace", "VPC's own hostnames"),
+    ({"namespace": "svc.ec2.internal"}, None, "namespace", "VPC's own hostnames"),
+    # A whole public top-level domain, shadowed for everything in the VPC.
+    ({"namespace": "com"}, None, "namespace", "top-level domain"),
+    ({"namespace": "aws"}, None, "namespace", "top-level domain"),
+    ({"namespace": "io"}, None, "namespace", "top-level domain"),
+    # The containers run as user 10001, which cannot bind below 1024 on Fargate
+    # (aws/containers-roadmap#1721): the tasks would crash-loop.
+    ({"name": {"port": 80}}, None, "name.port", "non-root user"),
+    ({"hello": {"port": 443}}, None, "hello.port", "non-root user"),
+    ({"hello": {"port": 1023}}, None, "hello.port", "allowed: 1024 to 65535"),
+    # No certificate can match the load balancer's *.elb.amazonaws.com name.
+    ({"certificateArn": CERT_US}, None, "certificateArn", "needs domain"),
+    # A load balancer only takes a certificate of its own region.
+    (
+        {"certificateArn": CERT_EU, "domain": DOMAIN},
+        "us-east-1",
+        "certificateArn",
+        "is in eu-west-1, but the stack deploys to us-east-1",
+    ),
+    # The domain must be a name in a zone we can write to, and reachable from the tasks too.
+    ({"domain": {"zoneId": "Z0123456789ABCDEFGHIJ"}}, None, "domain.name", "required"),
+    ({"domain": {**DOMAIN, "name": "com"}}, None, "domain.name", "top-level domain"),
+    ({"domain": {**DOMAIN, "name": "Hello.example.com"}}, None, "domain.name", "valid DNS"),
+    ({"domain": {**DOMAIN, "name": "*.example.com"}}, None, "domain.name", "valid DNS"),
+    ({"domain": {**DOMAIN, "name": "hello.internal"}}, None, "domain.name", "inside the namespace"),
+    (
+        {"domain": {**DOMAIN, "name": "svc.example.com"}, "namespace": "example.com"},
+        None,
+        "domain.name",
+        "inside the namespace",
+    ),
+    # ACM puts the requested name in the certificate's CN: 64 characters at most.
+    (
+        {"domain": {**DOMAIN, "name": f"{'a' * 53}.example.com"}},
+        None,
+        "domain.name",
+        "at most 64",
+    ),
+    ({"domain": {"name": "hello.example.com"}}, None, "domain.zoneId", "exactly one"),
+    (
+        {"domain": {**DOMAIN, "zoneName": "example.com"}},
+        None,
+        "domain.zoneId",
+        "exactly one",
+    ),
+    ({"domain": {**DOMAIN, "zoneId": "/hostedzone/Z123"}}, None, "domain.zoneId", "zone id"),
+    ({"domain": {**DOMAIN, "zoneId": "z123"}}, None, "domain.zoneId", "zone id"),
+    (
+        {"domain": {"name": "hello.example.com", "zoneName": "example.org"}},
+        None,
+        "domain.zoneName",
+        "does not hold",
+    ),
+    (
+        {"domain": {"name": "hello.example.com", "zoneName": "lo.example.com"}},
+        None,
+        "domain.zoneName",
+        "does not hold",
+    ),
+    ({"domain": {**DOMAIN, "ttl": 60}}, None, "domain.ttl", "unknown key"),
+    ({"domain": "hello.example.com"}, None, "domain", "expected an object"),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "key", "why"),
+    UNWORKABLE,
+    ids=[f"{u[2]}-{i}" for i, u in enumerate(UNWORKABLE)],
+)
+def test_value_that_cannot_work_on_aws_is_refused_naming_its_key(
+    raw: dict[str, object], region: str | None, key: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw, region=region)
+    found = caught.value.problems
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{PROJECT}:{key}: "), found[0]
+    assert why in found[0], found[0]
 
 
 def test_stack_files_drain_name_for_the_whole_discovery_timeline() -> None:
@@ -181,8 +335,8 @@ BAD = [
     ({"name": {"memory": "512MB"}}, "name.memory", "not an integer"),
     ({"name": {"desiredCount": -1}}, "name.desiredCount", "allowed: 0 to 5000"),
     ({"hello": {"desiredCount": 1.5}}, "hello.desiredCount", "not an integer"),
-    ({"name": {"port": 0}}, "name.port", "allowed: 1 to 65535"),
-    ({"hello": {"port": 65536}}, "hello.port", "allowed: 1 to 65535"),
+    ({"name": {"port": 0}}, "name.port", "allowed: 1024 to 65535"),
+    ({"hello": {"port": 65536}}, "hello.port", "allowed: 1024 to 65535"),
     ({"hello": {"port": True}}, "hello.port", "not an integer"),
     ({"name": {"drainSeconds": 111}}, "name.drainSeconds", "allowed: 0 to 110"),
     ({"hello": {"dnsRefreshSeconds": 0}}, "hello.dnsRefreshSeconds", "allowed: 1 to 60"),
@@ -292,3 +446,14 @@ def problems_for_project(raw: dict[str, object], project: str) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw, project)
     return caught.value.problems
+
+
+def test_the_domain_example_in_the_prod_stack_file_is_valid() -> None:
+    """Pulumi.prod.yaml shows the domain keys commented out; uncommented, they must pass."""
+    lines = (ROOT / "Pulumi.prod.yaml").read_text().splitlines()
+    start = lines.index("  # fargate-service-discovery:domain:")
+    block = [line.replace("# ", "", 1) for line in lines[start : start + 3]]
+    example = yaml.safe_load("\n".join(line[2:] for line in block))
+    domain = example[f"{PROJECT}:domain"]
+    s = parse_settings({**raw_of("prod"), "domain": domain}, region="us-east-1", stack="prod")
+    assert s.domain == Domain("hello.example.com", None, "example.com")

@@ -8,7 +8,7 @@ import yaml
 import config
 from components.service import REGISTRY_LABEL
 from config import Settings
-from tests.infra.conftest import CERTIFICATE_ARN, EXISTING_VPC, settings_for
+from tests.infra.conftest import DOMAIN, EXISTING_VPC, settings_for
 from tests.infra.support import (
     PROJECT,
     ROOT,
@@ -31,6 +31,10 @@ VPC = "awsx:ec2:Vpc"
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+RULE = "aws:lb/listenerRule:ListenerRule"
+RECORD = "aws:route53/record:Record"
+CERTIFICATE = "aws:acm/certificate:Certificate"
+VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
 STACKS = ["dev", "prod"]
 WORLD = "0.0.0.0/0"
 
@@ -376,13 +380,23 @@ def test_load_balancer(run: Run, stack: str) -> None:
     assert target_group["deregistrationDelay"] <= 30
 
 
-def test_plain_http_listener_forwards_to_hello(run: Run) -> None:
+def test_plain_http_listener_forwards_only_the_root_path_to_hello(run: Run) -> None:
+    """Without a domain: plain HTTP on port 80, where only `/` reaches hello; /metrics and
+    everything else get the load balancer's own 404."""
     (listener,) = run.of_type(LISTENER)
     assert (listener.inputs["port"], listener.inputs["protocol"]) == (80, "HTTP")
     assert listener.inputs["loadBalancerArn"] == run.one(ALB, "entry").state["arn"]
     (action,) = listener.inputs["defaultActions"]
-    assert action["type"] == "forward"
-    assert action["targetGroupArn"] == run.one(TARGET_GROUP, "entry").state["arn"]
+    assert (action["type"], action["fixedResponse"]["statusCode"]) == ("fixed-response", "404")
+    (rule,) = run.of_type(RULE)
+    assert rule.inputs["listenerArn"] == listener.state["arn"]
+    assert rule.inputs["conditions"] == [{"pathPattern": {"values": ["/"]}}]
+    assert rule.inputs["actions"] == [
+        {"type": "forward", "targetGroupArn": run.one(TARGET_GROUP, "entry").state["arn"]}
+    ]
+    # No domain: no certificate, no DNS record, no zone lookup.
+    assert not run.of_type(CERTIFICATE)
+    assert not run.of_type(RECORD)
 
 
 def test_hello_sits_behind_the_listener(run: Run, stack: str) -> None:
@@ -394,7 +408,9 @@ def test_hello_sits_behind_the_listener(run: Run, stack: str) -> None:
             "containerPort": settings_of(stack).hello.port,
         }
     ]
-    assert run.one(LISTENER, "entry-http").urn in hello.dependencies
+    # ECS refuses a service whose target group no load balancer uses yet; here the rule is what
+    # attaches the target group to the load balancer, so the service waits for the rule.
+    assert run.one(RULE, "entry-public").urn in hello.dependencies
     name = run.one(ECS_SERVICE, "name")
     assert "loadBalancers" not in name.inputs
 
@@ -482,11 +498,14 @@ def test_https_listener_and_redirect(alternatives: Run) -> None:
     run = alternatives
     s = settings_of("alternatives")
     assert flows(run) == expected_flows(s.name.port, s.hello.port, (80, 443))
-    https = run.one(LISTENER, "entry-https").inputs
-    assert (https["port"], https["protocol"]) == (443, "HTTPS")
-    assert https["certificateArn"] == CERTIFICATE_ARN
-    assert https["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
-    assert https["defaultActions"] == [
+    https = run.one(LISTENER, "entry-https")
+    assert (https.inputs["port"], https.inputs["protocol"]) == (443, "HTTPS")
+    assert https.inputs["sslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    (not_found,) = https.inputs["defaultActions"]
+    assert not_found["type"] == "fixed-response"
+    rule = run.one(RULE, "entry-public")
+    assert rule.inputs["listenerArn"] == https.state["arn"]
+    assert rule.inputs["actions"] == [
         {"type": "forward", "targetGroupArn": run.one(TARGET_GROUP, "entry").state["arn"]}
     ]
     http = run.one(LISTENER, "entry-http").inputs
@@ -494,8 +513,38 @@ def test_https_listener_and_redirect(alternatives: Run) -> None:
     (redirect,) = http["defaultActions"]
     assert redirect["type"] == "redirect"
     assert redirect["redirect"] == {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}
-    assert run.one(LISTENER, "entry-https").urn in run.one(ECS_SERVICE, "hello").dependencies
-    assert run.exports["url"].startswith("https://")
+    assert rule.urn in run.one(ECS_SERVICE, "hello").dependencies
+
+
+def test_domain_gets_an_issued_certificate_before_the_https_listener(alternatives: Run) -> None:
+    """The HTTPS listener takes its certificate from the CertificateValidation, which completes
+    only once ACM has issued the certificate: never a pending certificate on a listener."""
+    run = alternatives
+    certificate = run.one(CERTIFICATE, "domain")
+    assert certificate.inputs == {"domainName": DOMAIN["name"], "validationMethod": "DNS"}
+    validation = run.one(VALIDATION, "domain")
+    https = run.one(LISTENER, "entry-https")
+    assert https.inputs["certificateArn"] == validation.state["certificateArn"]
+    assert validation.urn in https.dependencies
+    assert validation.inputs["validationRecordFqdns"] == [
+        run.one(RECORD, "domain-validation").state["fqdn"]
+    ]
+
+
+def test_domain_points_at_the_load_balancer_and_is_the_url(alternatives: Run) -> None:
+    run = alternatives
+    alb = run.one(ALB, "entry").state
+    alias = run.one(RECORD, "domain-alias").inputs
+    assert (alias["name"], alias["type"]) == (DOMAIN["name"], "A")
+    assert alias["aliases"] == [
+        {"name": alb["dnsName"], "zoneId": alb["zoneId"], "evaluateTargetHealth": False}
+    ]
+    # The zone was given by name: looked up once, among public zones only (ACM validates through
+    # public DNS; a private zone of the same name would never validate), and both records use it.
+    (lookup,) = [i for i in run.invoke_args if i["token"] == "aws:route53/getZone:getZone"]
+    assert lookup["args"] == {"name": DOMAIN["zoneName"], "privateZone": False}
+    assert run.one(RECORD, "domain-validation").inputs["zoneId"] == alias["zoneId"]
+    assert run.exports["url"] == f"https://{DOMAIN['name']}/"
 
 
 def test_graviton_builds_arm64_images_for_arm64_tasks(alternatives: Run) -> None:
