@@ -21,12 +21,13 @@ import sys
 from pathlib import Path
 
 # Pulumi runs this file with deploy/github_oidc as the working directory; the
-# component lives in the repository's components package.
+# component (identity.py, beside this file) is imported by its package path from
+# the repository root, as the type checker and the tests import it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pulumi
 
-from components.github_oidc import (
+from deploy.github_oidc.identity import (
     DEFAULT_ATTACHABLE_POLICIES,
     GitHubOidc,
     GitHubOidcArgs,

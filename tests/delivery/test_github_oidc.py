@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from components.github_oidc import (
+from deploy.github_oidc.identity import (
     DEPLOY_ACTIONS,
     PREVIEW_ACTIONS,
     GitHubOidcArgs,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.github_oidc import GitHubOidcArgs, deploy_subjects, preview_subjects
+from deploy.github_oidc.identity import GitHubOidcArgs, deploy_subjects, preview_subjects
 
 ROOT = Path(__file__).resolve().parents[2]
 GITHUB = ROOT / ".github"
