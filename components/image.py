@@ -64,6 +64,7 @@ class ServiceImage(pulumi.ComponentResource):
 
         repository = aws.ecr.Repository(
             name,
+            name=f"{pulumi.get_project()}-{pulumi.get_stack()}/{name}".lower(),  # CI scopes by it
             # `pulumi destroy` must not stop at a repository that still holds images.
             force_delete=True,
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
