@@ -24,6 +24,7 @@ from deploy.github_oidc.identity import (
     DEPLOY_POLICY_PARTS,
     MANAGED_POLICY_MAX_CHARS,
     PREVIEW_ACTIONS,
+    PREVIEW_IMAGE_READS,
     ROLE_PATH,
     GitHubOidcArgs,
     PublicDomain,
@@ -115,7 +116,7 @@ def test_each_role_gets_its_own_policy(default_stack: dict[str, Any]) -> None:
     resources = by_name(default_stack)
     preview = json.loads(resources["github-preview-read"]["state"]["policy"])
     assert resources["github-preview-read"]["state"]["role"] == "github-preview-0a1b2c3"
-    assert preview == preview_policy()
+    assert preview == preview_policy("aws", "123456789012", ("dev", "prod"))
     # The deploy role's permissions are four managed policies (they exceed IAM's
     # 10,240 characters of inline policy per role), all attached to it, together
     # exactly deploy_policy() for the account of the provider.
@@ -302,13 +303,23 @@ def test_trust_is_exact_on_audience_and_subject() -> None:
 
 
 def test_the_preview_role_can_only_read() -> None:
-    (statement,) = preview_policy()["Statement"]
-    assert statement["Effect"] == "Allow"
-    writes = [a for a in statement["Action"] if not a.split(":")[1].startswith(READ_VERBS)]
-    assert not writes
-    assert statement["Action"] == list(PREVIEW_ACTIONS)
+    """Code of any pull request runs with the preview role: it reads metadata, and image
+    content only of the stacks' repositories (the build's layer cache), and writes nothing."""
+    metadata, images = preview_policy("aws", "123456789012", ("dev",))["Statement"]
+    for statement in (metadata, images):
+        assert statement["Effect"] == "Allow"
+        writes = [a for a in statement["Action"] if not a.split(":")[1].startswith(READ_VERBS)]
+        assert not writes
+    assert metadata["Action"] == list(PREVIEW_ACTIONS)
+    assert metadata["Resource"] == "*"
+    assert not [a for a in metadata["Action"] if a in PREVIEW_IMAGE_READS]
+    assert images["Action"] == list(PREVIEW_IMAGE_READS)
+    assert images["Resource"] == [
+        "arn:aws:ecr:*:123456789012:repository/fargate-service-discovery-dev/*"
+    ]
     # Not even the pushes an image build would need at `up`.
-    assert not {"ecr:PutImage", "ecr:InitiateLayerUpload"} & set(statement["Action"])
+    actions = metadata["Action"] + images["Action"]
+    assert not {"ecr:PutImage", "ecr:InitiateLayerUpload"} & set(actions)
 
 
 # --- the deploy role's properties -------------------------------------------------
