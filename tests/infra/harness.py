@@ -193,6 +193,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                             "inputs": _to_json(pulumi_rpc.deserialize_properties(request.object)),
                             # What the mocks answered: the resource's outputs.
                             "state": _to_json(pulumi_rpc.deserialize_properties(response.object)),
+                            "delete_before_replace": request.deleteBeforeReplace,
                         }
                     )
             return response

@@ -63,6 +63,7 @@ class Resource:
     dependencies: list[str]
     inputs: dict[str, Any]
     state: dict[str, Any]
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -125,6 +126,7 @@ def collect(process: subprocess.Popen[str]) -> Run:
             dependencies=r["dependencies"],
             inputs=r["inputs"],
             state=r["state"],
+            delete_before_replace=r.get("delete_before_replace", False),
         )
         for r in data["resources"]
     ]

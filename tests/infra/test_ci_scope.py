@@ -165,3 +165,18 @@ def test_a_stack_tagged_as_another_stops_before_any_resource(runs: Runs) -> None
         run.error
     )
     assert run.resources == []
+
+
+def test_lifecycle_policy_is_deleted_before_it_is_replaced(scoped: tuple[str, Run]) -> None:
+    """aws.ecr.LifecyclePolicy has no update: every change (a new UNTAGGED_IMAGES_KEPT, a
+    renamed repository) replaces it, and its id is the repository's name. Created before the
+    old one is deleted, the new policy is PutLifecyclePolicy'd over the old, then the old's
+    DeleteLifecyclePolicy removes it: the repository would be left with none
+    (internal/service/ecr/lifecycle_policy.go)."""
+    _, run = scoped
+    policies = run.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy")
+    assert len(policies) == 2
+    assert all(p.delete_before_replace for p in policies)
+    # The repositories themselves keep Pulumi's create-before-delete: their names differ per
+    # stack and app and never change within a stack, so no replacement reuses a name.
+    assert not any(r.delete_before_replace for r in run.of_type("aws:ecr/repository:Repository"))
