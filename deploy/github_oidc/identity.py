@@ -657,7 +657,8 @@ def deploy_policy(
             "Action": "ecs:CreateService",
             "Resource": [r for r in ecs_owned if ":service/" in r],
             "Condition": {
-                "ArnEquals": {
+                # ArnLike: the region part of the cluster ARN is a wildcard.
+                "ArnLike": {
                     "ecs:cluster": [r for r in ecs_owned if ":cluster/" in r],
                 }
             },
