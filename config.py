@@ -530,10 +530,11 @@ def load() -> Settings:
     project = pulumi.get_project()
     tags = pulumi.Config("aws").get("defaultTags")
     problems = default_tag_problems(tags, project, pulumi.get_stack())
+    settings = None
     try:
         settings = parse_settings(dict(_project_values(project)), project)
     except ConfigError as e:
-        raise ConfigError(problems + e.problems) from None
-    if problems:
+        problems += e.problems
+    if problems or settings is None:
         raise ConfigError(problems)
     return settings

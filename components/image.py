@@ -79,7 +79,8 @@ class ServiceImage(pulumi.ComponentResource):
             name,
             repository=repository.name,
             policy=lifecycle_policy(UNTAGGED_IMAGES_KEPT),
-            opts=child,
+            # Every field forces a replacement; create-then-delete would delete the new policy.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         image = awsx.ecr.Image(
             name,

@@ -69,8 +69,9 @@ DEFAULT_ATTACHABLE_POLICIES: tuple[str, ...] = ("service-role/AmazonECSTaskExecu
 DEFAULT_STACKS: tuple[str, ...] = ("dev", "prod")
 
 # What `pulumi preview` (and `pulumi refresh`) read for the Fargate program: every
-# action is a read. ecr:GetAuthorizationToken plus the layer reads let the image
-# build pull cached layers; a token confers nothing beyond the role's own rights.
+# action is a read of metadata. ecr:GetAuthorizationToken lets the image build log in
+# to the registry (awsx asks for a token at preview too); a token confers nothing
+# beyond the role's own rights.
 PREVIEW_ACTIONS: tuple[str, ...] = (
     "ec2:Describe*",
     "ecs:Describe*",
@@ -93,15 +94,22 @@ PREVIEW_ACTIONS: tuple[str, ...] = (
     "ecr:GetLifecyclePolicy",
     "ecr:GetRepositoryPolicy",
     "ecr:GetAuthorizationToken",
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:BatchGetImage",
-    "ecr:GetDownloadUrlForLayer",
     "iam:GetRole",
     "iam:GetRolePolicy",
     "iam:ListRolePolicies",
     "iam:ListAttachedRolePolicies",
     "iam:GetPolicy",
     "iam:GetPolicyVersion",
+)
+
+# Image content: the build's cache import (awsx's docker-build Image uses the
+# repository as an inline cache) pulls layers, at preview too. Only from the
+# stacks' repositories: code of any pull request runs with the preview role, and
+# images of other repositories may hold what it should not read.
+PREVIEW_IMAGE_READS: tuple[str, ...] = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
 )
 
 # --- the deploy role: every action, with the API call that needs it -----------
@@ -486,7 +494,9 @@ def trust_policy(provider_arn: str, subjects: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def preview_policy() -> dict[str, Any]:
+def preview_policy(
+    partition: str, account_id: str, stacks: Sequence[str] = DEFAULT_STACKS
+) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -495,7 +505,16 @@ def preview_policy() -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": list(PREVIEW_ACTIONS),
                 "Resource": "*",
-            }
+            },
+            {
+                "Sid": "PullFromStackRepositories",
+                "Effect": "Allow",
+                "Action": list(PREVIEW_IMAGE_READS),
+                "Resource": [
+                    f"arn:{partition}:ecr:*:{account_id}:repository/{stack_prefix(s).lower()}/*"
+                    for s in sorted(stacks)
+                ],
+            },
         ],
     }
 
@@ -995,7 +1014,11 @@ class GitHubOidc(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-preview-read",
                 role=preview.id,
-                policy=json.dumps(preview_policy()),
+                policy=self.provider_arn.apply(
+                    lambda arn: json.dumps(
+                        preview_policy(_arn_part(arn, 1), _arn_part(arn, 4), args.stacks)
+                    )
+                ),
                 opts=child,
             )
             attach(preview, "preview", args.extra_preview_policy_arns)
