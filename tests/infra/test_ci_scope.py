@@ -25,7 +25,7 @@ from deploy.github_oidc.identity import (
 )
 from tests.infra.conftest import SPECS
 from tests.infra.harness import ACCOUNT, REGION
-from tests.infra.support import ROOT, Run, Runs
+from tests.infra.support import ROOT, Run, Runs, collect, run_program, stack_config
 
 # ECR's repository name pattern (CreateRepository API reference) and length limit.
 ECR_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -180,3 +180,22 @@ def test_lifecycle_policy_is_deleted_before_it_is_replaced(scoped: tuple[str, Ru
     # The repositories themselves keep Pulumi's create-before-delete: their names differ per
     # stack and app and never change within a stack, so no replacement reuses a name.
     assert not any(r.delete_before_replace for r in run.of_type("aws:ecr/repository:Repository"))
+
+
+def load_settings() -> None:
+    """A program that only loads the settings (run by the harness in its own process)."""
+    config.load()
+
+
+def test_wrong_default_tags_alone_stop_the_program() -> None:
+    """A stack file that is valid but for its tags is refused too, with that one problem."""
+    untagged = {
+        **stack_config("dev"),
+        "aws:defaultTags": json.dumps({"tags": {"Project": PROJECT}}),
+    }
+    run = collect(run_program("dev", untagged, "tests.infra.test_ci_scope:load_settings"))
+    assert run.error is not None
+    assert "(1 problem(s))" in run.error
+    assert "aws:defaultTags: must be {tags: {Project: fargate-service-discovery, Stack: dev}}" in (
+        run.error
+    )
