@@ -153,6 +153,17 @@ EC2_CREATES: Mapping[str, str] = {
     "ec2:CreateSecurityGroup": "security-group",
 }
 EC2_TAGGED_TYPES: tuple[str, ...] = tuple(EC2_CREATES.values())
+# The calls that write security group rules (aws.vpc.SecurityGroup{Ingress,Egress}Rule,
+# and the default egress rule the provider revokes from a new group).
+SECURITY_GROUP_RULE_WRITES: tuple[str, ...] = (
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+    "ec2:ModifySecurityGroupRules",
+    "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
+    "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
+)
 # Writes on resources that exist: delete, modify, attach, routes, rules. Each needs
 # the stack's tags on every resource of the request (the route table and the
 # subnet of an association, the gateway and the VPC of an attachment).
@@ -175,17 +186,8 @@ EC2_STACK_WRITES: tuple[str, ...] = (
     "ec2:ReleaseAddress",
     "ec2:DisassociateAddress",
     "ec2:DeleteSecurityGroup",
-    *(
-        "ec2:AuthorizeSecurityGroupIngress",
-        "ec2:AuthorizeSecurityGroupEgress",
-        "ec2:RevokeSecurityGroupIngress",
-        "ec2:RevokeSecurityGroupEgress",
-        "ec2:ModifySecurityGroupRules",
-        "ec2:UpdateSecurityGroupRuleDescriptionsIngress",
-        "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
-    ),
+    *SECURITY_GROUP_RULE_WRITES,
 )
-SECURITY_GROUP_RULE_WRITES: tuple[str, ...] = EC2_STACK_WRITES[-7:]
 
 ECS_STACK_ACTIONS: tuple[str, ...] = (
     "ecs:CreateCluster",
