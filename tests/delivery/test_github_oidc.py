@@ -88,9 +88,13 @@ def default_stack() -> dict[str, Any]:
 
 
 def test_the_provider_is_githubs_for_sts(default_stack: dict[str, Any]) -> None:
+    """No thumbprints: IAM fills thumbprint_list itself (optional and computed in
+    openid_connect_provider.go, so no diff), and a thumbprint set here could never be
+    cleared again (the API refuses an empty list on update)."""
     (provider,) = [r for r in default_stack["resources"] if r["type"] == OIDC_TYPE]
     assert provider["state"]["url"] == "https://token.actions.githubusercontent.com"
     assert provider["state"]["clientIdLists"] == ["sts.amazonaws.com"]
+    assert "thumbprintLists" not in provider["state"]
 
 
 def test_pull_requests_may_assume_the_preview_role_only(default_stack: dict[str, Any]) -> None:
