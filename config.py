@@ -764,9 +764,34 @@ def _project_values(project: str) -> Iterator[tuple[str, object]]:
             yield key, value
 
 
+def default_tag_problems(value: object, project: str, stack: str) -> list[str]:
+    """`aws:defaultTags` must tag every resource Project=<project>, Stack=<stack>: the CI deploy
+    role (deploy/github_oidc/identity.py) may change only resources that carry those tags."""
+    try:
+        decoded = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        decoded = None
+    tags = decoded.get("tags") if isinstance(decoded, dict) else None
+    want = {"Project": project, "Stack": stack}
+    if not isinstance(tags, dict) or any(tags.get(k) != v for k, v in want.items()):
+        shown = ", ".join(f"{k}: {v}" for k, v in want.items())
+        return [f"aws:defaultTags: must be {{tags: {{{shown}}}}} (found {_show(value)})"]
+    return []
+
+
 def load() -> Settings:
     """The running stack's settings; raises ConfigError before any resource is registered."""
     project = pulumi.get_project()
-    return parse_settings(
-        dict(_project_values(project)), project, region=stack_region(), stack=pulumi.get_stack()
-    )
+    tags = pulumi.Config("aws").get("defaultTags")
+    stack = pulumi.get_stack()
+    problems = default_tag_problems(tags, project, stack)
+    settings = None
+    try:
+        settings = parse_settings(
+            dict(_project_values(project)), project, region=stack_region(), stack=stack
+        )
+    except ConfigError as e:
+        problems += e.problems
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings

@@ -64,6 +64,7 @@ class ServiceImage(pulumi.ComponentResource):
 
         repository = aws.ecr.Repository(
             name,
+            name=f"{pulumi.get_project()}-{pulumi.get_stack()}/{name}".lower(),  # CI scopes by it
             # `pulumi destroy` must not stop at a repository that still holds images.
             force_delete=True,
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(
@@ -78,7 +79,8 @@ class ServiceImage(pulumi.ComponentResource):
             name,
             repository=repository.name,
             policy=lifecycle_policy(UNTAGGED_IMAGES_KEPT),
-            opts=child,
+            # Every field forces a replacement; create-then-delete would delete the new policy.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         image = awsx.ecr.Image(
             name,

@@ -82,6 +82,7 @@ class Platform(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{name}-task-execution",
             description="Lets Fargate pull this stack's images and ship its task logs",
+            path="/fargate-service-discovery/",  # the CI deploy role manages roles under it only
             assume_role_policy=pulumi.Output.all(
                 args.aws.partition, args.aws.region, args.aws.account_id
             ).apply(lambda v: execution_role_trust_policy(v[0], v[1], v[2])),

@@ -13,6 +13,12 @@ Config (``pulumi config set <key> <value>``; lists with ``--path`` or JSON):
   role may attach to the roles it creates.
 * ``extraPreviewPolicyArns`` / ``extraDeployPolicyArns``: more managed policies for
   the roles, e.g. access to a self-managed state bucket or a KMS secrets key.
+* ``stacks``: the Fargate program's stacks the deploy role may change (default
+  ``["dev", "prod"]``): its writes are scoped to their names and tags.
+* ``publicDomains``: the public domains those stacks serve, each
+  ``{"domain": "app.example.com", "hostedZoneId": "Z..."}`` (default ``[]``): the
+  deploy role may then request ACM certificates and write, in that zone only, the
+  domain's alias ``A`` record and ACM's ``_<hash>.<domain>`` validation records.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ import sys
 from pathlib import Path
 
 # Pulumi runs this file with deploy/github_oidc as the working directory; the
-# component lives in the repository's components package.
+# component (identity.py, beside this file) is imported by its package path from
+# the repository root, as the type checker and the tests import it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pulumi
 
-from components.github_oidc import (
+from deploy.github_oidc.identity import (
     DEFAULT_ATTACHABLE_POLICIES,
+    DEFAULT_STACKS,
     GitHubOidc,
     GitHubOidcArgs,
+    PublicDomain,
 )
 
 
@@ -40,6 +49,22 @@ def names(config: pulumi.Config, key: str, default: tuple[str, ...]) -> tuple[st
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise pulumi.RunError(f"github-oidc:{key} must be a list of strings, got {value!r}")
     return tuple(value)
+
+
+def public_domains(config: pulumi.Config) -> tuple[PublicDomain, ...]:
+    value = config.get_object("publicDomains")
+    if value is None:
+        return ()
+    keys = {"domain", "hostedZoneId"}
+    if not isinstance(value, list) or not all(
+        isinstance(v, dict) and set(v) == keys and all(isinstance(x, str) for x in v.values())
+        for v in value
+    ):
+        raise pulumi.RunError(
+            "github-oidc:publicDomains must be a list of "
+            f'{{"domain": "...", "hostedZoneId": "..."}} objects, got {value!r}'
+        )
+    return tuple(PublicDomain(v["domain"], v["hostedZoneId"]) for v in value)
 
 
 config = pulumi.Config()
@@ -53,6 +78,8 @@ try:
         attachable_policies=names(config, "attachablePolicies", DEFAULT_ATTACHABLE_POLICIES),
         extra_preview_policy_arns=names(config, "extraPreviewPolicyArns", ()),
         extra_deploy_policy_arns=names(config, "extraDeployPolicyArns", ()),
+        stacks=names(config, "stacks", DEFAULT_STACKS),
+        public_domains=public_domains(config),
     )
 except (TypeError, ValueError) as err:
     raise pulumi.RunError(f"github-oidc: {err}") from None

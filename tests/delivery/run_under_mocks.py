@@ -35,6 +35,9 @@ class IamMocks(Mocks):
         if args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
             host = state["url"].removeprefix("https://")
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{host}"
+        elif args.typ == "aws:iam/policy:Policy":
+            path = state.get("path", "/")
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:policy{path}{args.name}-0a1b2c3"
         elif args.typ == "aws:iam/role:Role":
             state["name"] = f"{args.name}-0a1b2c3"
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{state['name']}"

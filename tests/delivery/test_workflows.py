@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.github_oidc import GitHubOidcArgs, deploy_subjects, preview_subjects
+from deploy.github_oidc.identity import GitHubOidcArgs, deploy_subjects, preview_subjects
 from tests.e2e import lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]

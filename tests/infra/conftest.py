@@ -3,6 +3,7 @@ broken config, and the component scenarios. All start together, each in its own 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -46,7 +47,11 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
     # Two bad values and a typo'd key: the run must stop before any resource.
     "invalid": (
         "dev",
-        with_values(DEV, {"name.cpu": 300, "hello.port": 70000, "dnsTTL": 5}),
+        {
+            **with_values(DEV, {"name.cpu": 300, "hello.port": 70000, "dnsTTL": 5}),
+            # Tagged as another stack: the CI deploy role scopes its writes by these tags.
+            "aws:defaultTags": json.dumps({"tags": {"Project": PROJECT, "Stack": "prod"}}),
+        },
         "__main__.py",
     ),
     "components": ("test", {}, "tests.infra.scenarios:components"),

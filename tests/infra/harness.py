@@ -103,7 +103,7 @@ def aws_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
         case "aws:iam/role:Role":
             rid = physical
             extra["name"] = physical
-            extra["arn"] = f"arn:aws:iam::{ACCOUNT}:role/{physical}"
+            extra["arn"] = f"arn:aws:iam::{ACCOUNT}:role{inputs.get('path', '/')}{physical}"
         case "aws:cloudwatch/logGroup:LogGroup":
             rid = physical
             extra["name"] = physical
