@@ -20,6 +20,11 @@ from apps.hello.settings import MIN_DNS_REFRESH_SECONDS
 ROOT = Path(__file__).resolve().parent.parent
 NAME_NETWORK = IPv4Network("127.0.1.0/24")
 HELLO_NETWORK = IPv4Network("127.0.2.0/24")
+# Emulated availability zones, named like AWS's. With more than one, each service's network
+# is cut in four and zone i gets the i-th quarter (127.0.1.0/26 for name in local-1a,
+# 127.0.1.64/26 in local-1b...), as each zone has its own private subnet in the VPC.
+ZONE_NAMES = ("local-1a", "local-1b", "local-1c")
+ZONE_SPLIT = 2  # prefix bits added: four quarters, up to three zones
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,35 @@ class StackConfig:
     logs: Path = ROOT / ".local" / "logs"
     name_env: Mapping[str, str] = field(default_factory=dict)
     hello_env: Mapping[str, str] = field(default_factory=dict)
+    zones: int = 2
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
         if problems:
             raise ValueError("; ".join(problems))
 
+    @property
+    def zone_names(self) -> tuple[str, ...]:
+        return ZONE_NAMES[: self.zones]
+
+    def subnets(self, network: IPv4Network) -> tuple[tuple[str, IPv4Network], ...]:
+        """Each zone's share of ``network``: the whole of it with one zone, else a quarter."""
+        if self.zones == 1:
+            return ((ZONE_NAMES[0], network),)
+        quarters = list(network.subnets(prefixlen_diff=ZONE_SPLIT))
+        return tuple(zip(self.zone_names, quarters, strict=False))
+
     def _problems(self) -> list[str]:
-        return [*self._network_problems(), *self._endpoint_problems(), *self._time_problems()]
+        problems = [*self._network_problems(), *self._endpoint_problems(), *self._time_problems()]
+        if not 1 <= self.zones <= len(ZONE_NAMES):
+            problems.append(f"zones must be 1-{len(ZONE_NAMES)}, got {self.zones}")
+        else:
+            problems.extend(
+                f"{label} network {net} is too small to cut into {self.zones} zones (/30 at most)"
+                for label, net in (("name", self.name_network), ("hello", self.hello_network))
+                if self.zones > 1 and net.prefixlen > 32 - 2 - ZONE_SPLIT
+            )
+        return problems
 
     def _network_problems(self) -> list[str]:
         out: list[str] = []
@@ -212,6 +238,12 @@ def parser() -> argparse.ArgumentParser:
     add("--unhealthy-threshold", type=int, default=d.unhealthy_threshold)
     add("--deregistration-delay", type=float, default=d.deregistration_delay)
     add("--logs", type=Path, default=d.logs, help="one log file per replica")
+    add(
+        "--zones",
+        type=int,
+        default=d.zones,
+        help=f"emulated availability zones (1-{len(ZONE_NAMES)}), replicas spread across them",
+    )
     add("--name-env", type=_env, action="append", default=[], metavar="KEY=VALUE")
     add("--hello-env", type=_env, action="append", default=[], metavar="KEY=VALUE")
     return p

@@ -9,11 +9,13 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 import aiohttp
 from aiohttp import web
 
-from local.api import control_app
+from apps.discovery.zones import ZoneMap
+from local.api import METADATA_PREFIX, control_app
 from local.config import Endpoint, StackConfig
 from local.dns import CloudMapStandIn, Registry
 from local.front import Front, HealthCheck
@@ -21,6 +23,16 @@ from local.runner import Runner, ServiceSpec
 
 log = logging.getLogger("local")
 READY_POLL_SECONDS = 0.1
+
+
+def zone_map(config: StackConfig) -> ZoneMap:
+    """Each emulated zone's subnets (name's and hello's quarter): the private subnets per
+    zone that the Pulumi program hands hello as ZONE_SUBNETS."""
+    blocks: dict[str, list[IPv4Network]] = {}
+    for network in (config.name_network, config.hello_network):
+        for zone, subnet in config.subnets(network):
+            blocks.setdefault(zone, []).append(subnet)
+    return ZoneMap({zone: tuple(subnets) for zone, subnets in blocks.items()})
 
 
 def service_specs(config: StackConfig) -> list[ServiceSpec]:
@@ -33,6 +45,7 @@ def service_specs(config: StackConfig) -> list[ServiceSpec]:
         env={"DRAIN_SECONDS": str(config.drain_seconds), **config.name_env},
         discoverable=True,
         load_balanced=False,
+        subnets=config.subnets(config.name_network),
     )
     hello = ServiceSpec(
         name="hello",
@@ -47,10 +60,13 @@ def service_specs(config: StackConfig) -> list[ServiceSpec]:
             # pointed at the stand-in.
             "DNS_SERVERS": str(config.dns),
             "DNS_REFRESH_SECONDS": str(config.dns_refresh_seconds),
+            # As the program hands it the private subnets' CIDR blocks per zone.
+            "ZONE_SUBNETS": zone_map(config).to_json(),
             **config.hello_env,
         },
         discoverable=False,
         load_balanced=True,
+        subnets=config.subnets(config.hello_network),
     )
     return [name, hello]
 
@@ -90,6 +106,8 @@ class Stack:
             stop_timeout=config.stop_timeout,
             crash_deregister_seconds=config.crash_deregister_seconds,
             replace_crashed=config.replace_crashed,
+            # Served by the control endpoint (local/api.py), as ECS serves one per task.
+            metadata_url=f"http://{config.control}{METADATA_PREFIX}",
         )
         self._control: web.AppRunner | None = None
         self._started: list[str] = []
@@ -161,8 +179,16 @@ class Stack:
             for service, instances in self.registry.snapshot().items()
         }
         outage = self.dns.outage
+        zones = {
+            zone: {
+                "subnets": [str(n) for n in subnets],
+                "down": sorted(n for n, svc in self.runner.services.items() if zone in svc.down),
+            }
+            for zone, subnets in zone_map(self.config).blocks.items()
+        }
         return {
             "stack_id": self.stack_id,
+            "zones": zones,
             "pid": os.getpid(),
             "front": {"url": self.config.front.url, "targets": self.front.targets()},
             "dns": {

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
+from apps.discovery.zones import ZoneRouter
+
 
 @dataclass(eq=False)
 class Endpoint:
@@ -64,6 +66,7 @@ class Balancer:
         max_ejection: float = 30.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        router: ZoneRouter | None = None,
     ) -> None:
         if base_ejection <= 0 or max_ejection < base_ejection:
             raise ValueError("need 0 < base_ejection <= max_ejection")
@@ -71,6 +74,7 @@ class Balancer:
         self._max = max_ejection
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
+        self._router = router
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
         self.ejections = 0
@@ -108,6 +112,10 @@ class Balancer:
         ]
         # Never eject all: with nothing available, try the rest anyway.
         pool = available or candidates
+        if self._router is not None:
+            # One zone, drawn by its share (apps/discovery/zones.py); a retry excludes the
+            # addresses tried, so it may cross zones.
+            pool = list(self._router.narrow(pool, _address))
         if len(pool) == 1:
             return pool[0]
         first, second = self._rng.sample(pool, 2)
@@ -131,3 +139,7 @@ class Balancer:
         endpoint.ejected_until = now + period
         self.ejections += 1
         return True
+
+
+def _address(endpoint: Endpoint) -> str:
+    return endpoint.address

@@ -26,6 +26,7 @@ from types import TracebackType
 import aiohttp
 from yarl import URL
 
+from apps.discovery.accumulate import AccumulatingLookup
 from apps.discovery.balancer import Balancer, Endpoint
 from apps.discovery.budget import RetryBudget
 from apps.discovery.metrics import Registry, Sample
@@ -37,6 +38,7 @@ from apps.discovery.records import (
     StaticAddresses,
     is_ip_literal,
 )
+from apps.discovery.zones import ZoneRouter
 
 log = logging.getLogger("apps.discovery")
 
@@ -137,6 +139,7 @@ class UpstreamClient:
         source: AddressSource | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        router: ZoneRouter | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
@@ -151,8 +154,15 @@ class UpstreamClient:
         else:
             self._source = RecordCache(
                 host,
-                DnsLookup(
-                    settings.nameservers, timeout=settings.dns_timeout, tries=settings.dns_tries
+                # Every task, beyond the eight records of one answer (accumulate.py).
+                AccumulatingLookup(
+                    DnsLookup(
+                        settings.nameservers,
+                        timeout=settings.dns_timeout,
+                        tries=settings.dns_tries,
+                    ),
+                    refresh_interval=settings.refresh_interval,
+                    registry=registry,
                 ),
                 refresh_interval=settings.refresh_interval,
                 registry=registry,
@@ -163,6 +173,7 @@ class UpstreamClient:
             max_ejection=settings.max_ejection,
             rng=rng,
             clock=clock,
+            router=router,
         )
         self._budget = RetryBudget(
             ratio=settings.retry_ratio,

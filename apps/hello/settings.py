@@ -12,6 +12,7 @@ from yarl import URL
 
 from apps.common import env
 from apps.common.env import EnvError
+from apps.discovery.zones import ZoneMap, ZoneMapError
 
 _EXAMPLE = "http://name.internal:3000/"
 # A DNS name: dot-separated labels of letters, digits and inner hyphens.
@@ -43,6 +44,11 @@ class Settings:
     # Behind the ALB, ECS deregisters the target (and waits out the target group's
     # deregistration delay) before sending SIGTERM, so hello need not linger.
     drain_seconds: float = 0.0
+    # Zone-aware routing (apps/discovery/zones.py): on unless ZONE_AWARE=false, and only
+    # with ZONE_SUBNETS (the private subnets' CIDR blocks per zone) and a zone of our own
+    # from the ECS task metadata endpoint.
+    zone_aware: bool = True
+    zone_subnets: ZoneMap | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -82,7 +88,33 @@ class Settings:
                 "MAX_ATTEMPTS", cls.max_attempts, minimum=1, maximum=10, env=environ
             ),
             drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
+            zone_aware=parse_switch("ZONE_AWARE", environ.get("ZONE_AWARE", ""), default=True),
+            zone_subnets=parse_zone_subnets(environ.get("ZONE_SUBNETS", "")),
         )
+
+
+def parse_switch(name: str, value: str, *, default: bool) -> bool:
+    text = value.strip().lower()
+    if not text:
+        return default
+    if text in ("true", "1", "on"):
+        return True
+    if text in ("false", "0", "off"):
+        return False
+    raise EnvError(f"{name}={value!r}: expected true or false")
+
+
+def parse_zone_subnets(value: str) -> ZoneMap | None:
+    """``{"<zone>": ["<IPv4 CIDR>", ...], ...}``: the private subnets per zone; unset: None."""
+    if not value.strip():
+        return None
+    try:
+        return ZoneMap.from_json(value)
+    except ZoneMapError as exc:
+        raise EnvError(
+            f"ZONE_SUBNETS={value!r}: {exc}"
+            ' (expected JSON like {"us-east-1a": ["10.0.0.0/18"], "us-east-1b": ["10.0.64.0/18"]})'
+        ) from None
 
 
 def parse_name_server(value: str) -> URL:
