@@ -24,5 +24,7 @@ ENVIRONMENT = frozenset(
         "CONNECT_TIMEOUT_SECONDS",
         "REQUEST_TIMEOUT_SECONDS",
         "MAX_ATTEMPTS",
+        "ZONE_AWARE",
+        "ZONE_SUBNETS",
     }
 )
