@@ -72,7 +72,7 @@ def test_summed_over_callers_each_zone_gets_exactly_its_share_of_capacity(seed: 
     upstream[rng.choice(zones)] += 1  # at least one task
     callers = {z: float(rng.randint(1, 5)) for z in zones}
     weight = sum(callers.values())
-    load = collections.Counter[str]()
+    load: dict[str, float] = dict.fromkeys(zones, 0.0)
     for caller, w in callers.items():
         for zone, share in zone_shares(caller, upstream, callers).items():
             load[zone] += w / weight * share
