@@ -7,6 +7,7 @@
     POST /control/dns/start
     POST /control/zone/{zone}/down  {"service": "name"}   (service optional: all)
     POST /control/zone/{zone}/up    {"service": "name"}
+    POST /control/rebalancing/{service}  {"enabled": false}
     GET  /v4/{address}/task                     a replica's ECS task metadata (v4)
 
 Answers are JSON. It can kill processes, so besides listening on loopback only it
@@ -46,6 +47,7 @@ def control_app(stack: Stack) -> web.Application:
     app.router.add_post("/control/kill/{service}", _kill)
     app.router.add_post("/control/dns/{action}", _dns)
     app.router.add_post("/control/zone/{zone}/{action}", _zone)
+    app.router.add_post("/control/rebalancing/{service}", _rebalancing)
     app.router.add_get(METADATA_PREFIX + "/{address}", _container_metadata)
     app.router.add_get(METADATA_PREFIX + "/{address}/task", _task_metadata)
     return app
@@ -158,6 +160,18 @@ async def _zone(request: web.Request) -> web.Response:
     except LookupError as error:
         return _error(404, str(error))
     return _error(404, "use /control/zone/{zone}/down or /control/zone/{zone}/up")
+
+
+async def _rebalancing(request: web.Request) -> web.Response:
+    service = request.match_info["service"]
+    enabled = (await _body(request)).get("enabled")
+    if not isinstance(enabled, bool):
+        return _error(400, 'expected {"enabled": true|false}')
+    try:
+        request.app[STACK].runner.set_az_rebalancing(service, enabled)
+    except LookupError as error:
+        return _error(404, str(error))
+    return web.json_response({"service": service, "az_rebalancing": enabled})
 
 
 def _replica(request: web.Request) -> Replica | None:

@@ -6,6 +6,7 @@
     python -m local.control dns stop [--mode drop|servfail|closed]
     python -m local.control dns start
     python -m local.control zone local-1a down [--service name]   # and: zone local-1a up
+    python -m local.control rebalancing name off    # ECS's AZ rebalancing (on by default)
 
 ``--url`` (or ``LOCAL_CONTROL_URL``) picks the stack; the default is the one ``./dev up``
 starts. Standard library only, so it answers instantly.
@@ -72,6 +73,9 @@ class Client:
 
     def dns(self, action: str, mode: str | None = None) -> Any:
         return self.request("POST", f"dns/{action}", {} if mode is None else {"mode": mode})
+
+    def rebalancing(self, service: str, enabled: bool) -> Any:
+        return self.request("POST", f"rebalancing/{service}", {"enabled": enabled})
 
     def zone(self, zone: str, action: str, service: str | None = None) -> Any:
         return self.request(
@@ -162,6 +166,11 @@ def parser() -> argparse.ArgumentParser:
         choices=["name", "hello"],
         help="only this service's replicas (default: every service's)",
     )
+    rebalancing = sub.add_parser(
+        "rebalancing", help="ECS's availability zone rebalancing of a service, on or off"
+    )
+    rebalancing.add_argument("service", choices=["name", "hello"])
+    rebalancing.add_argument("state", choices=["on", "off"])
     return p
 
 
@@ -184,6 +193,10 @@ def main(argv: Sequence[str]) -> int:
                 f"killed {killed['service']} {killed['address']} (pid {killed['pid']});"
                 " DNS still lists it until the runner notices"
             )
+        elif args.command == "rebalancing":
+            result = client.rebalancing(args.service, args.state == "on")
+            state = "on" if result["az_rebalancing"] else "off"
+            print(f"{result['service']}: availability zone rebalancing {state}")
         elif args.command == "zone":
             result = client.zone(args.zone, args.action, args.service)
             killed = ", ".join(r["address"] for r in result.get("killed", []))

@@ -146,6 +146,8 @@ class Service:
     retry_at: float = 0.0  # loop time before which no start is attempted
     down: set[str] = field(default_factory=set)  # zones where no replica may run
     rebalancing: bool = False  # an extra replica is starting in a short zone
+    # ECS's per-service availabilityZoneRebalancing (ENABLED by default for new services).
+    az_rebalancing: bool = True
 
     def zones_up(self) -> list[str]:
         return [zone for zone, _ in self.spec.zone_subnets() if zone not in self.down]
@@ -275,6 +277,13 @@ class Runner:
             self._changed(svc)
         log.info("zone %s up for %s", zone, ", ".join(svc.spec.name for svc in services))
 
+    def set_az_rebalancing(self, service: str, enabled: bool) -> None:
+        """``aws ecs update-service --availability-zone-rebalancing ENABLED|DISABLED``."""
+        svc = self._service(service)
+        svc.az_rebalancing = enabled
+        log.info("%s: availability zone rebalancing %s", service, "on" if enabled else "off")
+        self._changed(svc)
+
     def _zone_services(self, zone: str, service: str | None) -> list[Service]:
         services = [self._service(service)] if service else list(self.services.values())
         zones = {z for svc in services for z, _ in svc.spec.zone_subnets()}
@@ -327,6 +336,7 @@ class Runner:
             name: {
                 "desired": svc.desired,
                 "settled": svc.settled(),
+                "az_rebalancing": svc.az_rebalancing,
                 "replicas": [r.as_dict() for r in svc.replicas],
                 "finished": [r.as_dict() for r in svc.history],
             }
@@ -417,7 +427,7 @@ class Runner:
     def _unbalanced(svc: Service, live: list[Replica]) -> bool:
         """Settled, but one zone has two replicas more than another (after a zone was
         down): ECS's availability zone rebalancing moves one at a time."""
-        if any(r.state is not State.RUNNING for r in live):
+        if not svc.az_rebalancing or any(r.state is not State.RUNNING for r in live):
             return False
         counts = svc.per_zone(live)
         return len(counts) > 1 and max(counts.values()) - min(counts.values()) > 1
