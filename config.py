@@ -160,6 +160,9 @@ class HelloSettings(ServiceSettings):
 
     # How often hello re-resolves name's records (DNS_REFRESH_SECONDS).
     dns_refresh_seconds: int
+    # Prefer name tasks in hello's own availability zone (ZONE_AWARE; apps/discovery/zones.py):
+    # cross-zone traffic costs $0.01/GB each way.
+    zone_aware: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,7 @@ TOP_LEVEL_KEYS = (
 )
 _DOMAIN_KEYS = ("name", "zoneId", "zoneName")
 _SERVICE_KEYS = ("cpu", "memory", "desiredCount", "port", "drainSeconds")
-_HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds")
+_HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds", "zoneAware")
 _NEW_VPC_KEYS = ("cidrBlock", "availabilityZones", "natGateways")
 _EXISTING_VPC_KEYS = ("vpcId", "publicSubnetIds", "privateSubnetIds")
 
@@ -503,7 +506,17 @@ def _hello_service(reader: _Reader, value: object) -> HelloSettings:
         _ranged(1, 60),
         DEFAULT_DNS_REFRESH,
     )
-    return HelloSettings(*fields, dns_refresh_seconds=refresh)
+    zone_aware = reader.check("hello.zoneAware", section.get("zoneAware"), _boolean, True)
+    return HelloSettings(*fields, dns_refresh_seconds=refresh, zone_aware=zone_aware)
+
+
+def _boolean(value: object) -> bool:
+    # Pulumi hands a YAML true as the text "true"; 1/0 or "yes" are typos here, not switches.
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise _Invalid(f"{_show(value)} is not a boolean; allowed: true, false")
 
 
 def _network(reader: _Reader, value: object) -> NewVpc | ExistingVpc:

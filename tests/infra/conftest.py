@@ -40,6 +40,7 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
                 "architecture": "ARM64",
                 "namespace": "svc.corp",
                 "name.port": 8080,
+                "hello.zoneAware": False,
             },
         ),
         "__main__.py",
