@@ -20,11 +20,12 @@ _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 
 # Floors, so that a typo cannot turn a setting into a storm or a service that never
-# answers. The refresh interval is how often each hello task queries DNS, whatever its
-# load (one lookup in flight at most): 0.1 s is at most 10 queries a second per task
-# (20 packets with c-ares's retry), 2% of the VPC resolver's 1,024 packets per second
-# per network interface, and below the 0.5 s that one lookup may take anyway. 1e-9
-# was accepted before and made thousands of queries a second.
+# answers. The refresh interval is how often each hello task refreshes from DNS, whatever
+# its load (one refresh in flight at most); a refresh is one query, or several when
+# answers hold 8 records, capped at 50 queries a second per task (apps/discovery/
+# accumulate.py): 5% of the VPC resolver's 1,024 packets per second per network
+# interface. 0.1 s is also below the 0.5 s that one lookup may take anyway. 1e-9 was
+# accepted before and made thousands of queries a second.
 MIN_DNS_REFRESH_SECONDS = 0.1
 # A connect timeout under 10 ms fails on a merely busy event loop (one garbage
 # collection), turning every attempt into a failure and a retry.
