@@ -94,11 +94,20 @@ class StackConfig:
         if not 1 <= self.zones <= len(ZONE_NAMES):
             problems.append(f"zones must be 1-{len(ZONE_NAMES)}, got {self.zones}")
         else:
-            problems.extend(
-                f"{label} network {net} is too small to cut into {self.zones} zones (/30 at most)"
-                for label, net in (("name", self.name_network), ("hello", self.hello_network))
-                if self.zones > 1 and net.prefixlen > 32 - 2 - ZONE_SPLIT
-            )
+            for label, net, count in (
+                ("name", self.name_network, self.name_count),
+                ("hello", self.hello_network, self.hello_count),
+            ):
+                if self.zones > 1 and net.prefixlen > 32 - 2 - ZONE_SPLIT:
+                    problems.append(
+                        f"{label} network {net} is too small to cut into {self.zones} zones"
+                        f" (/{32 - 2 - ZONE_SPLIT} at most)"
+                    )
+                elif count > (room := sum(n.num_addresses - 2 for _, n in self.subnets(net))):
+                    problems.append(
+                        f"{label} network {net} has room for {room} replicas in {self.zones}"
+                        f" zones, not {count}"
+                    )
         return problems
 
     def _network_problems(self) -> list[str]:

@@ -220,8 +220,9 @@ class Runner:
 
     def scale(self, service: str, count: int) -> None:
         svc = self._service(service)
-        if count < 0 or count > svc.spec.network.num_addresses - 2:
-            raise ValueError(f"{service}: count must be 0-{svc.spec.network.num_addresses - 2}")
+        room = sum(n.num_addresses - 2 for _, n in svc.spec.zone_subnets())
+        if count < 0 or count > room:
+            raise ValueError(f"{service}: count must be 0-{room}")
         if self._closing:
             raise RuntimeError("the stack is stopping")
         if count != svc.desired:
