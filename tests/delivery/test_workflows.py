@@ -183,16 +183,16 @@ def run_version_script(workdir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_cli_version_step_reads_the_sdk_pin(tmp_path: Path) -> None:
-    lock = (ROOT / "constraints.txt").read_text()
-    (pin,) = re.findall(r"^pulumi==(\S+)$", lock, flags=re.MULTILINE)
-    (tmp_path / "constraints.txt").write_text(lock)
+    lock = (ROOT / "uv.lock").read_text()
+    (pin,) = re.findall(r'^name = "pulumi"\nversion = "(\S+)"$', lock, flags=re.MULTILINE)
+    (tmp_path / "uv.lock").write_text(lock)
     assert run_version_script(tmp_path).returncode == 0
     assert (tmp_path / "github_output").read_text() == f"version={pin}\n"
 
-    (tmp_path / "constraints.txt").write_text(re.sub(r"^pulumi==.*\n", "", lock, flags=re.M))
+    (tmp_path / "uv.lock").write_text(lock.replace('name = "pulumi"\n', 'name = "pulumi-x"\n'))
     result = run_version_script(tmp_path)
     assert result.returncode != 0
-    assert "no pulumi==" in result.stdout
+    assert "no package pulumi in uv.lock" in result.stdout
 
 
 # --- least privilege and pinning ---------------------------------------------
@@ -430,8 +430,8 @@ def test_previews_use_the_read_only_role_and_updates_the_deploy_role() -> None:
 def test_dev_setup_exists_for_ci() -> None:
     # The composite action runs `./dev setup`; it must be a real subcommand.
     action = load(GITHUB / "actions" / "python" / "action.yml")
-    (run,) = [s["run"].strip() for s in action["runs"]["steps"] if "run" in s]
-    assert shlex.split(run) == ["./dev", "setup"]
+    runs = [shlex.split(s["run"]) for s in action["runs"]["steps"] if "run" in s]
+    assert ["./dev", "setup"] in runs
     assert re.search(r"^\s*setup\)$", (ROOT / "dev").read_text(), flags=re.MULTILINE)
 
 
