@@ -201,7 +201,11 @@ class DiscoverableService(pulumi.ComponentResource):
             ),
             # ECS reports each task's container health to Cloud Map, so an unhealthy or
             # stopping task leaves the DNS answers.
-            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+            health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(
+                # The provider sends no custom config for an empty block (policy/guardrails.py,
+                # cloud-map-services-take-ecs-health); AWS fixes the threshold at 1.
+                failure_threshold=1
+            ),
             # Destroy must not fail on instances ECS has not deregistered yet.
             force_destroy=True,
             opts=child,
