@@ -135,6 +135,36 @@ def test_pushes_to_main_deploy_dev_then_prod_after_approval() -> None:
         assert step["with"]["work-dir"] == "."
 
 
+POLICY_PACK = "policy"
+
+
+def test_every_preview_and_update_runs_the_policy_pack() -> None:
+    """pulumi/actions passes each `policyPacks` entry as `--policy-pack` (relative to work-dir):
+    the previews and both updates are judged by the project's guardrails (policy/)."""
+    commands = []
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            for step in pulumi_steps(job):
+                w = step["with"]
+                assert w.get("policyPacks") == POLICY_PACK, f"{path.name}:{name}"
+                pack = ROOT / w["work-dir"] / POLICY_PACK
+                assert (pack / "PulumiPolicy.yaml").is_file()
+                assert (pack / "__main__.py").is_file()
+                commands.append(w["command"])
+    assert sorted(commands) == ["preview", "up", "up"]
+
+
+def test_the_policy_pack_dependencies_come_with_the_project_virtualenv() -> None:
+    """The pack runs in .venv (PulumiPolicy.yaml), which every Pulumi job gets from ./dev setup
+    through the composite actions; so pulumi-policy must be one of the project's requirements."""
+    pulumi_action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    assert {"uses": "./.github/actions/python"} in pulumi_action["runs"]["steps"]
+    pack = yaml.safe_load((ROOT / POLICY_PACK / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["options"]["virtualenv"] == "../.venv"
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^pulumi-policy\b", requirements, flags=re.MULTILINE)
+
+
 def test_each_stack_is_updated_by_one_run_at_a_time_and_never_cancelled() -> None:
     jobs = workflow("deploy.yml")["jobs"]
     groups = {}
