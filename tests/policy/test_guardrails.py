@@ -553,6 +553,7 @@ def test_unknown_values_at_preview_are_tolerated(engine: Engine, runs: Runs, cas
         UNKNOWN_ARRAY_VALUE,
         UNKNOWN_OBJECT_VALUE,
     ],
+    ids=["string", "boolean", "number", "array", "object"],
 )
 def test_every_kind_of_unknown_is_tolerated(engine: Engine, runs: Runs, sentinel: str) -> None:
     run = ok(runs["dev"])
