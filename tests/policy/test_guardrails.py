@@ -54,13 +54,14 @@ def inputs(run: Run, type_: str, name: str) -> dict[str, Any]:
 
 
 def stack_resources(run: Run) -> list[StackResource]:
-    """What AnalyzeStack gets after an update: outputs, parents, dependencies."""
+    """What AnalyzeStack gets after an update: outputs (a bridged resource's include its id),
+    parents, dependencies."""
     return [
         StackResource(
             type=r.type,
             name=r.name,
             urn=r.urn,
-            outputs=r.state,
+            outputs={**r.state, "id": r.id} if r.type.startswith("aws:") else r.state,
             parent=r.parent,
             dependencies=r.dependencies,
         )
@@ -741,3 +742,22 @@ def test_a_stack_without_a_load_balancer_open_to_the_world_is_caught(
     ]
     verdict = engine.analyze_stack(internal)
     assert set(verdict.violations) == {"only-the-load-balancer-is-open-to-the-world"}
+
+
+@pytest.mark.parametrize(("group", "caught"), [("entry", False), ("hello", True)])
+def test_stack_policy_reads_inline_rules_of_security_groups(
+    engine: Engine, runs: Runs, group: str, caught: bool
+) -> None:
+    """A group's own ingress list (and after a refresh, every rule AWS holds for it) counts
+    too: the world on 443 is fine on the load balancer's group, and caught on hello's."""
+    run = ok(runs["dev"])
+    world_443 = {"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}
+    resources = [
+        StackResource(r.type, r.name, r.urn, {**r.outputs, "ingress": [world_443]})
+        if r.type == SG and r.name == group
+        else r
+        for r in stack_resources(run)
+    ]
+    verdict = engine.analyze_stack(resources)
+    expected = {"only-the-load-balancer-is-open-to-the-world"} if caught else set()
+    assert set(verdict.violations) == expected
