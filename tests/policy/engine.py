@@ -88,12 +88,17 @@ class Engine:
             assert self.process.stderr is not None
             raise AssertionError(f"the pack did not start: {line!r} {self.process.stderr.read()}")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{line}")
-        grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT_SECONDS)
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT_SECONDS)
+        except BaseException:
+            self.close()
+            raise
         self.stub = analyzer_pb2_grpc.AnalyzerStub(self.channel)
 
     def close(self) -> None:
-        if getattr(self, "channel", None) is not None:
-            self.channel.close()
+        channel: grpc.Channel | None = getattr(self, "channel", None)
+        if channel is not None:
+            channel.close()
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
