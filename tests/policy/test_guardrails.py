@@ -97,10 +97,19 @@ def test_policy_project_file_uses_the_project_virtualenv() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert pack["runtime"]["name"] == "python"
     venv = (ROOT / "policy" / pack["runtime"]["options"]["virtualenv"]).resolve()
-    assert venv == (ROOT / project["runtime"]["options"]["virtualenv"]).resolve()
-    requirements = (ROOT / "requirements.txt").read_text()
-    assert re.search(r"^pulumi-policy[><=]", requirements, flags=re.MULTILINE)
-    assert re.search(r"^pulumi_policy==", (ROOT / "constraints.txt").read_text(), re.MULTILINE)
+    project_venv = project["runtime"].get("options", {}).get("virtualenv", ".venv")
+    assert venv == (ROOT / project_venv).resolve()
+    # Declared with a range and locked exactly, wherever the project keeps those.
+    declared = [ROOT / f for f in ("requirements.txt", "pyproject.toml") if (ROOT / f).is_file()]
+    assert any(
+        re.search(r'^\s*"?pulumi-policy\s*[<>=~]', p.read_text(), re.MULTILINE) for p in declared
+    )
+    locks = {"constraints.txt": r"^pulumi_policy==\S+$", "uv.lock": r'^name = "pulumi-policy"$'}
+    assert any(
+        re.search(pattern, (ROOT / f).read_text(), re.MULTILINE)
+        for f, pattern in locks.items()
+        if (ROOT / f).is_file()
+    )
 
 
 def test_readme_lists_every_policy_with_its_level() -> None:
