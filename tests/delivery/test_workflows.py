@@ -137,6 +137,41 @@ def test_pushes_to_main_deploy_dev_then_prod_after_approval() -> None:
         assert step["with"]["work-dir"] == "."
 
 
+POLICY_PACK = "policy"
+
+
+def test_every_preview_and_update_runs_the_policy_pack() -> None:
+    """pulumi/actions passes each `policyPacks` entry as `--policy-pack` (relative to work-dir):
+    the previews and both updates are judged by the project's guardrails (policy/). A step
+    without a command only installs the CLI."""
+    commands = []
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            for step in pulumi_steps(job):
+                w = step["with"]
+                if "command" not in w:
+                    continue
+                assert w.get("policyPacks") == POLICY_PACK, f"{path.name}:{name}"
+                pack = ROOT / w["work-dir"] / POLICY_PACK
+                assert (pack / "PulumiPolicy.yaml").is_file()
+                assert (pack / "__main__.py").is_file()
+                commands.append(w["command"])
+    assert sorted(commands) == ["preview", "up", "up"]
+
+
+def test_the_policy_pack_dependencies_come_with_the_project_virtualenv() -> None:
+    """The pack runs in .venv (PulumiPolicy.yaml), which every Pulumi job gets from ./dev setup
+    through the composite actions; so pulumi-policy must be one of the project's requirements."""
+    pulumi_action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    assert {"uses": "./.github/actions/python"} in pulumi_action["runs"]["steps"]
+    pack = yaml.safe_load((ROOT / POLICY_PACK / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["options"]["virtualenv"] == "../.venv"
+    declared = [ROOT / f for f in ("requirements.txt", "pyproject.toml") if (ROOT / f).is_file()]
+    assert any(
+        re.search(r'^\s*"?pulumi-policy\s*[<>=~]', p.read_text(), re.MULTILINE) for p in declared
+    )
+
+
 def test_each_stack_is_updated_by_one_run_at_a_time_and_never_cancelled() -> None:
     jobs = workflow("deploy.yml")["jobs"]
     groups = {}
