@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import TypeVar
 
+from apps.discovery.metrics import Registry
+
 # Below this many healthy upstream tasks per zone on average, route zone-unaware.
 # AWS Service Connect turns its zone-aware routing off below two endpoints per zone.
 MIN_PER_ZONE = 2.0
@@ -168,6 +170,7 @@ class ZoneRouter:
         callers: Mapping[str, float] | None = None,
         min_per_zone: float = MIN_PER_ZONE,
         rng: random.Random | None = None,
+        registry: Registry | None = None,
     ) -> None:
         self.local = local
         self.zones = zones
@@ -177,6 +180,12 @@ class ZoneRouter:
         self.min_per_zone = min_per_zone
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._zone_cache: dict[str, str | None] = {}
+        self._picks = (registry or Registry()).counter(
+            "discovery_zone_picks_total",
+            "Attempts routed by zone: same (the caller's zone), other (spilled or retried"
+            " across), any (zone-unaware: no zone data, or too few tasks).",
+            ("locality",),
+        )
 
     @property
     def aware(self) -> bool:
@@ -218,10 +227,12 @@ class ZoneRouter:
         """
         shares = self.shares(address(c) for c in candidates)
         if shares is None:
+            self._picks.inc(locality="any")
             return candidates
         if len(shares) == 1:
             (zone,) = shares
         else:
             zones = list(shares)
             zone = self._rng.choices(zones, weights=[shares[z] for z in zones])[0]
+        self._picks.inc(locality="same" if zone == self.local else "other")
         return [c for c in candidates if self.zone_of(address(c)) == zone]

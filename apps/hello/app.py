@@ -62,7 +62,7 @@ def make_app(
             upstream_settings(settings),
             registry=registry,
             metrics_prefix="hello_upstream",
-            router=await zone_router(settings, environ),
+            router=await zone_router(settings, environ, registry),
         ) as client:
             app[UPSTREAM] = client
             yield
@@ -85,7 +85,9 @@ def make_app(
     return app
 
 
-async def zone_router(settings: Settings, environ: Mapping[str, str]) -> ZoneRouter | None:
+async def zone_router(
+    settings: Settings, environ: Mapping[str, str], registry: Registry | None = None
+) -> ZoneRouter | None:
     """The zone-aware router, or None (zone-unaware) with one log line saying why."""
     if not settings.zone_aware:
         log.info("zone-unaware routing: ZONE_AWARE=false")
@@ -107,7 +109,7 @@ async def zone_router(settings: Settings, environ: Mapping[str, str]) -> ZoneRou
         "zone-aware routing",
         extra={"zone": found.zone, "zones": list(settings.zone_subnets.zones)},
     )
-    return ZoneRouter(found.zone, settings.zone_subnets)
+    return ZoneRouter(found.zone, settings.zone_subnets, registry=registry)
 
 
 async def run(settings: Settings) -> None:

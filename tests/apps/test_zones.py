@@ -13,6 +13,7 @@ from aiohttp import web
 from apps.common.env import EnvError
 from apps.discovery.balancer import Balancer
 from apps.discovery.metadata import METADATA_VARIABLE, task_zone
+from apps.discovery.metrics import Registry
 from apps.discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, zone_shares
 from apps.hello.app import zone_router
 from apps.hello.settings import Settings
@@ -148,13 +149,21 @@ def test_callers_default_to_an_even_spread_over_the_mapped_zones() -> None:
     assert router.shares(addresses(a=2, b=2, c=2)) == {"a": 1.0}
 
 
-def test_narrow_draws_one_zone_by_its_share() -> None:
-    router = ZoneRouter("a", ZONES, callers={"a": 1, "b": 1}, rng=random.Random(3))
+def test_narrow_draws_one_zone_by_its_share_and_counts_the_picks() -> None:
+    registry = Registry()
+    router = ZoneRouter(
+        "a", ZONES, callers={"a": 1, "b": 1}, rng=random.Random(3), registry=registry
+    )
     candidates = addresses(a=1, b=3)
     zones = collections.Counter(
         {ZONES.zone_of(c) for c in router.narrow(candidates, str)}.pop() for _ in range(4000)
     )
     assert 1800 < zones["a"] < 2200, zones  # half local, as the rule says
+    picks = registry.counter("discovery_zone_picks_total", "", ("locality",))
+    assert picks.value(locality="same") == zones["a"]
+    assert picks.value(locality="other") == zones["b"]
+    router.narrow(addresses(a=1, b=1), str)  # 2 tasks for 2 zones: zone-unaware
+    assert picks.value(locality="any") == 1
 
 
 def test_a_balancer_with_a_router_stays_local_and_retries_across_zones() -> None:
