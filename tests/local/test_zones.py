@@ -10,11 +10,16 @@ closed loop through the front, bounded; every figure is printed (``pytest -s``).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+import pytest
+
+from local import control
 from tests.local.harness import Load, StackProcess, delta, hello_counters, metrics, report
 
 # The accumulating lookup's cap (apps/discovery/accumulate.py): 50 queries a second per
@@ -204,3 +209,28 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     assert len(counts) == 24, "every replica serves"
     assert max(counts.values()) <= 1.5 * mean
     assert per_hello_per_second <= MAX_QUERIES_PER_SECOND
+
+
+def test_the_control_cli_shows_zones_and_switches_them(
+    stack: StackProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = ["--url", stack.client.url]
+    status = stack.settle("name", 4)
+    assert control.main([*url, "status"]) == 0
+    shown = capsys.readouterr().out
+    for zone, info in status["zones"].items():
+        assert f"zone {zone:<9} up                subnets {', '.join(info['subnets'])}" in shown
+    for replica in status["services"]["name"]["replicas"]:
+        assert f"{replica['address']}:{replica['port']}" in shown
+        assert replica["zone"] in ("local-1a", "local-1b")
+    assert control.main([*url, "rebalancing", "name", "on"]) == 0
+    assert capsys.readouterr().out == "name: availability zone rebalancing on\n"
+    assert control.main([*url, "zone", "local-1a", "up"]) == 0
+    assert capsys.readouterr().out == "zone local-1a: up\n"
+    assert control.main([*url, "zone", "local-1z", "down"]) == 1
+    assert "no zone 'local-1z'; zones: local-1a, local-1b" in capsys.readouterr().err
+    # Each replica's own task metadata endpoint answers its zone, as ECS's does.
+    replica = status["services"]["hello"]["replicas"][0]
+    task_url = f"{stack.client.url}/v4/{replica['address']}/task"
+    with urllib.request.urlopen(task_url, timeout=10) as response:
+        assert json.load(response)["AvailabilityZone"] == replica["zone"]
