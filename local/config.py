@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from apps.hello.settings import MIN_DNS_REFRESH_SECONDS
+from local.dns import Answers
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME_NETWORK = IPv4Network("127.0.1.0/24")
@@ -72,6 +73,8 @@ class StackConfig:
     name_env: Mapping[str, str] = field(default_factory=dict)
     hello_env: Mapping[str, str] = field(default_factory=dict)
     zones: int = 2
+    # Which eight records the Cloud Map stand-in answers when more are registered.
+    dns_answers: Answers = Answers.RANDOM
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -247,6 +250,13 @@ def parser() -> argparse.ArgumentParser:
     add("--unhealthy-threshold", type=int, default=d.unhealthy_threshold)
     add("--deregistration-delay", type=float, default=d.deregistration_delay)
     add("--logs", type=Path, default=d.logs, help="one log file per replica")
+    add(
+        "--dns-answers",
+        type=Answers,
+        choices=list(Answers),
+        default=d.dns_answers,
+        help="with more than 8 records: a new random 8 per query, or the same 8 per resolver",
+    )
     add(
         "--zones",
         type=int,

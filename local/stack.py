@@ -84,6 +84,7 @@ class Stack:
             namespace=config.namespace,
             host=str(config.dns.host),
             port=config.dns.port,
+            answers=config.dns_answers,
         )
         self.front = Front(
             str(config.front.host),
@@ -195,6 +196,7 @@ class Stack:
                 "address": str(self.config.dns),
                 "namespace": namespace,
                 "state": "serving" if outage is None else f"stopped ({outage})",
+                "answers": str(self.config.dns_answers),
                 "records": records,
                 "queries": self.dns.queries(),
             },
