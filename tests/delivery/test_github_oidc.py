@@ -327,6 +327,19 @@ def test_the_preview_role_can_only_read() -> None:
     assert not {"ecr:PutImage", "ecr:InitiateLayerUpload"} & set(actions)
 
 
+def test_the_preview_role_can_run_the_zone_lookup_a_preview_makes() -> None:
+    """A preview of a stack with domain.zoneName runs aws.route53.get_zone, which pages
+    through ListHostedZones, then reads the zone and its tags (zone_data_source.go):
+    without those the pull request's preview fails with AccessDenied."""
+    (metadata, _) = preview_policy("aws", "123456789012", ("dev",))["Statement"]
+    for action in (
+        "route53:ListHostedZones",
+        "route53:GetHostedZone",
+        "route53:ListTagsForResource",
+    ):
+        assert action in metadata["Action"], action
+
+
 # --- the deploy role's properties -------------------------------------------------
 
 ACCOUNT = "123456789012"
