@@ -423,6 +423,7 @@ def test_no_ecr_wildcard_and_ecr_writes_only_on_the_stacks_repositories() -> Non
             continue
         assert statement["Resource"] == [
             f"arn:aws:ecr:*:{ACCOUNT}:repository/fargate-service-discovery-dev/*",
+            f"arn:aws:ecr:*:{ACCOUNT}:repository/fargate-service-discovery-e2e/*",
             f"arn:aws:ecr:*:{ACCOUNT}:repository/fargate-service-discovery-prod/*",
         ]
 
