@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps import ENVIRONMENT
 from apps.common.logs import AccessLog
@@ -34,6 +35,15 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "name.internal"
 
 T = TypeVar("T")
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name{labels}`` (exactly those labels) in a /metrics text."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
 
 
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
