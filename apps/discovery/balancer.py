@@ -184,6 +184,10 @@ class Balancer:
         if started_at < endpoint.ejected_at:
             return ""  # same incident as the current ejection
         now = self._clock()
+        # What we knew of its latency is stale once it comes back: unknown, so its
+        # next answers set the estimate afresh (it must not be avoided after it
+        # recovered for what it was before the incident).
+        endpoint.latency = 0.0
         if not endpoint.ejected(now) and not self._may_eject(now):
             endpoint.consecutive_failures += 1  # still remembered: probation on the next one
             return "capped"
@@ -206,6 +210,7 @@ class Balancer:
         endpoint.consecutive_failures = 0
         endpoint.ejected_until = 0.0
         endpoint.ejected_at = self._clock()
+        endpoint.latency = 0.0
 
     def ejected(self) -> list[Endpoint]:
         now = self._clock()

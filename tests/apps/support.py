@@ -179,9 +179,11 @@ def free_port_on(addresses: list[str]) -> int:
 class Replica:
     """A real name app served in-process on ``ip:port``, counting what it served."""
 
-    def __init__(self, ip: str, port: int) -> None:
+    def __init__(self, ip: str, port: int, delay: float = 0.0) -> None:
         self.ip = ip
         self.port = port
+        self.delay = delay
+        """Seconds every answer is held back (a slow but alive replica); may change live."""
         self.registry = Registry()
         self._runner: web.AppRunner | None = None
 
@@ -196,6 +198,16 @@ class Replica:
         app = make_name_app(
             hostname=f"replica-{self.ip}", registry=self.registry, access_log=quiet_log()
         )
+
+        @web.middleware
+        async def slow(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await handler(request)
+
+        app.middlewares.append(slow)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.ip, self.port).start()
