@@ -87,7 +87,9 @@ def test_a_wedged_replica_costs_no_hello_request_and_the_log_shows_the_retry(
     served = [line for line in lines if line["path"] == "/"]
     assert len(served) == 100
     assert {line["upstream"] for line in served} == set(IPS[:2])
-    assert any(line["upstream_attempts"] == 2 for line in served)  # retried after a timeout
+    assert any(
+        line["upstream_attempts"] == 2 for line in served
+    )  # hedged, or retried after a timeout
 
 
 def test_hello_health_and_metrics(dns: FakeDns, name_port: int) -> None:
