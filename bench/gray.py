@@ -75,7 +75,7 @@ class GrayRow:
 
     def percentile(self, p: float) -> float:
         """Over every request sent; a failed one counts as infinitely slow."""
-        rank = math.ceil(p / 100.0 * self.requests)
+        rank = math.ceil(round(p / 100.0 * self.requests, 6))  # 99.9% of 1000 is 999
         if rank <= 0 or rank > len(self.latencies_ms):
             return math.inf
         return self.latencies_ms[rank - 1]
