@@ -26,6 +26,7 @@ answer: 503 when no task could be reached at all, 502 when one answered badly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json as jsonlib
 import logging
 import random
@@ -501,21 +502,12 @@ class UpstreamClient:
                     if hedge:
                         self._hedges_won.inc(upstream=self._upstream)
                     self._requests.inc(upstream=self._upstream, outcome="ok")
-                    return Answer(
-                        answer.status,
-                        answer.headers,
-                        answer.body,
-                        answer.address,
-                        len(tried),
-                        hedge,
-                        answer.content_type,
-                        answer.charset,
-                    )
+                    return dataclasses.replace(answer, attempts=len(tried), hedged=hedge)
         finally:
             for task in running:  # the slower attempt of a hedged pair, or a caller gone
                 task.cancel()
                 self._cancelled.add(task)
-                task.add_done_callback(self._cancelled.discard)
+                task.add_done_callback(self._reap)
 
         # 502 if some upstream answered badly; 503 if none could be reached at all.
         status, outcome = (502, "bad_gateway") if answered else (503, "unavailable")
@@ -529,6 +521,13 @@ class UpstreamClient:
             causes=causes,
             answer=last.answer if last is not None else None,
         )
+
+    def _reap(self, task: asyncio.Task[Answer]) -> None:
+        """A cancelled attempt finished: forget it, and retrieve its outcome (it may
+        have failed before the cancellation arrived), so asyncio does not log it."""
+        self._cancelled.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     def _launch(
         self, request: Outgoing, tried: set[str], planned: int, deadline: float
