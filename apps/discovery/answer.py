@@ -9,9 +9,10 @@ from typing import Any
 from multidict import CIMultiDictProxy
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Answer:
-    """An upstream's HTTP answer, read whole (at most ``max_body_bytes``).
+    """An upstream's HTTP answer, read whole (at most ``max_body_bytes``). Read-only by
+    convention (not frozen: it is built on every call, and frozen dataclasses are slow).
 
     Any status the caller should see is an answer, 4xx included: the upstream
     said something about the request, and another replica would say the same.

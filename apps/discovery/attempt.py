@@ -30,7 +30,7 @@ from yarl import URL
 from apps.discovery.answer import Answer
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outgoing:
     """A request, prepared once per call and sent as is by every attempt."""
 

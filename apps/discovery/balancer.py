@@ -130,22 +130,30 @@ class Balancer:
         None only when every address was excluded.
         """
         now = self._clock()
-        endpoints = self._endpoints.values()
-        candidates = [e for e in endpoints if e.address not in exclude]
+        candidates: list[Endpoint] = []
+        available: list[Endpoint] = []
+        ejected = 0
+        for e in self._endpoints.values():
+            is_ejected = now < e.ejected_until
+            ejected += is_ejected
+            if e.address in exclude:
+                continue
+            candidates.append(e)
+            # Available: not ejected, and not on probation with a request in flight.
+            if not is_ejected and not (e.in_flight and e.consecutive_failures):
+                available.append(e)
         if not candidates:
             return None
-        available = [
-            e
-            for e in candidates
-            if not e.ejected(now) and not (e.in_flight > 0 and e.on_probation(now))
-        ]
-        # Panic: with too few available, ignore health (never eject all).
-        healthy = sum(1 for e in endpoints if not e.ejected(now))
-        self.panicking = not available or healthy < self._panic_share * len(endpoints)
+        # Panic: with too few healthy, ignore health (never eject all).
+        healthy = len(self._endpoints) - ejected
+        self.panicking = not available or healthy < self._panic_share * len(self._endpoints)
         pool = candidates if self.panicking else available
-        if len(pool) == 1:
+        n = len(pool)
+        if n == 1:
             return pool[0]
-        first, second = self._rng.sample(pool, 2)
+        i = self._rng.randrange(n)
+        j = self._rng.randrange(n - 1)
+        first, second = pool[i], pool[j + (j >= i)]
         return first if self.load(first, now) <= self.load(second, now) else second
 
     def latency(self, endpoint: Endpoint, now: float) -> float:
