@@ -30,7 +30,7 @@ import json as jsonlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -481,6 +481,23 @@ class UpstreamClient:
         may_retry = True
         last: AttemptFailed | None = None
         last_address: str | None = None
+
+        def failed(address: str, failure: AttemptFailed) -> None:
+            nonlocal answered, may_retry, last
+            answered = answered or failure.answered
+            last = failure
+            causes.append(f"{address}: {failure}")
+            # Repeat only what cannot do harm twice, or never arrived.
+            may_retry = idempotent or not failure.reached
+
+        def won(answer: Answer, hedge: bool) -> Answer:
+            if hedge:
+                self._hedges_won.inc(upstream=self._upstream)
+            self._requests.inc(upstream=self._upstream, outcome="ok")
+            answer.attempts = len(tried)
+            answer.hedged = hedge
+            return answer
+
         try:
             while True:
                 if not running:
@@ -495,11 +512,18 @@ class UpstreamClient:
                             causes.append("retry budget exhausted")
                             break
                         self._retries.inc(upstream=self._upstream)
-                    task = self._launch(request, tried, planned, deadline)
-                    if task is None:
+                    attempt = self._next(request, tried, planned, deadline)
+                    if attempt is None:
                         break
-                    running[task] = False
-                    last_address = task.get_name()
+                    last_address, coroutine = attempt
+                    if hedges_left == 0 or len(tried) >= planned:
+                        # Nothing to race it against: await it here (no task, no timer).
+                        try:
+                            return won(await coroutine, hedge=False)
+                        except AttemptFailed as failure:
+                            failed(last_address, failure)
+                            continue
+                    running[asyncio.create_task(coroutine, name=last_address)] = False
                 hedge_now = hedges_left > 0 and len(running) == 1 and len(tried) < planned
                 done = await _first_done(running, self._hedge.delay if hedge_now else None)
                 if not done:  # the hedge delay passed without an answer
@@ -507,28 +531,17 @@ class UpstreamClient:
                     if not self._budget.try_retry():
                         self._retries_denied.inc(upstream=self._upstream)
                         continue
-                    task = self._launch(request, tried, planned, deadline)
-                    if task is not None:
+                    attempt = self._next(request, tried, planned, deadline)
+                    if attempt is not None:
                         self._hedges.inc(upstream=self._upstream)
-                        running[task] = True
+                        running[asyncio.create_task(attempt[1], name=attempt[0])] = True
                     continue
                 for task in done:
                     hedge = running.pop(task)
                     try:
-                        answer = task.result()
+                        return won(task.result(), hedge)
                     except AttemptFailed as failure:
-                        answered = answered or failure.answered
-                        last = failure
-                        causes.append(f"{task.get_name()}: {failure}")
-                        # Repeat only what cannot do harm twice, or never arrived.
-                        may_retry = idempotent or not failure.reached
-                        continue
-                    if hedge:
-                        self._hedges_won.inc(upstream=self._upstream)
-                    self._requests.inc(upstream=self._upstream, outcome="ok")
-                    answer.attempts = len(tried)
-                    answer.hedged = hedge
-                    return answer
+                        failed(task.get_name(), failure)
         finally:
             for task in running:  # the slower attempt of a hedged pair, or a caller gone
                 task.cancel()
@@ -555,16 +568,16 @@ class UpstreamClient:
         if not task.cancelled():
             task.exception()
 
-    def _launch(
+    def _next(
         self, request: Outgoing, tried: set[str], planned: int, deadline: float
-    ) -> asyncio.Task[Answer] | None:
-        """Start an attempt on an address not yet tried, with its share of the time left."""
+    ) -> tuple[str, Coroutine[Any, Any, Answer]] | None:
+        """An attempt on an address not yet tried, with its share of the time left."""
         endpoint = self._balancer.pick(exclude=tried)
         if endpoint is None:
             return None
         seconds = max(deadline - self._clock(), 0.0) / (planned - len(tried))
         tried.add(endpoint.address)
-        return asyncio.create_task(self._attempt(endpoint, request, seconds), name=endpoint.address)
+        return endpoint.address, self._attempt(endpoint, request, seconds)
 
     def _url(self, address: str, path_qs: str) -> URL:
         if path_qs is not self._path_qs:
