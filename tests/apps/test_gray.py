@@ -159,7 +159,7 @@ def test_after_every_replica_was_down_each_is_back_within_a_second(
 
             async with replicas(name_port, IPS, {}):
                 await steady(0.3)
-            await steady(3.5)  # everything down
+            await steady(2.5)  # everything down
             longest = max(e.ejected_until - e.ejected_at for e in client.balancer.endpoints)
             back: dict[str, float] = {}
             async with replicas(name_port, IPS, {}) as reps:
