@@ -14,7 +14,7 @@ POST or PATCH is retried only when the request provably never reached a server
 (the connection was never established: see ``apps.discovery.attempt``).
 
 **Hedging.** An idempotent call whose attempt has not answered after the hedge
-delay (recent answers' p95, within a floor and a cap) sends one more attempt to
+delay (recent answers' p97, within a floor and a cap) sends one more attempt to
 a different task; the first usable answer wins and the other attempt is
 cancelled. A hedge spends a retry-budget token like a retry.
 
@@ -106,7 +106,7 @@ class UpstreamSettings:
     retry_burst: float = 100.0
     max_hedges: int = 1
     """Extra attempts hedging may send per idempotent call: 1, or 0 for no hedging."""
-    hedge_quantile: float = 0.95
+    hedge_quantile: float = 0.97
     hedge_min_delay: float = 0.005
     hedge_max_delay: float = 0.25
     probe_path: str | None = "/health"

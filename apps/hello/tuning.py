@@ -21,7 +21,7 @@ _FIVE_XX = frozenset(range(500, 600))
 class Tuning:
     retry_statuses: frozenset[int] = _FIVE_XX
     max_hedges: int = 1
-    hedge_quantile: float = 0.95
+    hedge_quantile: float = 0.97
     hedge_min_delay_seconds: float = 0.005
     hedge_max_delay_seconds: float = 0.25
     latency_decay_seconds: float = 10.0
