@@ -296,6 +296,9 @@ class UpstreamClient:
             "Health probes of ejected addresses, by result.",
             ("upstream", "result"),
         )
+        # The series every successful call touches, bound once.
+        self._requests_ok = self._requests.bind(upstream=self._upstream, outcome="ok")
+        self._attempts_ok = self._attempts.bind(upstream=self._upstream, result="ok")
         # Series that exist from the start show 0 rather than nothing.
         for counter in (
             self._retries,
@@ -493,7 +496,7 @@ class UpstreamClient:
         def won(answer: Answer, hedge: bool) -> Answer:
             if hedge:
                 self._hedges_won.inc(upstream=self._upstream)
-            self._requests.inc(upstream=self._upstream, outcome="ok")
+            self._requests_ok.inc()
             answer.attempts = len(tried)
             answer.hedged = hedge
             return answer
@@ -626,7 +629,7 @@ class UpstreamClient:
             raise
         finally:
             endpoint.in_flight -= 1
-        self._attempts.inc(upstream=self._upstream, result="ok")
+        self._attempts_ok.inc()
         self._balancer.on_success(endpoint, started)
         self._hedge.observe(self._clock() - started)
         return answer

@@ -58,6 +58,11 @@ class _Labelled:
             pass
         raise ValueError(f"{self.name}: labels {sorted(labels)} != {list(self.labels)}")
 
+    def bind(self, **labels: str) -> Any:
+        """The library's child for these labels, to keep and ``inc()`` on a hot path
+        (``labels()`` once, as prometheus-client recommends)."""
+        return self._child(labels)
+
     def value(self, **labels: str) -> float:
         """The current value for these labels (0 when never touched). For tests; not fast."""
         self._child(labels)  # validates the label names
