@@ -102,17 +102,14 @@ def main(argv: Sequence[str]) -> int:
                 used = cpu_seconds(proc.pid) - before[label]
                 found = re.search(r"(\d+) requests in", outputs[label])
                 requests = int(found.group(1)) if found else 0
-                totals[label][0] += used
-                totals[label][1] += requests
+                cpu_used[label] += used
+                served[label] += requests
                 per = 1e6 * used / max(requests, 1)
-                print(
-                    f"round {round_ + 1} {label:>12}: {requests:7,} requests, {per:6.1f} us CPU each"
-                )
+                print(f"round {round_ + 1} {label:>12}: {requests:7,} requests, {per:6.1f} us each")
         print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        for label, (used, requests) in totals.items():
-            print(
-                f"total {label:>12}: {int(requests):7,} requests, {1e6 * used / max(requests, 1):6.1f} us CPU each"
-            )
+        for label, used in cpu_used.items():
+            per = 1e6 * used / max(served[label], 1)
+            print(f"total {label:>12}: {served[label]:7,} requests, {per:6.1f} us CPU each")
     finally:
         for proc in procs:
             proc.terminate()
