@@ -271,10 +271,12 @@ def test_concurrent_requests_cause_one_dns_query_per_refresh(dns: FakeDns, name_
 
     async def scenario() -> tuple[int, float]:
         async with replicas(name_port, IPS[:3]), upstream(dns, name_port) as client:
-            # A burst before anything is known: one lookup shared by all.
+            # A burst before anything is known: one lookup shared by all (plus the
+            # timer's refresh every 0.3 s, should a loaded machine make the burst slow).
+            burst = time.monotonic()
             results = await asyncio.gather(*(client.get_text() for _ in range(100)))
             assert len(results) == 100
-            assert dns.count() == 1
+            assert 1 <= dns.count() <= 1 + (time.monotonic() - burst) / 0.3
             # Then sustained load for a bounded time.
             started = time.monotonic()
             total = 0
