@@ -110,7 +110,7 @@ def test_no_hedge_for_a_post_unless_it_is_marked_idempotent(dns: FakeDns, name_p
 
 
 def test_peak_ewma_steers_traffic_away_from_a_slow_replica(dns: FakeDns, name_port: int) -> None:
-    """Without hedging, the balancer alone keeps a slow (20 ms) but alive replica
+    """Without hedging, the balancer alone keeps a slow (50 ms) but alive replica
     nearly idle; in-flight counts alone cannot see it under sequential calls."""
     dns.set(NAME, *IPS[:3])
     slow = IPS[2]
@@ -118,7 +118,7 @@ def test_peak_ewma_steers_traffic_away_from_a_slow_replica(dns: FakeDns, name_po
 
     async def scenario() -> list[Replica]:
         async with (
-            replicas(name_port, IPS[:3], {slow: 0.02}) as reps,
+            replicas(name_port, IPS[:3], {slow: 0.05}) as reps,
             client_for(dns, name_port, registry, max_hedges=0) as client,
         ):
             for _ in range(150):
@@ -128,7 +128,7 @@ def test_peak_ewma_steers_traffic_away_from_a_slow_replica(dns: FakeDns, name_po
     reps = run(scenario())
     served = {r.ip: r.served for r in reps}
     assert sum(served.values()) == 150
-    assert served[slow] <= 150 * 0.05, served  # a third without latency awareness
+    assert served[slow] <= 150 * 0.1, served  # a third without latency awareness
     assert counter(registry, "upstream_ejections_total", reason="timeout") == 0  # not ejected
 
 
