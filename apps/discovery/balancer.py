@@ -179,6 +179,14 @@ class Balancer:
             endpoint.latency = endpoint.latency * weight + seconds * (1.0 - weight)
         endpoint.latency_at = now
 
+    def observe_at_least(self, endpoint: Endpoint, seconds: float) -> None:
+        """An attempt was cancelled after ``seconds`` without an answer (it lost a hedge
+        race): a lower bound of its latency, which may raise the estimate, never lower it."""
+        now = self._clock()
+        if seconds > self.latency(endpoint, now):
+            endpoint.latency = seconds
+            endpoint.latency_at = now
+
     def on_success(self, endpoint: Endpoint, started_at: float) -> None:
         """An attempt that started at ``started_at`` got an answer: readmit fully."""
         self.observe(endpoint, self._clock() - started_at)

@@ -623,9 +623,10 @@ class UpstreamClient:
             raise
         except asyncio.CancelledError:
             # Lost a hedge race (or the caller left): the wait so far is a lower
-            # bound of this address's latency, and the balancer should know it.
+            # bound of this address's latency. It may raise the estimate, never
+            # lower it (a hedge cancelled after 3 ms says nothing about 2 s answers).
             self._attempts.inc(upstream=self._upstream, result="cancelled")
-            self._balancer.observe(endpoint, self._clock() - started)
+            self._balancer.observe_at_least(endpoint, self._clock() - started)
             raise
         finally:
             endpoint.in_flight -= 1

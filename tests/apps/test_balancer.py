@@ -210,3 +210,18 @@ def test_a_probe_readmits_at_once_and_older_failures_cannot_eject_again() -> Non
     assert not a.ejected(clock.now)
     assert not a.on_probation(clock.now)
     assert balancer.on_failure(a, started) == ""  # an attempt from before the probe
+
+
+def test_a_cancelled_wait_raises_the_estimate_but_never_lowers_it() -> None:
+    """A hedge that lost after 3 ms is a lower bound: it must not make a 2 s replica
+    look fast (that drew traffic to it in the bench's slow-replica row)."""
+    balancer, clock = make(("a", "b"))
+    slow = balancer.endpoints[0]
+    balancer.observe(slow, 0.05)
+    balancer.observe_at_least(slow, 0.003)
+    assert slow.latency == 0.05
+    balancer.observe_at_least(slow, 0.2)
+    assert slow.latency == 0.2
+    clock.now += 60.0  # 0.2 s decayed to 0.5 ms: then the bound does raise it
+    balancer.observe_at_least(slow, 0.003)
+    assert slow.latency == 0.003
