@@ -26,5 +26,16 @@ ENVIRONMENT = frozenset(
         "MAX_ATTEMPTS",
         "ZONE_AWARE",
         "ZONE_SUBNETS",
+        # apps/hello/tuning.py
+        "RETRY_STATUSES",
+        "MAX_HEDGES",
+        "HEDGE_QUANTILE",
+        "HEDGE_MIN_DELAY_SECONDS",
+        "HEDGE_MAX_DELAY_SECONDS",
+        "LATENCY_DECAY_SECONDS",
+        "MAX_EJECTION_PERCENT",
+        "PANIC_THRESHOLD_PERCENT",
+        "PROBE_INTERVAL_SECONDS",
+        "PROBE_TIMEOUT_SECONDS",
     }
 )

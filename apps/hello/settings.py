@@ -6,13 +6,14 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from yarl import URL
 
 from apps.common import env
 from apps.common.env import EnvError
 from apps.discovery.zones import ZoneMap, ZoneMapError
+from apps.hello.tuning import Tuning
 
 _EXAMPLE = "http://name.internal:3000/"
 # A DNS name: dot-separated labels of letters, digits and inner hyphens.
@@ -50,6 +51,8 @@ class Settings:
     # from the ECS task metadata endpoint.
     zone_aware: bool = True
     zone_subnets: ZoneMap | None = None
+    # Retries, hedging, balancing, ejection and probes (apps/hello/tuning.py).
+    tuning: Tuning = field(default_factory=Tuning)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -91,6 +94,7 @@ class Settings:
             drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
             zone_aware=parse_switch("ZONE_AWARE", environ.get("ZONE_AWARE", ""), default=True),
             zone_subnets=parse_zone_subnets(environ.get("ZONE_SUBNETS", "")),
+            tuning=Tuning.from_env(environ),
         )
 
 
