@@ -115,8 +115,9 @@ def _labels(text: str) -> dict[str, str]:
 
 
 def parse_counters(text: str) -> list[Sample]:
-    """The counter samples of a Prometheus text exposition (`*_total` samples of families typed
-    `counter`; prometheus-client's `*_created` companions are left out)."""
+    """The counter samples of a Prometheus text exposition: samples named like a family typed
+    `counter`, or like it plus `_total` (prometheus-client types `x` and writes `x_total`; its
+    `x_created` companion matches neither and is left out)."""
     counters: set[str] = set()
     samples: list[Sample] = []
     for line in text.splitlines():
@@ -132,7 +133,7 @@ def parse_counters(text: str) -> list[Sample]:
             continue
         name = sample.group(1)
         family = name.removesuffix("_total")
-        if not name.endswith("_total") or not ({name, family} & counters):
+        if not {name, family} & counters:
             continue
         try:
             value = float(sample.group(3))
