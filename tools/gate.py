@@ -18,7 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # What the type checker covers: the shipped code.
-TYPED = ["__main__.py", "config.py", "components", "apps", "local", "bench", "deploy", "tools"]
+TYPED = [
+    "__main__.py",
+    "config.py",
+    "components",
+    "apps",
+    "local",
+    "bench",
+    "deploy",
+    "tools",
+    "policy",
+]
 
 
 def tool(name: str) -> str:

@@ -71,14 +71,25 @@ def test_runtime_stage_is_non_root_exec_form_and_read_only_friendly(service: str
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_dependencies_come_from_the_lock_as_wheels(service: str) -> None:
-    runs = " ".join(args for keyword, args in instructions(service) if keyword == "RUN")
-    install = runs[runs.index("pip install") :]
+def test_dependencies_come_from_the_lock_pinned_hashed_and_as_wheels(service: str) -> None:
+    """apps/requirements.lock is uv.lock's runtime part, every entry pinned and hashed
+    (tests/test_lock.py); these flags make pip install that and nothing else."""
+    steps = instructions(service)
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    assert runs.count("pip install") == 1
+    install = runs[runs.index("pip install") :].split("&&")[0]
     words = shlex.split(install)
-    assert "--only-binary=:all:" in words
+    assert "--require-hashes" in words  # a package without a matching hash is refused
+    assert "--no-deps" in words  # no dependency resolved beyond the file's list
+    assert "--only-binary=:all:" in words  # nothing compiled
     assert "--no-cache-dir" in words
-    assert words[words.index("-r") + 1].endswith("requirements.txt")
-    assert words[words.index("-c") + 1].endswith("constraints.txt")
+    assert "-c" not in words
+    assert "--constraint" not in words
+    sources = ("--index-url", "--extra-index-url", "--find-links")
+    assert not any(w.startswith(sources) for w in words)
+    (source,) = [w for i, w in enumerate(words) if i and words[i - 1] == "-r"]
+    # The one file -r reads is the lock, copied in from the build context as it is.
+    assert ("COPY", f"requirements.lock {source}") in steps
 
 
 def test_dockerignore_keeps_caches_and_tests_out() -> None:

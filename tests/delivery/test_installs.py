@@ -1,119 +1,151 @@
-"""One lock for every install path: ./dev, CI, and Pulumi's own virtualenv install.
+"""One lock for every install path: ./dev, CI, and Pulumi's own install (its uv toolchain).
 
-Pulumi (toolchain pip, ``virtualenv: .venv``) installs a project with
-``<venv>/bin/python -m pip install -r requirements.txt`` run in the project's
-directory. requirements.txt starts with ``-c constraints.txt``, so the lock holds
-there too, provided pip reads a nested ``-c`` relative to the requirements file.
-These tests show that it does, with the pip in the project's virtualenv, offline.
+``./dev`` installs uv (the version it pins) into ``.uv/`` and runs
+``uv sync --locked``; CI runs ``./dev setup`` and puts ``.uv/bin`` on PATH; Pulumi
+(``toolchain: uv`` in both projects' Pulumi.yaml) runs ``uv sync`` in the project's
+directory with ``UV_PROJECT_ENVIRONMENT`` set to its ``virtualenv`` option (pulumi
+sdk/python/toolchain/uv.go). These tests run those commands, offline, with
+``--check``: uv reports what it would change without changing anything.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
+import os
+import re
 import sys
-from importlib import metadata
+import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+import yaml
+from packaging.specifiers import SpecifierSet
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.uvtool import ROOT, pinned_version, run_uv
+
 PROJECTS = [ROOT, ROOT / "deploy" / "github_oidc"]
+VENV = ROOT / ".venv"
+# Pulumi's uv toolchain refuses older uv (minUvVersion in pulumi's uv.go).
+PULUMI_MIN_UV = "0.4.26"
+PIP_ERA = re.compile(r"(requirements|constraints).*\.txt|Pipfile(\.lock)?|poetry\.lock")
 
 
-def lines(path: Path) -> list[str]:
-    return [
-        line
-        for line in (raw.split("#", 1)[0].strip() for raw in path.read_text().splitlines())
-        if line
-    ]
+def pyproject() -> dict[str, object]:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)
 
 
-def lock() -> dict[str, str]:
-    pins = {}
-    for line in lines(ROOT / "constraints.txt"):
-        req = Requirement(line)
-        (spec,) = req.specifier
-        pins[canonicalize_name(req.name)] = spec.version
-    return pins
+def uv_settings() -> dict[str, object]:
+    tool = pyproject()["tool"]
+    assert isinstance(tool, dict)
+    settings = tool["uv"]
+    assert isinstance(settings, dict)
+    return settings
 
 
-def pip_dry_run(requirements: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """What Pulumi's install would do here, without an index: nothing to fetch means
-    everything it asks for is already installed at an allowed version."""
-    return subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--quiet"),
-            *("--disable-pip-version-check", "--report", "-", "-r", str(requirements)),
-        ],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def test_this_virtualenv_is_the_project_virtualenv() -> None:
+    assert Path(sys.prefix).resolve() == VENV.resolve(), "run the tests from .venv (./dev test)"
 
 
-def test_the_root_requirements_use_the_lock() -> None:
-    assert lines(ROOT / "requirements.txt")[0] == "-c constraints.txt"
+def test_this_virtualenv_is_exactly_the_lock() -> None:
+    """Every locked package of every group at its locked version, and nothing else."""
+    result = run_uv("sync", "--check", "--locked", cwd=ROOT, environment=VENV)
+    assert result.returncode == 0, f"run ./dev setup\n{result.stderr}"
+    assert "Would make no changes" in result.stderr
 
 
-def test_the_oidc_project_installs_the_root_requirements() -> None:
-    assert lines(ROOT / "deploy" / "github_oidc" / "requirements.txt") == [
-        "-r ../../requirements.txt"
-    ]
-
-
-def test_every_requirement_is_locked() -> None:
-    pins = lock()
-    for path in (ROOT / "requirements.txt", ROOT / "apps" / "requirements.txt"):
-        for line in lines(path):
-            if line.startswith("-"):
-                continue
-            req = Requirement(line)
-            name = canonicalize_name(req.name)
-            assert name in pins, f"{path.name}: {req.name} is not in constraints.txt"
-            assert req.specifier.contains(pins[name]), f"{req} excludes the lock's {pins[name]}"
-
-
-def test_this_virtualenv_is_the_lock() -> None:
-    drift = {}
-    for name, version in lock().items():
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            installed = None
-        if installed != version:
-            drift[name] = (version, installed)
-    assert not drift, f"(locked, installed) differ: {drift}; run ./dev setup"
+def test_an_environment_that_differs_from_the_lock_is_caught() -> None:
+    """The check above can fail: ask for the lock without the gate's group, and the
+    gate's tools in this virtualenv become differences (nothing is changed: --check)."""
+    result = run_uv("sync", "--check", "--locked", "--no-group", "gate", cwd=ROOT, environment=VENV)
+    assert result.returncode != 0
+    assert "ruff==" in result.stderr
+    assert (VENV / "bin" / "ruff").exists()
 
 
 @pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.relative_to(ROOT).as_posix() or ".")
-def test_pulumis_install_command_is_satisfied_by_this_virtualenv(project: Path) -> None:
-    result = pip_dry_run(project / "requirements.txt", cwd=project)
+def test_pulumi_uses_uv_with_the_repository_virtualenv(project: Path) -> None:
+    runtime = yaml.safe_load((project / "Pulumi.yaml").read_text())["runtime"]
+    assert runtime["name"] == "python"
+    options = runtime["options"]
+    assert options["toolchain"] == "uv"
+    # Relative to the project's directory, as Pulumi joins it.
+    assert (project / options["virtualenv"]).resolve() == VENV.resolve()
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.relative_to(ROOT).as_posix() or ".")
+def test_pulumi_finds_the_repository_lock_from_each_project(project: Path) -> None:
+    """Pulumi and uv both search up from the project's directory for uv.lock and
+    pyproject.toml: nothing nearer may shadow the repository's, or the github-oidc
+    project would get a lock (and a virtualenv) of its own."""
+    for name in ("uv.lock", "pyproject.toml", "requirements.txt"):
+        for folder in (project, *project.parents):
+            if folder == ROOT:
+                break
+            assert not (folder / name).exists(), f"{folder / name} would shadow the root's"
+    tree = run_uv("tree", "--frozen", "--depth", "0", cwd=project, environment=VENV)
+    assert tree.returncode == 0, tree.stderr
+    assert tree.stdout.split()[0] == pyproject()["project"]["name"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.relative_to(ROOT).as_posix() or ".")
+def test_pulumis_install_would_change_nothing(project: Path) -> None:
+    """Pulumi's install command (`uv sync`, with UV_PROJECT_ENVIRONMENT from the
+    virtualenv option, in the project's directory), checked: ./dev's .venv already
+    is what Pulumi would make, so Pulumi and the gate run the same packages."""
+    result = run_uv("sync", "--check", "--locked", cwd=project, environment=VENV)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["install"] == []
+    assert "Would make no changes" in result.stderr
 
 
-def test_a_nested_constraint_is_read_relative_to_its_file(tmp_path: Path) -> None:
-    """Move one pin off the installed version: pip must now want to install it,
-    from a working directory that is not the one holding the files."""
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "requirements.txt", project)
-    (project / "apps").mkdir()
-    shutil.copy(ROOT / "apps" / "requirements.txt", project / "apps")
-    locked = (ROOT / "constraints.txt").read_text()
-    ruff = f"ruff=={metadata.version('ruff')}"
-    assert ruff in locked
-    (project / "constraints.txt").write_text(locked.replace(ruff, "ruff==0.15.0"))
+def test_a_plain_uv_sync_installs_every_group() -> None:
+    """Pulumi runs `uv sync` with no group flags: were default-groups narrower than
+    all, Pulumi's exact sync would remove the gate's tools from the shared .venv."""
+    assert uv_settings()["default-groups"] == "all"
+    groups = pyproject()["dependency-groups"]
+    assert isinstance(groups, dict)
+    assert set(groups) == {"infra", "local", "test", "gate"}
 
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    result = pip_dry_run(project / "requirements.txt", cwd=elsewhere)
-    # No index: the only way to satisfy ruff==0.15.0 would be a download.
-    assert result.returncode != 0
-    assert "ruff" in result.stderr
+
+def test_uv_is_pinned_once_and_fits_every_user() -> None:
+    version = pinned_version()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    floor = uv_settings()["required-version"]
+    assert isinstance(floor, str)
+    # A floor, never exact: Dependabot's updater runs its own uv and stops on a mismatch.
+    assert not floor.startswith("=="), floor
+    assert version in SpecifierSet(floor)
+    assert version in SpecifierSet(f">={PULUMI_MIN_UV}")
+    # Nowhere else: CI and Pulumi use the uv that ./dev installed.
+    for path in [*(ROOT / ".github").rglob("*.y*ml"), ROOT / ".ci" / "run"]:
+        text = path.read_text()
+        assert "uv==" not in text, path
+        assert "setup-uv" not in text, path
+
+
+def test_ci_puts_the_projects_uv_on_path_for_pulumi() -> None:
+    action = yaml.safe_load((ROOT / ".github" / "actions" / "python" / "action.yml").read_text())
+    runs = [step.get("run", "").strip() for step in action["runs"]["steps"]]
+    setup = runs.index("./dev setup")
+    assert runs[setup + 1] == 'echo "$PWD/.uv/bin" >> "$GITHUB_PATH"'
+
+
+def test_dependabot_watches_the_lock() -> None:
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    (update,) = [u for u in config["updates"] if u["package-ecosystem"] == "uv"]
+    assert update["directory"] == "/"
+    assert (ROOT / "uv.lock").is_file()
+
+
+def test_no_pip_era_dependency_files_are_left() -> None:
+    """uv is the one way dependencies are declared: a stray requirements file would be
+    a second, unlocked truth (and Pulumi's uv toolchain merges one it finds)."""
+    skip = {".git", ".venv", ".uv", ".local", "__pycache__", ".mypy_cache", ".ruff_cache"}
+    stray = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in skip]
+        stray += [
+            (Path(folder) / name).relative_to(ROOT).as_posix()
+            for name in files
+            if PIP_ERA.fullmatch(name)
+        ]
+    assert not stray

@@ -137,6 +137,41 @@ def test_pushes_to_main_deploy_dev_then_prod_after_approval() -> None:
         assert step["with"]["work-dir"] == "."
 
 
+POLICY_PACK = "policy"
+
+
+def test_every_preview_and_update_runs_the_policy_pack() -> None:
+    """pulumi/actions passes each `policyPacks` entry as `--policy-pack` (relative to work-dir):
+    the previews and both updates are judged by the project's guardrails (policy/). A step
+    without a command only installs the CLI."""
+    commands = []
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            for step in pulumi_steps(job):
+                w = step["with"]
+                if "command" not in w:
+                    continue
+                assert w.get("policyPacks") == POLICY_PACK, f"{path.name}:{name}"
+                pack = ROOT / w["work-dir"] / POLICY_PACK
+                assert (pack / "PulumiPolicy.yaml").is_file()
+                assert (pack / "__main__.py").is_file()
+                commands.append(w["command"])
+    assert sorted(commands) == ["preview", "up", "up"]
+
+
+def test_the_policy_pack_dependencies_come_with_the_project_virtualenv() -> None:
+    """The pack runs in .venv (PulumiPolicy.yaml), which every Pulumi job gets from ./dev setup
+    through the composite actions; so pulumi-policy must be one of the project's requirements."""
+    pulumi_action = load(GITHUB / "actions" / "pulumi" / "action.yml")
+    assert {"uses": "./.github/actions/python"} in pulumi_action["runs"]["steps"]
+    pack = yaml.safe_load((ROOT / POLICY_PACK / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["options"]["virtualenv"] == "../.venv"
+    declared = [ROOT / f for f in ("requirements.txt", "pyproject.toml") if (ROOT / f).is_file()]
+    assert any(
+        re.search(r'^\s*"?pulumi-policy\s*[<>=~]', p.read_text(), re.MULTILINE) for p in declared
+    )
+
+
 def test_each_stack_is_updated_by_one_run_at_a_time_and_never_cancelled() -> None:
     jobs = workflow("deploy.yml")["jobs"]
     groups = {}
@@ -183,16 +218,16 @@ def run_version_script(workdir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_cli_version_step_reads_the_sdk_pin(tmp_path: Path) -> None:
-    lock = (ROOT / "constraints.txt").read_text()
-    (pin,) = re.findall(r"^pulumi==(\S+)$", lock, flags=re.MULTILINE)
-    (tmp_path / "constraints.txt").write_text(lock)
+    lock = (ROOT / "uv.lock").read_text()
+    (pin,) = re.findall(r'^name = "pulumi"\nversion = "(\S+)"$', lock, flags=re.MULTILINE)
+    (tmp_path / "uv.lock").write_text(lock)
     assert run_version_script(tmp_path).returncode == 0
     assert (tmp_path / "github_output").read_text() == f"version={pin}\n"
 
-    (tmp_path / "constraints.txt").write_text(re.sub(r"^pulumi==.*\n", "", lock, flags=re.M))
+    (tmp_path / "uv.lock").write_text(lock.replace('name = "pulumi"\n', 'name = "pulumi-x"\n'))
     result = run_version_script(tmp_path)
     assert result.returncode != 0
-    assert "no pulumi==" in result.stdout
+    assert "no package pulumi in uv.lock" in result.stdout
 
 
 # --- least privilege and pinning ---------------------------------------------
@@ -430,8 +465,8 @@ def test_previews_use_the_read_only_role_and_updates_the_deploy_role() -> None:
 def test_dev_setup_exists_for_ci() -> None:
     # The composite action runs `./dev setup`; it must be a real subcommand.
     action = load(GITHUB / "actions" / "python" / "action.yml")
-    (run,) = [s["run"].strip() for s in action["runs"]["steps"] if "run" in s]
-    assert shlex.split(run) == ["./dev", "setup"]
+    runs = [shlex.split(s["run"]) for s in action["runs"]["steps"] if "run" in s]
+    assert ["./dev", "setup"] in runs
     assert re.search(r"^\s*setup\)$", (ROOT / "dev").read_text(), flags=re.MULTILINE)
 
 

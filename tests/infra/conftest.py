@@ -3,6 +3,7 @@ broken config, and the component scenarios. All start together, each in its own 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 
@@ -69,8 +70,14 @@ def settings_for(key: str) -> Settings:
     return parse_settings({k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)})
 
 
+@functools.cache
+def shared_runs() -> Runs:
+    """One set of program runs per test session, shared with tests/policy (no second runs)."""
+    return Runs(SPECS)
+
+
 @pytest.fixture(scope="session")
 def runs() -> Iterator[Runs]:
-    started = Runs(SPECS)
+    started = shared_runs()
     yield started
     started.close()

@@ -578,5 +578,5 @@ def test_project_file_matches_the_program() -> None:
     assert project["name"] == config.PROJECT == PROJECT
     assert project["runtime"] == {
         "name": "python",
-        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+        "options": {"toolchain": "uv", "virtualenv": ".venv"},
     }
