@@ -14,9 +14,15 @@ What it mirrors from the seed's ``PublicLoadBalancer`` + ``ServiceTargetGroup``:
 - deregistering a target drains it: no new requests, and the call returns once its
   in-flight requests are done or the deregistration delay is over;
 - keep-alive both ways, an idle timeout (the seed's ``idle_timeout.timeout_seconds`` is
-  30), and the ``X-Forwarded-*`` headers the ALB adds.
+  30), and the ``X-Forwarded-*`` headers the ALB adds;
+- like this program's ALB (components/entry.py: one listener rule forwards the path ``/``,
+  the listener's default action is a fixed 404), it forwards only PUBLIC_PATHS and answers
+  every other path itself with that 404, even with no target registered: hello's
+  ``/metrics`` and ``/health`` are not reachable through it either (each replica's own
+  address still serves them). Paths match as ALB path patterns do: the path without the
+  query string, case-sensitive, ``*`` and ``?`` the only wildcards.
 
-What it does not do: TLS, HTTP/2, rules and other listeners, cross-zone anything.
+What it does not do: TLS, HTTP/2, other rule conditions and listeners, cross-zone anything.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -52,6 +59,17 @@ HOP_BY_HOP = frozenset(
     }
 )
 CHUNK = 64 * 1024
+# What the ALB forwards, and what it answers for the rest: components/entry.py's PUBLIC_PATHS
+# and NOT_FOUND_BODY (a test keeps them equal; local/ does not import the Pulumi program).
+PUBLIC_PATHS: tuple[str, ...] = ("/",)
+NOT_FOUND_BODY = "not found\n"
+
+
+def path_pattern(pattern: str) -> re.Pattern[str]:
+    """An ALB path pattern as a regular expression: case-sensitive, ``*`` any characters,
+    ``?`` one character, everything else literal."""
+    literal = (re.escape(part) for part in re.split(r"([*?])", pattern))
+    return re.compile("".join({"\\*": ".*", "\\?": "."}.get(p, p) for p in literal))
 
 
 @dataclass(frozen=True)
@@ -111,9 +129,13 @@ class Front:
         connect_timeout: float = 2.0,
         idle_timeout: float = 30.0,
         deregistration_delay: float = 5.0,
+        public_paths: Sequence[str] | None = PUBLIC_PATHS,
     ) -> None:
+        """``public_paths``: the ALB path patterns forwarded (404 for the rest); None forwards
+        every path (a plain reverse proxy, as the front's own tests use it)."""
         self.host = host
         self.port = port
+        self._public = None if public_paths is None else [path_pattern(p) for p in public_paths]
         self.health = health or HealthCheck()
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -270,6 +292,9 @@ class Front:
         form = _origin_form(request.raw_path)
         if form is None:
             return _error(400, "the request target must be a path or an http(s) URL")
+        if not self._is_public(form[0]):
+            # The listener's default action: the load balancer answers, no target sees it.
+            return web.Response(status=404, text=NOT_FOUND_BODY, content_type="text/plain")
         target = self._pick()
         if target is None:
             return _error(503, "no registered targets")
@@ -283,6 +308,13 @@ class Front:
                 await self._notify()
         target.responses[response.status] += 1
         return response
+
+    def _is_public(self, path_and_query: str) -> bool:
+        """Whether a rule forwards it: the path alone, without the query string, is matched."""
+        if self._public is None:
+            return True
+        path = path_and_query.partition("?")[0]
+        return any(pattern.fullmatch(path) for pattern in self._public)
 
     async def _forward(
         self, request: web.Request, target: Target, path: str, authority: str | None

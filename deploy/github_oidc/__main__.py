@@ -14,7 +14,8 @@ Config (``pulumi config set <key> <value>``; lists with ``--path`` or JSON):
 * ``extraPreviewPolicyArns`` / ``extraDeployPolicyArns``: more managed policies for
   the roles, e.g. access to a self-managed state bucket or a KMS secrets key.
 * ``stacks``: the Fargate program's stacks the deploy role may change (default
-  ``["dev", "prod"]``): its writes are scoped to their names and tags.
+  ``["dev", "prod", "e2e"]``, ``e2e`` being the end-to-end workflow's): its writes are
+  scoped to their names and tags.
 * ``publicDomains``: the public domains those stacks serve, each
   ``{"domain": "app.example.com", "hostedZoneId": "Z..."}`` (default ``[]``): the
   deploy role may then request ACM certificates and write, in that zone only, the

@@ -66,7 +66,9 @@ def stack_prefix(stack: str) -> str:
 # execution role of the Fargate program needs exactly this one. Named without the
 # partition, which is taken from the account the stack runs in.
 DEFAULT_ATTACHABLE_POLICIES: tuple[str, ...] = ("service-role/AmazonECSTaskExecutionRolePolicy",)
-DEFAULT_STACKS: tuple[str, ...] = ("dev", "prod")
+# dev and prod (deploy.yml), and e2e: the stack the end-to-end test deploys (e2e.yml, which
+# runs one at a time, so one fixed name does; tests/e2e/lifecycle.py defaults to it).
+DEFAULT_STACKS: tuple[str, ...] = ("dev", "prod", "e2e")
 
 # What `pulumi preview` (and `pulumi refresh`) read for the Fargate program: every
 # action is a read of metadata. ecr:GetAuthorizationToken lets the image build log in
@@ -81,6 +83,8 @@ PREVIEW_ACTIONS: tuple[str, ...] = (
     "servicediscovery:List*",
     "route53:GetHostedZone",
     "route53:ListHostedZonesByName",
+    # aws.route53.get_zone by name (domain.zoneName) pages through every zone of the account.
+    "route53:ListHostedZones",
     "route53:ListResourceRecordSets",
     "route53:ListTagsForResource",
     "acm:DescribeCertificate",
@@ -126,6 +130,8 @@ ACCOUNT_WIDE_ACTIONS: Mapping[str, str] = {
     "route53:GetHostedZone": "read; the namespace's private zone id is assigned by Cloud Map "
     "(CreatePrivateDnsNamespace needs it)",
     "route53:ListHostedZonesByName": "read; no resource types (CreatePrivateDnsNamespace)",
+    "route53:ListHostedZones": "read; no resource types (aws.route53.get_zone by name, "
+    "domain.zoneName, lists the account's zones: zone_data_source.go)",
     "logs:DescribeLogGroups": "read; no resource types (log group read by name prefix)",
     "ecr:GetAuthorizationToken": "no resource types; a registry token carries no rights "
     "beyond the role's own ECR permissions",
@@ -629,6 +635,12 @@ def deploy_policy(
         arn("elasticloadbalancing", r)
         for r in ("loadbalancer/app/*", "targetgroup/*", "listener/app/*", "listener-rule/app/*")
     ]
+    # CreateListener authorizes the new listener and its load balancer; CreateRule the new
+    # rule and its listener (Service Authorization Reference, Elastic Load Balancing V2).
+    elb_parents = [arn("elasticloadbalancing", r) for r in ("loadbalancer/app/*", "listener/app/*")]
+    elb_children = [
+        arn("elasticloadbalancing", r) for r in ("listener/app/*", "listener-rule/app/*")
+    ]
     cloud_map = [arn("servicediscovery", r) for r in ("namespace/*", "service/*")]
     roles = f"{iam}:role{ROLE_PATH}*"
 
@@ -741,13 +753,21 @@ def deploy_policy(
             "Condition": {"StringEquals": _tags("Request", stacks)},
         },
         {
+            # The parent a listener or rule is created in (a load balancer, a listener)
+            # must be the stack's. Not the new listener or rule: it has no tags yet.
             "Sid": "ElbCreateInStackResources",
             "Effect": "Allow",
             "Action": list(ELB_CHILD_CREATES),
-            "Resource": elb,
-            "Condition": {
-                "StringEquals": {**_tags("Request", stacks), **_tags("Resource", stacks)}
-            },
+            "Resource": elb_parents,
+            "Condition": {"StringEquals": _tags("Resource", stacks)},
+        },
+        {
+            # The listener or rule being created: only with the stack's tags in the request.
+            "Sid": "ElbCreateChildrenTagged",
+            "Effect": "Allow",
+            "Action": list(ELB_CHILD_CREATES),
+            "Resource": elb_children,
+            "Condition": {"StringEquals": _tags("Request", stacks)},
         },
         {
             "Sid": "ElbTagOnCreate",
@@ -783,6 +803,30 @@ def deploy_policy(
             "Action": list(CLOUD_MAP_STACK_WRITES),
             "Resource": cloud_map,
             "Condition": {"StringEquals": _tags("Resource", stacks)},
+        },
+        {
+            # CreateService authorizes the namespace (above: the stack's) and the new service,
+            # which has no tags yet: only with the stack's tags in the request.
+            "Sid": "CloudMapCreateServiceTagged",
+            "Effect": "Allow",
+            "Action": "servicediscovery:CreateService",
+            "Resource": arn("servicediscovery", "service/*"),
+            "Condition": {"StringEquals": _tags("Request", stacks)},
+        },
+        {
+            # Cloud Map authorizes the tags of CreatePrivateDnsNamespace and CreateService as
+            # servicediscovery:TagResource (Service Authorization Reference: both list it),
+            # and has no CreateAction key. So: the stack's tags in the request, on a resource
+            # that carries no Project tag yet (the one being created; never another
+            # project's or stack's).
+            "Sid": "CloudMapTagOnCreate",
+            "Effect": "Allow",
+            "Action": "servicediscovery:TagResource",
+            "Resource": cloud_map,
+            "Condition": {
+                "StringEquals": _tags("Request", stacks),
+                "Null": {f"aws:ResourceTag/{PROJECT_TAG}": "true"},
+            },
         },
         {
             "Sid": "CloudMapRetagStackResources",
@@ -997,11 +1041,17 @@ def _public_domain_statements(
             "Resource": f"arn:{partition}:route53:::change/*",
         },
         {
+            # No CreateAction key in ACM: the stack's tags in the request, and only on a
+            # certificate that has no Project tag yet (the one being requested, or an
+            # untagged one; never another project's or stack's).
             "Sid": "AcmTagOnRequest",
             "Effect": "Allow",
             "Action": "acm:AddTagsToCertificate",
             "Resource": certificates,
-            "Condition": {"StringEquals": _tags("Request", stacks)},
+            "Condition": {
+                "StringEquals": _tags("Request", stacks),
+                "Null": {f"aws:ResourceTag/{PROJECT_TAG}": "true"},
+            },
         },
         {
             "Sid": "AcmReadCertificates",

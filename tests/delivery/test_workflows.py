@@ -21,7 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.github_oidc.identity import GitHubOidcArgs, deploy_subjects, preview_subjects
+from deploy.github_oidc.identity import (
+    DEFAULT_STACKS,
+    GitHubOidcArgs,
+    deploy_subjects,
+    preview_subjects,
+)
 from tests.e2e import lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -446,7 +451,7 @@ def test_every_role_assuming_job_presents_a_subject_its_role_trusts() -> None:
                 subject = oidc_subject("acme/shop", wf, job)
                 assert subject in trusted[role], f"{path.name}:{name}: {subject} not trusted"
                 checked += 1
-    assert checked == 4  # preview (matrix), up-dev, up-prod, e2e
+    assert checked == 5  # preview (matrix), up-dev, up-prod, e2e leftover, e2e test
 
 
 def test_previews_use_the_read_only_role_and_updates_the_deploy_role() -> None:
@@ -473,8 +478,8 @@ def test_dev_setup_exists_for_ci() -> None:
 # --- the end-to-end test on a real account (e2e.yml) ------------------------------------
 
 
-def e2e_job() -> dict[str, Any]:
-    (job,) = workflow("e2e.yml")["jobs"].values()
+def e2e_job(name: str = "e2e") -> dict[str, Any]:
+    job: dict[str, Any] = workflow("e2e.yml")["jobs"][name]
     return job
 
 
@@ -490,10 +495,11 @@ def test_e2e_runs_on_demand_and_nightly_only() -> None:
     assert len(on["schedule"]) == 1
 
 
-def test_e2e_refuses_to_run_off_main(tmp_path: Path) -> None:
+@pytest.mark.parametrize("job", ["leftover", "e2e"])
+def test_e2e_refuses_to_run_off_main(tmp_path: Path, job: str) -> None:
     """A dispatch from another branch would present a subject the deploy role does not
-    trust; the first step says so instead of an STS error."""
-    guard = main_guard(e2e_job())
+    trust; the first step of each job says so instead of an STS error."""
+    guard = main_guard(e2e_job(job))
     assert guard is not None
     for ref, code in (("refs/heads/main", 0), ("refs/heads/feature", 1), ("refs/tags/v1", 1)):
         result = subprocess.run(
@@ -537,16 +543,37 @@ def test_e2e_installs_the_cli_and_assumes_the_deploy_role() -> None:
     assert names.index("setup") < names.index("pulumi/actions") < names.index("test")
 
 
-def test_e2e_stack_names_are_per_run_and_accepted_by_the_test() -> None:
-    value = e2e_job()["env"][lifecycle.STACK_ENV]
-    assert "${{ github.run_id }}" in value
-    assert "${{ github.run_attempt }}" in value
-    # The largest run ids GitHub hands out today have 11 digits.
-    example = value.replace("${{ github.run_id }}", "99999999999").replace(
-        "${{ github.run_attempt }}", "12"
-    )
-    name = lifecycle.stack_name({lifecycle.STACK_ENV: example, "PULUMI_ORG": "acme"})
-    assert name.qualified == f"acme/{example}"
+def test_e2e_deploys_the_one_stack_the_deploy_role_lists_for_it() -> None:
+    """The scoped deploy role changes only the stacks in its `stacks` (by name and Stack tag),
+    so a per-run stack name would be AccessDenied: both jobs use the fixed name, which the
+    role lists by default and the test accepts."""
+    wf = workflow("e2e.yml")
+    value = wf["env"][lifecycle.STACK_ENV]
+    assert value == lifecycle.DEFAULT_STACK
+    assert value in DEFAULT_STACKS
+    for job in wf["jobs"].values():
+        assert lifecycle.STACK_ENV not in job.get("env", {})
+        for step in job["steps"]:
+            assert lifecycle.STACK_ENV not in step.get("env", {})
+    name = lifecycle.stack_name({lifecycle.STACK_ENV: value, "PULUMI_ORG": "acme"})
+    assert name.qualified == f"acme/{value}"
+
+
+def test_e2e_first_destroys_a_stack_an_earlier_run_left_then_tests() -> None:
+    """One fixed name: a stack left by a run whose runner died would block the next `stack
+    init`. The first job removes it (a no-op when there is none), with its own hour of
+    credentials, and the test runs only after it succeeded."""
+    leftover, test_job = e2e_job("leftover"), e2e_job("e2e")
+    assert test_job["needs"] == "leftover"
+    (cleanup,) = [s for s in leftover["steps"] if s.get("id") == "cleanup"]
+    assert "if" not in cleanup
+    command = shlex.split(cleanup["run"].strip().splitlines()[-1])
+    assert command == [".venv/bin/python", "-m", "tests.e2e.lifecycle", "cleanup"]
+    for key in ("PULUMI_ORG", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "E2E_SECRETS_PROVIDER"):
+        assert cleanup["env"][key] == e2e_step("test")["env"][key]
+    setup = next(s for s in leftover["steps"] if s.get("id") == "setup")
+    assert setup["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    assert cleanup["timeout-minutes"] <= leftover["timeout-minutes"] - 5
 
 
 def test_e2e_runs_one_at_a_time_never_cancelled_within_its_credentials_hour() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import secrets
 import shutil
 import sys
 import time
@@ -42,15 +41,21 @@ MIN_COUNT_KEY = f"{PROJECT}:name.minCount"
 # machine that happens to hold AWS credentials must not start one. When set, a missing
 # prerequisite is a failure, not a skip (the e2e workflow sets it).
 OPT_IN = "E2E_DEPLOY"
-# Optional: the stack's name (the workflow passes one derived from the run, so that its
-# cleanup step can find the stack); without it, e2e-<random>.
+# Optional: the stack's name; without it, DEFAULT_STACK.
 STACK_ENV = "E2E_STACK"
+# The stack the deploy role of deploy/github_oidc lists by default (its `stacks`: dev, prod,
+# e2e): that role may change a stack's resources only by its listed name and Stack tag, so
+# the workflow deploys this one fixed name (one run at a time) and clears what an earlier
+# run left behind before it starts.
+DEFAULT_STACK = "e2e"
 # Optional: a secrets provider for `pulumi stack init` on a self-managed backend, which
 # otherwise asks for a passphrase (for example awskms://alias/pulumi).
 SECRETS_PROVIDER_ENV = "E2E_SECRETS_PROVIDER"
 # A short, recognisable name: the stack name is part of the ECS cluster name, the task
 # definition families and the log groups (fargate-service-discovery-<stack>).
-STACK_NAME = re.compile(r"e2e-[a-z0-9][a-z0-9-]{0,29}")
+# Other e2e-<suffix> names are for accounts where the deploying identity is not the scoped
+# deploy role (each must then be listed in its `stacks` too); the same characters as there.
+STACK_NAME = re.compile(r"e2e(?:-[a-z0-9]{1,30}){0,2}")
 
 AWS_CREDENTIAL_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -117,8 +122,8 @@ class StackName:
     qualified: str  # <org>/<short> when an organization is given
 
 
-def stack_name(environ: Mapping[str, str], token: str | None = None) -> StackName:
-    short = environ.get(STACK_ENV) or f"e2e-{token or secrets.token_hex(4)}"
+def stack_name(environ: Mapping[str, str]) -> StackName:
+    short = environ.get(STACK_ENV) or DEFAULT_STACK
     if not STACK_NAME.fullmatch(short):
         raise ValueError(f"{STACK_ENV}={short!r}: must match {STACK_NAME.pattern}")
     org = environ.get("PULUMI_ORG")
@@ -483,8 +488,16 @@ def create_stack(
             work_dir=str(root),
             opts=workspace_options(environ, config, name.short),
         )
-    except BaseException:
+    except BaseException as exc:
         settings.unlink(missing_ok=True)
+        if isinstance(exc, auto.StackAlreadyExistsError):
+            # The name is fixed (the deploy role's scope): an earlier run was killed before
+            # its cleanup. The workflow's first job removes such a stack; by hand:
+            exc.add_note(
+                f"{name.qualified} exists: an earlier run left it behind; "
+                f"`{STACK_ENV}={name.short} python -m tests.e2e.lifecycle cleanup` destroys "
+                "and removes it (docs/delivery.md)"
+            )
         raise
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
+import config
+from deploy.github_oidc.identity import DEFAULT_STACKS
 from tests.e2e import lifecycle
 from tests.e2e.lifecycle import (
     Budget,
@@ -464,15 +467,20 @@ def test_a_shared_credentials_file_counts_and_the_default_region_too(tmp_path: P
 # --- the stack's name and configuration ---------------------------------------------------------
 
 
-def test_each_run_gets_its_own_stack_qualified_by_the_org() -> None:
-    a, b = lifecycle.stack_name({}), lifecycle.stack_name({})
-    assert a.short != b.short
-    assert a.short.startswith("e2e-")
-    named = lifecycle.stack_name({"E2E_STACK": "e2e-123456-1", "PULUMI_ORG": "acme"})
-    assert named == lifecycle.StackName("e2e-123456-1", "acme/e2e-123456-1")
+def test_the_stack_is_the_fixed_e2e_one_that_the_deploy_role_lists() -> None:
+    """The scoped deploy role changes only the stacks its `stacks` lists (by name in ECS, ECR
+    and log group ARNs, and by the Stack tag): a per-run name would be AccessDenied. One
+    fixed name works because the workflow runs one at a time."""
+    assert lifecycle.stack_name({}) == lifecycle.StackName("e2e", "e2e")
+    assert lifecycle.stack_name({"PULUMI_ORG": "acme"}) == lifecycle.StackName("e2e", "acme/e2e")
+    assert lifecycle.DEFAULT_STACK in DEFAULT_STACKS
+    named = lifecycle.stack_name({"E2E_STACK": "e2e-sandbox", "PULUMI_ORG": "acme"})
+    assert named == lifecycle.StackName("e2e-sandbox", "acme/e2e-sandbox")
 
 
-@pytest.mark.parametrize("bad", ["dev", "prod", "e2e-", "E2E-1", "e2e-" + "x" * 31])
+@pytest.mark.parametrize(
+    "bad", ["dev", "prod", "e2e-", "E2E-1", "e2e--x", "e2e-a-b-c", "e2e-" + "x" * 31]
+)
 def test_only_e2e_stacks_can_be_named(bad: str) -> None:
     """The test destroys what it names: it must never be pointed at dev or prod."""
     with pytest.raises(ValueError, match="E2E_STACK"):
@@ -490,6 +498,16 @@ def test_the_config_is_dev_in_the_environment_region_tagged_with_the_e2e_stack()
     assert project == {k: v for k, v in dev.items() if not k.startswith("aws:")}
     assert dev["aws:defaultTags"]["tags"]["Stack"] == "dev"  # dev's own file data untouched
     assert lifecycle.initial_name_count(config) >= 2
+
+
+def test_the_config_carries_the_tags_the_program_requires_of_its_stack() -> None:
+    """config.py refuses a stack whose aws:defaultTags are not Project/Stack=<its name> (the
+    deploy role's tag scope): the e2e stack's config passes that check, another stack's
+    tags would not."""
+    config_values = lifecycle.e2e_config(lifecycle.dev_config(), "e2e", "eu-west-1")
+    tags = json.dumps(config_values["aws:defaultTags"])
+    assert config.default_tag_problems(tags, lifecycle.PROJECT, "e2e") == []
+    assert config.default_tag_problems(tags, lifecycle.PROJECT, "dev") != []
 
 
 def test_a_single_name_task_cannot_show_balancing() -> None:
@@ -582,3 +600,22 @@ def test_a_stack_whose_config_file_exists_is_not_created(tmp_path: Path) -> None
     with pytest.raises(FileExistsError):
         lifecycle.create_stack(name, {}, {}, root=tmp_path)
     assert (tmp_path / "Pulumi.e2e-abc.yaml").read_text() == "config: {}\n"
+
+
+def test_a_stack_left_by_an_earlier_run_is_named_with_the_way_to_clear_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is fixed, so a run killed before its cleanup blocks the next one: the error
+    says how to clear it, and the config file written for the failed init goes away."""
+
+    def exists(*_: Any, **__: Any) -> None:
+        raise auto.StackAlreadyExistsError(
+            auto.CommandResult(stdout="", stderr="stack 'acme/e2e' already exists", code=255)
+        )
+
+    monkeypatch.setattr(auto, "create_stack", exists)
+    name = lifecycle.StackName("e2e", "acme/e2e")
+    with pytest.raises(auto.StackAlreadyExistsError) as raised:
+        lifecycle.create_stack(name, {"aws:region": "eu-west-1"}, {}, root=tmp_path)
+    assert "E2E_STACK=e2e python -m tests.e2e.lifecycle cleanup" in "".join(raised.value.__notes__)
+    assert not (tmp_path / "Pulumi.e2e.yaml").exists()

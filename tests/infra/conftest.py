@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from config import Settings, parse_settings
+from tests.e2e import lifecycle
+from tests.infra.harness import REGION
 from tests.infra.support import PROJECT, Runs, stack_config, with_values
 
 EXISTING_VPC = {
@@ -47,6 +49,17 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
                 "alarms.email": ALARM_EMAIL,
             },
         ),
+        "__main__.py",
+    ),
+    # The stack the end-to-end test deploys (tests/e2e/lifecycle.py): its own name and tags.
+    "e2e": (
+        lifecycle.DEFAULT_STACK,
+        {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in lifecycle.e2e_config(
+                lifecycle.dev_config(), lifecycle.DEFAULT_STACK, REGION
+            ).items()
+        },
         "__main__.py",
     ),
     # Two bad values and a typo'd key: the run must stop before any resource.

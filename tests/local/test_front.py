@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import inspect
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +13,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
-from local.front import Front, HealthCheck, TargetState
+from components.entry import NOT_FOUND_BODY as ALB_NOT_FOUND_BODY
+from components.entry import PUBLIC_PATHS as ALB_PUBLIC_PATHS
+from local.front import NOT_FOUND_BODY, PUBLIC_PATHS, Front, HealthCheck, TargetState
 from tests.local.ports import free_port
 
 HOST = "127.0.0.1"
@@ -102,8 +105,12 @@ async def backends(*names: str) -> AsyncIterator[list[Backend]]:
 
 
 @asynccontextmanager
-async def front_for(targets: list[Backend], **options: float) -> AsyncIterator[Front]:
-    front = Front(HOST, free_port(HOST), health=FAST_CHECKS, **options)
+async def front_for(
+    targets: list[Backend], *, public: tuple[str, ...] | None = None, **options: float
+) -> AsyncIterator[Front]:
+    """A front over these targets; by default a plain proxy of every path (the tests of the
+    ALB's path rules pass ``public``)."""
+    front = Front(HOST, free_port(HOST), health=FAST_CHECKS, public_paths=public, **options)
     await front.start()
     try:
         for backend in targets:
@@ -323,3 +330,38 @@ async def test_keeps_connections_to_targets_alive() -> None:
         await until(front, lambda: state_of(front, a) is TargetState.HEALTHY)
         assert await served_by(front, 25) == {"a": 25}
         assert len(a.peers) == 1, f"25 sequential requests over {len(a.peers)} connections"
+
+
+def test_the_front_forwards_what_the_alb_forwards_and_nothing_else() -> None:
+    """The local stack stands in for the ALB: the same public paths and the same 404 body as
+    the listener rule and default action of components/entry.py."""
+    assert PUBLIC_PATHS == ALB_PUBLIC_PATHS
+    assert NOT_FOUND_BODY == ALB_NOT_FOUND_BODY
+    # The local stack (local/stack.py) builds its front with the default.
+    assert inspect.signature(Front).parameters["public_paths"].default == PUBLIC_PATHS
+
+
+async def test_only_the_public_paths_reach_a_target_the_rest_is_the_fronts_404() -> None:
+    """As on AWS: only / reaches hello, so its /metrics (the private address of every name
+    task) and /health are not reachable through the front, in any spelling the ALB would
+    not forward either; the query string does not count; the 404 comes from the front even
+    with no target registered."""
+    async with backends("a") as targets, front_for(targets, public=PUBLIC_PATHS) as front:
+        (a,) = targets
+        await until(front, lambda: state_of(front, a) is TargetState.HEALTHY)
+        async with aiohttp.ClientSession() as session:
+            assert await get(session, front, "/") == (200, "a")
+            assert await get(session, front, "/?x=/metrics") == (200, "a")
+            for path in ("/metrics", "/health", "/%6Detrics", "/metrics?x=1", "//", "/echo/x"):
+                assert await get(session, front, path) == (404, NOT_FOUND_BODY), path
+        answer = await _raw(
+            front,
+            b"GET http://example.test/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n"), answer
+        assert a.hits == 2, "only the two requests for / reached the target"
+        assert a.seen == []
+        await front.deregister(HOST, a.port)
+        async with aiohttp.ClientSession() as session:
+            assert await get(session, front, "/metrics") == (404, NOT_FOUND_BODY)
+            assert (await get(session, front, "/"))[0] == 503
