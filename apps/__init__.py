@@ -24,5 +24,16 @@ ENVIRONMENT = frozenset(
         "CONNECT_TIMEOUT_SECONDS",
         "REQUEST_TIMEOUT_SECONDS",
         "MAX_ATTEMPTS",
+        # apps/hello/tuning.py
+        "RETRY_STATUSES",
+        "MAX_HEDGES",
+        "HEDGE_QUANTILE",
+        "HEDGE_MIN_DELAY_SECONDS",
+        "HEDGE_MAX_DELAY_SECONDS",
+        "LATENCY_DECAY_SECONDS",
+        "MAX_EJECTION_PERCENT",
+        "PANIC_THRESHOLD_PERCENT",
+        "PROBE_INTERVAL_SECONDS",
+        "PROBE_TIMEOUT_SECONDS",
     }
 )

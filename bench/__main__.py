@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from bench import report
+from bench import gray, report
 from bench.procs import HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
@@ -86,6 +86,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     add("--no-frozen", action="store_true", help="skip the extra 'replica frozen' row")
     add("--no-paced", action="store_true", help="skip the extra paced (unsaturated) rows")
+    add("--no-gray", action="store_true", help="skip the gray-failure rows (issue 9)")
+    add("--only-gray", action="store_true", help="only the gray-failure rows (no wrk/nginx)")
+    add("--gray-rate", type=float, default=300.0, help="gray rows: open-loop req/s (default 300)")
+    add("--gray-duration", type=float, default=30.0, help="gray rows: seconds each (default 30)")
+    add(
+        "--gray-outage",
+        type=float,
+        default=10.0,
+        help="gray rows: seconds every replica stays down (default 10)",
+    )
     add("--install", action="store_true", help="apt-get install nginx and wrk if missing (root)")
     add("--keep", action="store_true", help="keep the work directory (logs, nginx config)")
     add("--json", type=Path, help="also write the rows as JSON to this file")
@@ -98,7 +108,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--disrupt-after must fall inside the measured run")
     if args.threads < 1 or args.connections < args.threads:
         parser.error("need --threads >= 1 and --connections >= --threads")
+    if args.gray_rate <= 0 or args.gray_duration < 1 or args.gray_outage < 1:
+        parser.error("need --gray-rate > 0, --gray-duration >= 1 and --gray-outage >= 1")
+    if args.no_gray and args.only_gray:
+        parser.error("--no-gray and --only-gray exclude each other")
     return args
+
+
+def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
+    print()
+    print(
+        f"Gray failures: six name replicas, open loop at {options.rate:g} req/s, "
+        f"{options.timeout:g} s client timeout; a failed request counts as infinitely slow"
+    )
+    print()
+    print(gray.table(rows))
+    print()
+    for line in gray.notes(rows):
+        print(line)
+    print()
+    print("Aims (issue 9), judged on this run's ratios; informational:")
+    for aim in gray.aims(rows):
+        print(aim.line())
 
 
 def print_report(results: Results, options: Options) -> None:
@@ -168,13 +199,26 @@ def main(argv: Sequence[str]) -> int:
     for key, value in versions(found).items():
         print(f"  {key}: {value}")
     bench = Bench(options, found, workdir)
+    gray_options = gray.GrayOptions(
+        rate=args.gray_rate, duration=args.gray_duration, outage=args.gray_outage
+    )
     code = 0
     try:
-        bench.start()
-        results = bench.run()
-        print_report(results, options)
-        if args.json is not None:
-            args.json.write_text(results.to_json() + "\n")
+        if args.only_gray:
+            bench.start_dns()
+        else:
+            bench.start()
+            results = bench.run()
+            print_report(results, options)
+            if args.json is not None:
+                args.json.write_text(results.to_json() + "\n")
+        if not args.no_gray:
+            stack = gray.Gray(bench, gray_options)
+            stack.start()
+            rows = stack.run()
+            print_gray(rows, gray_options)
+            if args.json is not None:
+                gray.write_json(rows, args.json.with_suffix(".gray.json"))
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
         code = 130

@@ -55,7 +55,7 @@ POLL_SECONDS = 0.1
 PACED_SHARE = 0.5
 
 # Direct connections only: an http_proxy in the environment must not see loopback calls.
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def free_port(hosts: Sequence[str], *, udp: bool = False) -> int:
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
     """Status and body of a GET; (0, reason) when nothing answered."""
     try:
-        with _HTTP.open(url, timeout=timeout) as response:
+        with HTTP.open(url, timeout=timeout) as response:
             return int(response.status), response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
@@ -162,17 +162,17 @@ class Bench:
         self.nginx_url = ""
         self._script = workdir / "done.lua"
         self._script.write_text(wrk.script())
-        self._env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+        self.env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
         self._runs = 0
 
     # -- the stack -------------------------------------------------------------
 
     def start(self) -> None:
-        self._start_dns()
+        self.start_dns()
         self.name_port = free_port(NAME_ADDRESSES)
         self.names = [self._start_name(i) for i in range(len(NAME_ADDRESSES))]
         for i, child in enumerate(self.names):
-            self._wait_healthy(child, f"http://{NAME_ADDRESSES[i]}:{self.name_port}/health")
+            self.wait_healthy(child, f"http://{NAME_ADDRESSES[i]}:{self.name_port}/health")
         self._start_hello()
         self._start_nginx()
 
@@ -181,7 +181,7 @@ class Bench:
         if self.dns is not None:
             self.dns.stop()
 
-    def _start_dns(self) -> None:
+    def start_dns(self) -> None:
         for address in NAME_ADDRESSES:
             self.registry.register(SERVICE, IPv4Address(address))
         for _ in range(5):  # the port can be taken between the probe and the bind
@@ -199,7 +199,7 @@ class Bench:
     def _start_name(self, index: int) -> Child:
         hostname = f"name-{index + 1}"
         env = {
-            **self._env,
+            **self.env,
             "HOST": NAME_ADDRESSES[index],
             "PORT": str(self.name_port),
             # The bench stops replicas at the end only; nothing to drain for.
@@ -207,14 +207,14 @@ class Bench:
         }
         return self.children.start(hostname, Children.service("apps.name", hostname), env)
 
-    def _wait_healthy(self, child: Child, url: str) -> None:
+    def wait_healthy(self, child: Child, url: str) -> None:
         wait_until(f"{url} to answer 200", lambda: http_get(url)[0] == 200, READY_SECONDS, child)
 
     def _start_hello(self) -> None:
         assert self.dns is not None
         port = free_port([FRONT])
         env = {
-            **self._env,
+            **self.env,
             "HOST": FRONT,
             "PORT": str(port),
             "NAME_SERVER": f"http://{SERVICE}.{NAMESPACE}:{self.name_port}/",
@@ -223,7 +223,7 @@ class Bench:
         hello = self.children.start("hello", Children.service("apps.hello", "hello"), env)
         self.hello_url = f"http://{FRONT}:{port}/"
         # "/" (not /health): proves DNS and name are reachable through hello.
-        self._wait_healthy(hello, self.hello_url)
+        self.wait_healthy(hello, self.hello_url)
 
     def _start_nginx(self) -> None:
         prefix = self.workdir / "nginx"
@@ -241,9 +241,9 @@ class Bench:
         argv = [self.tools.nginx, "-p", str(prefix), "-e", str(prefix / "nginx-error.log")]
         argv += ["-c", str(conf)]
         # SIGTERM if the bench dies: nginx's fast shutdown, which stops its workers too.
-        nginx = self.children.start("nginx", Children.program(argv, signal.SIGTERM), self._env)
+        nginx = self.children.start("nginx", Children.program(argv, signal.SIGTERM), self.env)
         self.nginx_url = f"http://{FRONT}:{port}/"
-        self._wait_healthy(nginx, f"{self.nginx_url}health")
+        self.wait_healthy(nginx, f"{self.nginx_url}health")
 
     # -- disruptions -----------------------------------------------------------
 
@@ -264,7 +264,7 @@ class Bench:
         self.children.stop(self.names[VICTIM])
         child = self._start_name(VICTIM)
         self.names[VICTIM] = child
-        self._wait_healthy(child, f"http://{NAME_ADDRESSES[VICTIM]}:{self.name_port}/health")
+        self.wait_healthy(child, f"http://{NAME_ADDRESSES[VICTIM]}:{self.name_port}/health")
 
     def settle_hello(self) -> None:
         """Wait until hello knows all three addresses and ejects none of them.
@@ -299,7 +299,7 @@ class Bench:
         argv = wrk.command(self.tools.wrk, url, seconds, self.options.load, script)
         # wrk can take SIGKILL: it holds nothing that needs an orderly stop.
         child = self.children.start(
-            f"wrk-{self._runs}", Children.program(argv, signal.SIGKILL), self._env
+            f"wrk-{self._runs}", Children.program(argv, signal.SIGKILL), self.env
         )
         started = time.monotonic()
         event = ""

@@ -4,21 +4,27 @@ The pieces, each usable alone:
 
 - ``RecordCache`` + ``DnsLookup``: a host's A records via aiodns, cached, refreshed
   in the background at most once per interval (single-flight), stale on failure.
-- ``Balancer``: power of two choices on in-flight requests, with ejection and
-  exponential backoff per address, never ejecting all.
-- ``RetryBudget``: a token bucket bounding retries to a share of requests.
-- ``UpstreamClient``: all of the above behind one ``get_text()`` call, on one
-  keep-alive ``aiohttp.ClientSession``, with timeouts, bounded attempts on
-  different addresses, a body cap and Prometheus counters.
-- ``Registry``: the tiny Prometheus text registry they report into.
+- ``Balancer``: power of two choices over peak-EWMA latency x requests in flight,
+  with ejection (exponential backoff, a cap on the share ejected, a panic threshold).
+- ``RetryBudget``: a token bucket bounding retries and hedges to a share of requests.
+- ``HedgeDelay``: when to hedge, from the recent answers' latency quantile.
+- ``Prober``: health probes of ejected addresses, readmitting them when they answer.
+- ``UpstreamClient``: all of the above behind ``request()`` (any method, path,
+  query, headers, body or JSON) returning an ``Answer``, on one keep-alive
+  ``aiohttp.ClientSession``, with timeouts, retries by method semantics, hedging,
+  a body cap and Prometheus metrics.
+- ``Registry``: the get-or-create front of a ``prometheus_client`` registry.
 
 See docs/apps.md for the API and the reasoning behind each choice.
 """
 
+from apps.discovery.answer import Answer, Reply, UpstreamError, expect_text
 from apps.discovery.balancer import Balancer, Endpoint
 from apps.discovery.budget import RetryBudget
-from apps.discovery.client import Reply, UpstreamClient, UpstreamError, UpstreamSettings
+from apps.discovery.client import IDEMPOTENT_METHODS, UpstreamClient, UpstreamSettings
+from apps.discovery.hedging import HedgeDelay
 from apps.discovery.metrics import Registry
+from apps.discovery.probe import Prober
 from apps.discovery.records import (
     AddressSource,
     DiscoveryError,
@@ -30,13 +36,17 @@ from apps.discovery.records import (
 )
 
 __all__ = [
+    "IDEMPOTENT_METHODS",
     "AddressSource",
+    "Answer",
     "Balancer",
     "DiscoveryError",
     "DnsLookup",
     "Endpoint",
+    "HedgeDelay",
     "Lookup",
     "LookupFailed",
+    "Prober",
     "RecordCache",
     "Registry",
     "Reply",
@@ -45,4 +55,5 @@ __all__ = [
     "UpstreamClient",
     "UpstreamError",
     "UpstreamSettings",
+    "expect_text",
 ]

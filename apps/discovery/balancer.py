@@ -1,24 +1,32 @@
-"""Client-side load balancing: power of two choices on in-flight requests, with ejection.
+"""Client-side load balancing: power of two choices over peak-EWMA latency, with capped ejection.
 
-Why power of two choices (p2c): pick two addresses at random and send to the one
-with fewer requests in flight. Random alone spreads evenly only on average and
-keeps feeding a replica that has slowed down; least-in-flight over all addresses
-needs every client to agree and herds them onto the same "best" one. Two random
-choices avoid both with O(1) work and no shared state, and a slow or stuck
-replica accumulates in-flight requests, so it is picked less at once.
+**Choosing (p2c over peak EWMA, as in Finagle and Linkerd).** Pick two addresses
+at random and send to the one with the lower *load*: its latency estimate times
+(requests in flight + 1). Random choice alone keeps feeding a replica that slowed
+down; least-loaded over all addresses herds every client onto the same one. Two
+random choices avoid both with O(1) work and no shared state. The latency
+estimate is a *peak* EWMA: a slower answer than the estimate replaces it at once,
+a faster one pulls it down gradually (time constant ``decay``), and with no
+answers it decays towards zero, so an address that was slow is tried again after
+a while and readmitted if it has recovered. A replica that answers 300 ms late is
+never ejected (nothing failed) but costs 100 times more than its peers and gets
+almost no traffic; one that answers nothing piles up requests in flight.
 
-Ejection (outlier detection): an address whose attempt failed (connection
-refused or timed out, 5xx, a bad body) is skipped for a backoff period that
-doubles with each consecutive failure (base, 2x base, ... up to a cap). When the
-period ends it is readmitted on probation: one request at a time until one
-succeeds, which clears its record; a failure on probation ejects it again for
-longer. Failures of attempts that started before the current ejection belong to
-the same incident and do not extend it (under load, many requests fail at once
-against a replica that just died).
+**Ejection (outlier detection).** An address whose attempt failed (connection
+refused or timed out, 5xx, an unusable body) is skipped for a backoff period
+that doubles with each consecutive failure (base, 2x base, ... up to a cap).
+When the period ends it is readmitted on probation: one request at a time until
+one succeeds. ``readmit()`` (the client's active health probe) ends an ejection
+at once. Failures of attempts that started before the current ejection belong
+to the same incident and do not extend it.
 
-Never eject all: if every address is ejected (or on probation and busy), the
-balancer still picks among them, because a guess is better than a certain
-failure — DNS may lag, or the failures may have been ours.
+**Limits, as in Envoy.** ``max_ejection_percent``: at most this share of the
+addresses is ejected at once (at least one may always be), so a burst of
+failures cannot concentrate the load on a few survivors; a failure beyond the
+cap is counted but ejects nothing. ``panic_threshold_percent``: when fewer than
+this share of the addresses is available, health is ignored and every address
+is a candidate, because a guess is better than a certain failure (DNS may lag,
+or the failures may have been ours).
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ import random
 import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
+
+# Load of an address with requests in flight but no latency observed yet
+# (Finagle's "penalty"): high, so a new address gets one request before more.
+_PENALTY = 1e3
 
 
 @dataclass(eq=False)
@@ -41,6 +53,10 @@ class Endpoint:
     # When the current (or last) ejection began; attempts that started earlier
     # cannot change this endpoint's state.
     ejected_at: float = -math.inf
+    ejection_reason: str = ""
+    latency: float = 0.0
+    """Peak-EWMA latency estimate in seconds, as of ``latency_at``."""
+    latency_at: float = 0.0
 
     def ejected(self, now: float) -> bool:
         return now < self.ejected_until
@@ -55,6 +71,10 @@ class Balancer:
 
     - ``base_ejection``/``max_ejection``: the first ejection lasts ``base_ejection``
       seconds, each consecutive failure doubles it, up to ``max_ejection``.
+    - ``max_ejection_percent``: the most addresses ejected at once, in percent
+      (at least one); ``panic_threshold_percent``: below this share of available
+      addresses, health is ignored.
+    - ``decay``: the peak EWMA's time constant, in seconds.
     """
 
     def __init__(
@@ -62,18 +82,30 @@ class Balancer:
         *,
         base_ejection: float = 1.0,
         max_ejection: float = 30.0,
+        max_ejection_percent: float = 50.0,
+        panic_threshold_percent: float = 50.0,
+        decay: float = 10.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if base_ejection <= 0 or max_ejection < base_ejection:
             raise ValueError("need 0 < base_ejection <= max_ejection")
+        if not 0 <= max_ejection_percent <= 100 or not 0 <= panic_threshold_percent <= 100:
+            raise ValueError("max_ejection_percent and panic_threshold_percent must be 0-100")
+        if decay <= 0:
+            raise ValueError("decay must be positive")
         self._base = base_ejection
         self._max = max_ejection
+        self._max_ejected_share = max_ejection_percent / 100.0
+        self._panic_share = panic_threshold_percent / 100.0
+        self._decay = decay
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
         self.ejections = 0
+        self.panicking = False
+        """True when the last pick ignored health (too few addresses available)."""
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -98,36 +130,104 @@ class Balancer:
         None only when every address was excluded.
         """
         now = self._clock()
-        candidates = [e for e in self._endpoints.values() if e.address not in exclude]
+        candidates: list[Endpoint] = []
+        available: list[Endpoint] = []
+        ejected = 0
+        for e in self._endpoints.values():
+            is_ejected = now < e.ejected_until
+            ejected += is_ejected
+            if e.address in exclude:
+                continue
+            candidates.append(e)
+            # Available: not ejected, and not on probation with a request in flight.
+            if not is_ejected and not (e.in_flight and e.consecutive_failures):
+                available.append(e)
         if not candidates:
             return None
-        available = [
-            e
-            for e in candidates
-            if not e.ejected(now) and not (e.in_flight > 0 and e.on_probation(now))
-        ]
-        # Never eject all: with nothing available, try the rest anyway.
-        pool = available or candidates
-        if len(pool) == 1:
+        # Panic: with too few healthy, ignore health (never eject all).
+        healthy = len(self._endpoints) - ejected
+        self.panicking = not available or healthy < self._panic_share * len(self._endpoints)
+        pool = candidates if self.panicking else available
+        n = len(pool)
+        if n == 1:
             return pool[0]
-        first, second = self._rng.sample(pool, 2)
-        return first if first.in_flight <= second.in_flight else second
+        i = self._rng.randrange(n)
+        j = self._rng.randrange(n - 1)
+        first, second = pool[i], pool[j + (j >= i)]
+        return first if self.load(first, now) <= self.load(second, now) else second
+
+    def latency(self, endpoint: Endpoint, now: float) -> float:
+        """The peak-EWMA latency estimate, decayed towards zero since the last observation."""
+        elapsed = now - endpoint.latency_at
+        if endpoint.latency > 0 and elapsed > 0:
+            return endpoint.latency * math.exp(-elapsed / self._decay)
+        return endpoint.latency
+
+    def load(self, endpoint: Endpoint, now: float) -> float:
+        """Latency estimate times (requests in flight + 1), as p2c compares them."""
+        if endpoint.latency <= 0 and endpoint.in_flight:
+            return _PENALTY + endpoint.in_flight
+        return self.latency(endpoint, now) * (endpoint.in_flight + 1)
+
+    def observe(self, endpoint: Endpoint, seconds: float) -> None:
+        """Feed one latency observation (an answer, or how long a cancelled attempt waited)."""
+        now = self._clock()
+        if seconds > endpoint.latency:
+            endpoint.latency = seconds  # the peak: slower news counts at once
+        else:
+            weight = math.exp(-max(now - endpoint.latency_at, 0.0) / self._decay)
+            endpoint.latency = endpoint.latency * weight + seconds * (1.0 - weight)
+        endpoint.latency_at = now
+
+    def observe_at_least(self, endpoint: Endpoint, seconds: float) -> None:
+        """An attempt was cancelled after ``seconds`` without an answer (it lost a hedge
+        race): a lower bound of its latency, which may raise the estimate, never lower it."""
+        now = self._clock()
+        if seconds > self.latency(endpoint, now):
+            endpoint.latency = seconds
+            endpoint.latency_at = now
 
     def on_success(self, endpoint: Endpoint, started_at: float) -> None:
-        """An attempt that started at ``started_at`` succeeded: readmit fully."""
+        """An attempt that started at ``started_at`` got an answer: readmit fully."""
+        self.observe(endpoint, self._clock() - started_at)
         if started_at < endpoint.ejected_at:
             return
         endpoint.consecutive_failures = 0
         endpoint.ejected_until = 0.0
 
-    def on_failure(self, endpoint: Endpoint, started_at: float) -> bool:
-        """An attempt failed. Returns True if this ejected the endpoint."""
+    def on_failure(self, endpoint: Endpoint, started_at: float, reason: str = "") -> str:
+        """An attempt failed. Returns "ejected", "capped" (the cap held it in) or ""."""
         if started_at < endpoint.ejected_at:
-            return False  # same incident as the current ejection
+            return ""  # same incident as the current ejection
         now = self._clock()
+        # What we knew of its latency is stale once it comes back: unknown, so its
+        # next answers set the estimate afresh (it must not be avoided after it
+        # recovered for what it was before the incident).
+        endpoint.latency = 0.0
+        if not endpoint.ejected(now) and not self._may_eject(now):
+            endpoint.consecutive_failures += 1  # still remembered: probation on the next one
+            return "capped"
         endpoint.consecutive_failures += 1
         period = min(self._max, self._base * 2.0 ** (endpoint.consecutive_failures - 1))
         endpoint.ejected_at = now
         endpoint.ejected_until = now + period
+        endpoint.ejection_reason = reason
         self.ejections += 1
-        return True
+        return "ejected"
+
+    def _may_eject(self, now: float) -> bool:
+        ejected = sum(1 for e in self._endpoints.values() if e.ejected(now))
+        allowed = max(1, math.floor(self._max_ejected_share * len(self._endpoints)))
+        return ejected < allowed
+
+    def readmit(self, endpoint: Endpoint) -> None:
+        """End an ejection now (a health probe succeeded). Attempts that started
+        before this moment can no longer eject it again."""
+        endpoint.consecutive_failures = 0
+        endpoint.ejected_until = 0.0
+        endpoint.ejected_at = self._clock()
+        endpoint.latency = 0.0
+
+    def ejected(self) -> list[Endpoint]:
+        now = self._clock()
+        return [e for e in self._endpoints.values() if e.ejected(now)]

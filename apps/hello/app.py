@@ -9,7 +9,13 @@ from aiohttp import web
 
 from apps.common.logs import AccessLog
 from apps.common.server import Lifecycle, base_app, log_fields, serve
-from apps.discovery import Registry, UpstreamClient, UpstreamError, UpstreamSettings
+from apps.discovery import (
+    Registry,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamSettings,
+    expect_text,
+)
 from apps.hello.settings import Settings
 
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
@@ -23,6 +29,7 @@ _ERROR_BODIES = {
 
 
 def upstream_settings(settings: Settings) -> UpstreamSettings:
+    tuning = settings.tuning
     return UpstreamSettings(
         url=settings.name_server,
         nameservers=settings.dns_servers,
@@ -30,6 +37,17 @@ def upstream_settings(settings: Settings) -> UpstreamSettings:
         connect_timeout=settings.connect_timeout_seconds,
         request_timeout=settings.request_timeout_seconds,
         max_attempts=settings.max_attempts,
+        headers={"Accept": "text/plain, text/*;q=0.9"},
+        retry_statuses=tuning.retry_statuses,
+        max_hedges=tuning.max_hedges,
+        hedge_quantile=tuning.hedge_quantile,
+        hedge_min_delay=tuning.hedge_min_delay_seconds,
+        hedge_max_delay=tuning.hedge_max_delay_seconds,
+        latency_decay=tuning.latency_decay_seconds,
+        max_ejection_percent=tuning.max_ejection_percent,
+        panic_threshold_percent=tuning.panic_threshold_percent,
+        probe_interval=tuning.probe_interval_seconds,
+        probe_timeout=tuning.probe_timeout_seconds,
     )
 
 
@@ -62,14 +80,17 @@ def make_app(
     async def index(request: web.Request) -> web.Response:
         fields = log_fields()
         try:
-            reply = await request.app[UPSTREAM].get_text()
+            answer = await request.app[UPSTREAM].request("GET")
+            fields.update(upstream=answer.address, upstream_attempts=answer.attempts)
+            if answer.hedged:
+                fields.update(upstream_hedged=True)
+            text = expect_text(answer)
         except UpstreamError as exc:
             fields.update(
                 upstream=exc.address, upstream_attempts=exc.attempts, upstream_error=exc.message
             )
             return web.Response(status=exc.status, text=_ERROR_BODIES[exc.status])
-        fields.update(upstream=reply.address, upstream_attempts=reply.attempts)
-        return web.Response(text=f"Hello (from {host}) {reply.text}")
+        return web.Response(text=f"Hello (from {host}) {text}")
 
     app.router.add_get("/", index)
     return app

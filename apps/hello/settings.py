@@ -6,12 +6,13 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from yarl import URL
 
 from apps.common import env
 from apps.common.env import EnvError
+from apps.hello.tuning import Tuning
 
 _EXAMPLE = "http://name.internal:3000/"
 # A DNS name: dot-separated labels of letters, digits and inner hyphens.
@@ -43,6 +44,8 @@ class Settings:
     # Behind the ALB, ECS deregisters the target (and waits out the target group's
     # deregistration delay) before sending SIGTERM, so hello need not linger.
     drain_seconds: float = 0.0
+    # Retries, hedging, balancing, ejection and probes (apps/hello/tuning.py).
+    tuning: Tuning = field(default_factory=Tuning)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -82,6 +85,7 @@ class Settings:
                 "MAX_ATTEMPTS", cls.max_attempts, minimum=1, maximum=10, env=environ
             ),
             drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
+            tuning=Tuning.from_env(environ),
         )
 
 

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from prometheus_client.parser import text_string_to_metric_families
 
 from apps import ENVIRONMENT
 from apps.common.logs import AccessLog
@@ -34,6 +35,15 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "name.internal"
 
 T = TypeVar("T")
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name{labels}`` (exactly those labels) in a /metrics text."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
 
 
 def run(coro: Awaitable[T], timeout: float = 60.0) -> T:
@@ -169,9 +179,11 @@ def free_port_on(addresses: list[str]) -> int:
 class Replica:
     """A real name app served in-process on ``ip:port``, counting what it served."""
 
-    def __init__(self, ip: str, port: int) -> None:
+    def __init__(self, ip: str, port: int, delay: float = 0.0) -> None:
         self.ip = ip
         self.port = port
+        self.delay = delay
+        """Seconds every answer is held back (a slow but alive replica); may change live."""
         self.registry = Registry()
         self._runner: web.AppRunner | None = None
 
@@ -186,6 +198,16 @@ class Replica:
         app = make_name_app(
             hostname=f"replica-{self.ip}", registry=self.registry, access_log=quiet_log()
         )
+
+        @web.middleware
+        async def slow(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await handler(request)
+
+        app.middlewares.append(slow)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.ip, self.port).start()

@@ -112,7 +112,8 @@ def test_failures_of_the_same_incident_do_not_extend_the_ejection() -> None:
 
 
 def test_never_eject_all() -> None:
-    balancer, clock = make(("a", "b"))
+    """With the cap lifted, every address can be ejected; picks still happen (panic)."""
+    balancer, clock = make(("a", "b"), max_ejection_percent=100)
     for endpoint in balancer.endpoints:
         balancer.on_failure(endpoint, clock.now)
     assert all(e.ejected(clock.now) for e in balancer.endpoints)
@@ -137,3 +138,90 @@ def test_invalid_ejection_settings() -> None:
         Balancer(base_ejection=0)
     with pytest.raises(ValueError, match="base_ejection"):
         Balancer(base_ejection=5, max_ejection=1)
+
+
+def test_at_most_max_ejection_percent_are_ejected_at_once() -> None:
+    """Envoy's max_ejection_percent: a burst of failures (every task at once, or our own
+    network) cannot sideline most tasks and pile the load onto the rest."""
+    balancer, clock = make(tuple("abcdef"), max_ejection_percent=50)
+    outcomes = [balancer.on_failure(e, clock.now, "connect_error") for e in balancer.endpoints]
+    assert outcomes == ["ejected"] * 3 + ["capped"] * 3
+    assert len(balancer.ejected()) == 3
+    # The capped ones are not ejected, but on probation: one request at a time.
+    capped = balancer.endpoints[3]
+    assert capped.on_probation(clock.now)
+    # Below the cap, at least one may always be ejected (Envoy's rule too).
+    small, small_clock = make(("a", "b"), max_ejection_percent=10)
+    assert small.on_failure(small.endpoints[0], small_clock.now) == "ejected"
+
+
+def test_below_the_panic_threshold_health_is_ignored() -> None:
+    """Envoy's panic threshold: with too few tasks left, sending to all beats overloading few."""
+    balancer, clock = make(tuple("abcdef"), max_ejection_percent=100, panic_threshold_percent=50)
+    for endpoint in balancer.endpoints[:2]:  # 4 of 6 healthy: above the threshold
+        balancer.on_failure(endpoint, clock.now)
+    picks = {balancer.pick().address for _ in range(600)}  # type: ignore[union-attr]
+    assert picks == set("cdef")
+    assert not balancer.panicking
+    for endpoint in balancer.endpoints[2:4]:  # 2 of 6 healthy: panic
+        balancer.on_failure(endpoint, clock.now)
+    picks = {balancer.pick().address for _ in range(600)}  # type: ignore[union-attr]
+    assert picks == set("abcdef")
+    assert balancer.panicking
+
+
+def test_peak_ewma_avoids_a_slow_endpoint_then_tries_it_again() -> None:
+    """Latency x (in flight + 1): a slow but alive endpoint loses every pair; as its
+    estimate decays without news it is tried again (and readmitted if it recovered)."""
+    balancer, clock = make(("a", "b", "c"), decay=10.0)
+    fast, slow = balancer.endpoints[0], balancer.endpoints[2]
+    for endpoint in balancer.endpoints:
+        balancer.observe(endpoint, 0.001)
+    balancer.observe(slow, 0.3)  # slower news counts at once (the peak)
+    assert slow.latency == 0.3
+    picks = collections.Counter(balancer.pick().address for _ in range(1000))  # type: ignore[union-attr]
+    assert picks["c"] == 0
+    # Requests in flight weigh too: a fast endpoint with many in flight loses to an idle one.
+    fast.in_flight = 5
+    assert balancer.load(fast, clock.now) > balancer.load(balancer.endpoints[1], clock.now)
+    fast.in_flight = 0
+    clock.now += 60.0  # no answers from c for a minute: 0.3 s decays to under 1 ms
+    for endpoint in balancer.endpoints[:2]:
+        balancer.observe(endpoint, 0.001)
+    assert balancer.latency(slow, clock.now) < 0.001
+    picks = collections.Counter(balancer.pick().address for _ in range(1000))  # type: ignore[union-attr]
+    assert picks["c"] > 0
+    # A faster answer pulls the estimate down gradually, not at once.
+    balancer.observe(slow, 0.3)
+    clock.now += 1.0
+    balancer.observe(slow, 0.001)
+    assert 0.001 < slow.latency < 0.3
+
+
+def test_a_probe_readmits_at_once_and_older_failures_cannot_eject_again() -> None:
+    balancer, clock = make(max_ejection=30.0)
+    a = balancer.endpoints[0]
+    started = clock.now
+    for _ in range(5):
+        clock.now += 1.0
+        balancer.on_failure(a, clock.now)
+    assert a.ejected(clock.now)
+    balancer.readmit(a)
+    assert not a.ejected(clock.now)
+    assert not a.on_probation(clock.now)
+    assert balancer.on_failure(a, started) == ""  # an attempt from before the probe
+
+
+def test_a_cancelled_wait_raises_the_estimate_but_never_lowers_it() -> None:
+    """A hedge that lost after 3 ms is a lower bound: it must not make a 2 s replica
+    look fast (that drew traffic to it in the bench's slow-replica row)."""
+    balancer, clock = make(("a", "b"))
+    slow = balancer.endpoints[0]
+    balancer.observe(slow, 0.05)
+    balancer.observe_at_least(slow, 0.003)
+    assert slow.latency == 0.05
+    balancer.observe_at_least(slow, 0.2)
+    assert slow.latency == 0.2
+    clock.now += 60.0  # 0.2 s decayed to 0.5 ms: then the bound does raise it
+    balancer.observe_at_least(slow, 0.003)
+    assert slow.latency == 0.003

@@ -28,6 +28,7 @@ from tests.apps.support import (
     never_answer,
     respond_with,
     run,
+    sample,
 )
 
 IPS = [f"127.0.0.{n}" for n in range(2, 7)]
@@ -97,7 +98,11 @@ def test_requests_spread_evenly_over_replicas(dns: FakeDns, name_port: int) -> N
     dns.set(NAME, *IPS[:3])
 
     async def scenario() -> None:
-        async with replicas(name_port, IPS[:3]) as reps, upstream(dns, name_port) as client:
+        # No hedging: every request is then served exactly once, and counted.
+        async with (
+            replicas(name_port, IPS[:3]) as reps,
+            upstream(dns, name_port, max_hedges=0) as client,
+        ):
             results = await load(client, 600, concurrency=6)
             assert failures(results) == []
             counts = {ip: rep.served for ip, rep in reps.items()}
@@ -127,7 +132,11 @@ def test_a_replica_that_accepts_and_never_answers_costs_no_request(
                 results = await load(client, 150, concurrency=6)
                 assert failures(results) == []
                 assert IPS[2] not in served_by(results)
-                assert sum(rep.served for rep in reps.values()) == 150
+                # Each call served once, plus at most one hedge (whose loser may
+                # still have been served after it was cancelled).
+                hedges = registry.counter("upstream_hedges_total", "", ("upstream",))
+                served = sum(rep.served for rep in reps.values())
+                assert 150 <= served <= 150 + hedges.value(upstream=NAME)
                 assert wedged.connections >= 1  # it was tried, timed out, retried elsewhere
                 assert any(r.attempts > 1 for r in results if isinstance(r, Reply))
         finally:
@@ -136,8 +145,12 @@ def test_a_replica_that_accepts_and_never_answers_costs_no_request(
     run(scenario())
     text = registry.render()
     assert "hello_upstream_attempts_total" not in text  # default prefix is "upstream"
-    assert f'upstream_attempts_total{{upstream="{NAME}",result="timeout"}}' in text
-    assert f'upstream_ejections_total{{upstream="{NAME}"}}' in text
+    # Its attempts either timed out or lost to a hedge (and were cancelled).
+    stuck = [
+        sample(text, "upstream_attempts_total", upstream=NAME, result=result)
+        for result in ("timeout", "cancelled")
+    ]
+    assert any(stuck), stuck
 
 
 def test_a_replica_stopped_under_load_costs_no_request(dns: FakeDns, name_port: int) -> None:
@@ -177,11 +190,11 @@ def test_an_ejected_replica_is_readmitted_once_it_recovers(dns: FakeDns, name_po
             served_before = reps[IPS[1]].served
 
             async def readmitted() -> None:
-                while reps[IPS[1]].served == served_before:
+                # Served again, and its record cleared (by a probe or a request on probation).
+                while reps[IPS[1]].served == served_before or flaky.consecutive_failures:
                     await client.get_text()
 
             await asyncio.wait_for(readmitted(), timeout=20)
-            assert flaky.consecutive_failures == 0  # its probe succeeded: record cleared
             results = await load(client, 200, concurrency=4)
             assert failures(results) == []
             assert served_by(results)[IPS[1]] >= 40  # back in the rotation
@@ -258,10 +271,12 @@ def test_concurrent_requests_cause_one_dns_query_per_refresh(dns: FakeDns, name_
 
     async def scenario() -> tuple[int, float]:
         async with replicas(name_port, IPS[:3]), upstream(dns, name_port) as client:
-            # A burst before anything is known: one lookup shared by all.
+            # A burst before anything is known: one lookup shared by all (plus the
+            # timer's refresh every 0.3 s, should a loaded machine make the burst slow).
+            burst = time.monotonic()
             results = await asyncio.gather(*(client.get_text() for _ in range(100)))
             assert len(results) == 100
-            assert dns.count() == 1
+            assert 1 <= dns.count() <= 1 + (time.monotonic() - burst) / 0.3
             # Then sustained load for a bounded time.
             started = time.monotonic()
             total = 0
@@ -413,14 +428,17 @@ def test_a_misbehaving_upstream_gets_a_clear_502_within_the_timeout(
         assert error.status == 502
         assert expected in error.message
         if case == "hang after headers":
-            # each of the two attempts got about half of the 1 s deadline
+            # the first attempt got half of the 1 s deadline; the hedge, sent 0.25 s
+            # later (the delay's cap: too few answers seen yet), all that was left
             for cause in error.causes:
-                assert re.search(r"body not received within 0\.(4\d|50)\d*s$", cause), cause
+                assert re.search(r"body not received within 0\.[4-7]\d*s$", cause), cause
         # The server would hang for an hour: the call ended at its own deadline
         # (1 s; the bound allows for a loaded machine).
         assert took < 6.0
-        # a 4xx is the same everywhere: not retried; the rest are
-        assert error.attempts == (1 if case == "4xx" else 2)
+        # A well-formed answer (a 4xx, a body that is not text) is the same
+        # everywhere: not retried. Failed attempts (5xx, a broken body) are.
+        answers = ("4xx", "not text", "invalid utf-8")
+        assert error.attempts == (1 if case in answers else 2)
 
     run(scenario())
 

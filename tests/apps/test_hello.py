@@ -17,7 +17,7 @@ from apps.common.server import Lifecycle
 from apps.discovery.metrics import Registry
 from apps.hello.app import make_app
 from apps.hello.settings import Settings
-from tests.apps.support import NAME, FakeDns, RawServer, Replica, never_answer, run
+from tests.apps.support import NAME, FakeDns, RawServer, Replica, never_answer, run, sample
 
 IPS = [f"127.0.0.{n}" for n in range(2, 5)]
 
@@ -87,7 +87,9 @@ def test_a_wedged_replica_costs_no_hello_request_and_the_log_shows_the_retry(
     served = [line for line in lines if line["path"] == "/"]
     assert len(served) == 100
     assert {line["upstream"] for line in served} == set(IPS[:2])
-    assert any(line["upstream_attempts"] == 2 for line in served)  # retried after a timeout
+    assert any(
+        line["upstream_attempts"] == 2 for line in served
+    )  # hedged, or retried after a timeout
 
 
 def test_hello_health_and_metrics(dns: FakeDns, name_port: int) -> None:
@@ -117,24 +119,31 @@ def test_hello_health_and_metrics(dns: FakeDns, name_port: int) -> None:
 
     content_type, text = run(scenario())
     assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-    for line in [
-        'http_requests_total{route="/",status="200"} 1',
-        'http_requests_total{route="/health",status="200"} 1',
-        'http_requests_total{route="/health",status="503"} 1',
-        'http_requests_total{route="unmatched",status="404"} 1',
-        "http_server_draining 1",
-        f'hello_upstream_requests_total{{upstream="{NAME}",outcome="ok"}} 1',
-        f'hello_upstream_attempts_total{{upstream="{NAME}",result="ok"}} 1',
-        f'hello_upstream_in_flight{{upstream="{NAME}",address="{IPS[0]}"}} 0',
-        f'hello_upstream_ejected{{upstream="{NAME}",address="{IPS[0]}"}} 0',
-        f'discovery_dns_refreshes_total{{host="{NAME}"}} 1',
-        f'discovery_dns_records{{host="{NAME}"}} 1',
+    for name, labels, value in [
+        ("http_requests_total", {"route": "/", "status": "200"}, 1),
+        ("http_requests_total", {"route": "/health", "status": "200"}, 1),
+        ("http_requests_total", {"route": "/health", "status": "503"}, 1),
+        ("http_requests_total", {"route": "unmatched", "status": "404"}, 1),
+        ("http_server_draining", {}, 1),
+        ("hello_upstream_requests_total", {"upstream": NAME, "outcome": "ok"}, 1),
+        ("hello_upstream_attempts_total", {"upstream": NAME, "result": "ok"}, 1),
+        ("hello_upstream_in_flight", {"upstream": NAME, "address": IPS[0]}, 0),
+        ("hello_upstream_ejected", {"upstream": NAME, "address": IPS[0]}, 0),
+        ("hello_upstream_hedges_total", {"upstream": NAME}, 0),
+        ("discovery_dns_refreshes_total", {"host": NAME}, 1),
+        ("discovery_dns_records", {"host": NAME}, 1),
     ]:
-        assert line in text.splitlines(), line
+        assert sample(text, name, **labels) == value, (name, labels)
     for family in [
         "hello_upstream_retries_total",
         "hello_upstream_retries_denied_total",
         "hello_upstream_ejections_total",
+        "hello_upstream_hedges_won_total",
+        "hello_upstream_ejections_capped_total",
+        "hello_upstream_hedge_delay_seconds",
+        "hello_upstream_latency_seconds",
+        "hello_upstream_panic",
+        "hello_upstream_probes_total",
         "discovery_dns_failures_total",
         "discovery_dns_records_age_seconds",
     ]:

@@ -1,11 +1,12 @@
-"""The hand-written Prometheus exposition: format, escaping, sharing a registry."""
+"""The registry front over prometheus-client: exposition, sharing families, shape checks."""
 
 import pytest
 
-from apps.discovery.metrics import Registry
+from apps.discovery.metrics import CONTENT_TYPE, Registry
+from tests.apps.support import sample
 
 
-def test_render_counters_gauges_and_labels() -> None:
+def test_render_counters_gauges_and_labels_in_text_format_0_0_4() -> None:
     registry = Registry()
     requests = registry.counter("x_requests_total", "Requests.", ("status",))
     in_flight = registry.gauge("x_in_flight", "In flight.")
@@ -17,18 +18,15 @@ def test_render_counters_gauges_and_labels() -> None:
     in_flight.dec()
     registry.gauge_func("x_ratio", "A ratio.", lambda: [({"k": "v"}, 0.25)])
 
-    assert registry.render().splitlines() == [
-        "# HELP x_requests_total Requests.",
-        "# TYPE x_requests_total counter",
-        'x_requests_total{status="200"} 3',
-        'x_requests_total{status="503"} 1',
-        "# HELP x_in_flight In flight.",
-        "# TYPE x_in_flight gauge",
-        "x_in_flight 1",
-        "# HELP x_ratio A ratio.",
-        "# TYPE x_ratio gauge",
-        'x_ratio{k="v"} 0.25',
-    ]
+    text = registry.render()
+    assert CONTENT_TYPE == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# TYPE x_requests_total counter" in text.splitlines()
+    assert "# HELP x_ratio A ratio." in text.splitlines()
+    assert sample(text, "x_requests_total", status="200") == 3
+    assert sample(text, "x_requests_total", status="503") == 1
+    assert sample(text, "x_in_flight") == 1
+    assert sample(text, "x_ratio", k="v") == 0.25
+    assert requests.value(status="200") == 3
 
 
 def test_unlabelled_metrics_start_at_zero_and_labelled_ones_appear_when_used() -> None:
@@ -36,7 +34,7 @@ def test_unlabelled_metrics_start_at_zero_and_labelled_ones_appear_when_used() -
     registry.counter("a_total", "A.")
     registry.counter("b_total", "B.", ("reason",))
     text = registry.render()
-    assert "\na_total 0\n" in text
+    assert sample(text, "a_total") == 0
     assert "b_total{" not in text
 
 
@@ -46,7 +44,7 @@ def test_label_values_and_help_are_escaped() -> None:
     counter.inc(path='a"b\\c\nd')
     text = registry.render()
     assert "# HELP c_total Help with \\\\ and\\nnewline." in text
-    assert 'c_total{path="a\\"b\\\\c\\nd"} 1' in text
+    assert sample(text, "c_total", path='a"b\\c\nd') == 1
 
 
 def test_counters_only_go_up_and_labels_must_match() -> None:
@@ -55,6 +53,8 @@ def test_counters_only_go_up_and_labels_must_match() -> None:
         counter.inc(-1, a="x")
     with pytest.raises(ValueError, match="labels"):
         counter.inc(b="x")
+    with pytest.raises(ValueError, match="_total"):
+        Registry().counter("d", "D.")
 
 
 def test_families_are_shared_by_name_and_shape_is_checked() -> None:
@@ -67,4 +67,14 @@ def test_families_are_shared_by_name_and_shape_is_checked() -> None:
         registry.gauge("e_total", "E.", ("host",))
     registry.gauge_func("f", "F.", lambda: [({"host": "a"}, 1.0)])
     registry.gauge_func("f", "F.", lambda: [({"host": "b"}, 2.0)])
-    assert 'f{host="a"} 1\nf{host="b"} 2' in registry.render()
+    text = registry.render()
+    assert (sample(text, "f", host="a"), sample(text, "f", host="b")) == (1, 2)
+
+
+def test_each_registry_is_its_own() -> None:
+    """Two services (or tests) in one process never see each other's families."""
+    one, two = Registry(), Registry()
+    one.counter("g_total", "G.").inc()
+    two.counter("g_total", "G.")
+    assert sample(one.render(), "g_total") == 1
+    assert sample(two.render(), "g_total") == 0
