@@ -22,8 +22,9 @@ Spec: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_
 milliseconds since the epoch).
 
 The writer reads counters through one narrow interface, a `Source`: a function returning the
-current cumulative values. `exposition_counters` builds one from any registry that renders
-Prometheus text (the hand-written one, prometheus-client's `generate_latest`).
+current cumulative values. `collector_counters` builds one from a prometheus-client registry's
+`collect()` (what the services use: apps.discovery.metrics.Registry.collector_registry);
+`exposition_counters` from any registry's Prometheus text.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from apps.common import env
 
@@ -146,6 +147,28 @@ def parse_counters(text: str) -> list[Sample]:
 def exposition_counters(render: Callable[[], str]) -> Source:
     """A Source over a registry's Prometheus text (Registry.render, generate_latest)."""
     return lambda: parse_counters(render())
+
+
+class Collecting(Protocol):
+    """What a prometheus-client CollectorRegistry offers: metric families with samples."""
+
+    def collect(self) -> Iterable[Any]: ...
+
+
+def collector_counters(registry: Collecting) -> Source:
+    """A Source over a prometheus-client registry's `collect()`: the `<name>_total` samples of
+    counter families (their `_created` companions left out), without rendering text."""
+
+    def read() -> list[Sample]:
+        return [
+            Sample(sample.name, dict(sample.labels), float(sample.value))
+            for family in registry.collect()
+            if family.type == "counter"
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        ]
+
+    return read
 
 
 # --- writing ---------------------------------------------------------------------------

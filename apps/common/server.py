@@ -445,7 +445,9 @@ async def serve(
         gc.freeze()
         if metrics:
             writer = emf.EmfWriter(
-                metrics.namespace, service, emf.exposition_counters(app[REGISTRY].render)
+                metrics.namespace,
+                service,
+                emf.collector_counters(app[REGISTRY].collector_registry),
             )
             emf_task = asyncio.create_task(writer.run(metrics.interval_seconds))
         log.info("listening", extra={"service": service, "host": host, "port": port})

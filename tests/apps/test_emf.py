@@ -76,6 +76,20 @@ def test_counters_are_read_from_prometheus_text_and_gauges_left_out() -> None:
     }
 
 
+def test_collect_and_the_text_give_the_same_counters() -> None:
+    """serve() reads the prometheus-client registry through collect(); the text path is the
+    fallback for any registry. Both must give the same samples, _created left out."""
+    registry = Registry()
+    registry.counter("z_calls_total", "h", ("outcome",)).inc(3, outcome="ok")
+    registry.counter("z_plain_total", "h")
+    registry.gauge("z_in_flight", "h").set(2)
+    collected = emf.collector_counters(registry.collector_registry)()
+    parsed = emf.exposition_counters(registry.render)()
+    key = lambda s: (s.name, sorted(s.labels.items()))  # noqa: E731
+    assert sorted(collected, key=key) == sorted(parsed, key=key)
+    assert {s.name for s in collected} == {"z_calls_total", "z_plain_total"}
+
+
 def test_prometheus_client_counters_keep_total_and_drop_created() -> None:
     """prometheus-client types the family without _total and adds a _created sample."""
     text = (
