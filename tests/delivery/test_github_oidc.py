@@ -21,6 +21,7 @@ import pytest
 from deploy.github_oidc.identity import (
     ACCOUNT_WIDE_ACTIONS,
     DEFAULT_ATTACHABLE_POLICIES,
+    DEFAULT_STACKS,
     DEPLOY_POLICY_PARTS,
     MANAGED_POLICY_MAX_CHARS,
     PREVIEW_ACTIONS,
@@ -626,8 +627,8 @@ def test_operations_writes_stay_on_the_stacks_targets_alarms_and_topic() -> None
     alarms and the dashboard by the stack prefix, alarms notifying only the stack's topic,
     subscriptions by e-mail only, and the service-linked role Application Auto Scaling makes."""
     topics = [
-        f"arn:aws:sns:*:{ACCOUNT}:fargate-service-discovery-dev-alarms",
-        f"arn:aws:sns:*:{ACCOUNT}:fargate-service-discovery-prod-alarms",
+        f"arn:aws:sns:*:{ACCOUNT}:fargate-service-discovery-{stack}-alarms"
+        for stack in sorted(DEFAULT_STACKS)
     ]
     for statement, action in _allows():
         if action.startswith("application-autoscaling:") and "*" not in _list(
