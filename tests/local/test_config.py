@@ -47,7 +47,11 @@ def test_every_address_and_timing_can_be_set() -> None:
         "DNS_SERVERS": "127.0.12.1:9053",
         "DNS_REFRESH_SECONDS": "0.5",
         "MAX_ATTEMPTS": "2",
+        # The local stack prints the EMF lines CloudWatch would receive (apps/common/emf.py).
+        "METRICS_NAMESPACE": "fargate-service-discovery-local",
+        "METRICS_INTERVAL_SECONDS": "10",
     }
+    assert name.env["METRICS_NAMESPACE"] == "fargate-service-discovery-local"
     assert (name.discoverable, name.load_balanced) == (True, False)
     assert (hello.discoverable, hello.load_balanced) == (False, True)
 
