@@ -214,6 +214,10 @@ ECS_STACK_ACTIONS: tuple[str, ...] = (
     "ecs:UpdateService",
     "ecs:DeleteService",
     "ecs:DescribeServices",
+    # Newer provider releases follow a deployment through these while they wait for a
+    # steady state (wait_for_steady_state); reads, on the stack's services only.
+    "ecs:ListServiceDeployments",
+    "ecs:DescribeServiceDeployments",
     "ecs:DeleteTaskDefinitions",
     "ecs:TagResource",
     "ecs:UntagResource",
@@ -628,6 +632,7 @@ def deploy_policy(
         for resource in (
             arn("ecs", f"cluster/{p}"),
             arn("ecs", f"service/{p}/*"),
+            arn("ecs", f"service-deployment/{p}/*"),
             arn("ecs", f"task-definition/{p}-*:*"),
         )
     ]

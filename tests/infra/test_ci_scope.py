@@ -238,6 +238,7 @@ def _calls(stack: str) -> dict[str, list[Call]]:
     sg, sgr = a("ec2", "security-group/sg-1"), a("ec2", "security-group-rule/sgr-1")
     cluster = a("ecs", f"cluster/{prefix}")
     ecs_service = a("ecs", f"service/{prefix}/name-0a1b2c3")
+    ecs_deployment = a("ecs", f"service-deployment/{prefix}/name-0a1b2c3/Qf2a9d")
     task = a("ecs", f"task-definition/{prefix}-name:3")
     namespace, cm_service = (
         a("servicediscovery", "namespace/ns-1"),
@@ -445,6 +446,9 @@ def _calls(stack: str) -> dict[str, list[Call]]:
             ("ecs:CreateService", ecs_service, NEW, True, {"ecs:cluster": cluster}),
             ("ecs:TagResource", ecs_service, NEW, True, {"ecs:CreateAction": "CreateService"}),
             *owned("ecs:UpdateService ecs:DescribeServices ecs:DeleteService", ecs_service),
+            # wait_for_steady_state in newer provider releases follows the deployment.
+            *owned("ecs:ListServiceDeployments", ecs_service),
+            *owned("ecs:DescribeServiceDeployments", ecs_deployment),
         ],
         "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": [
             ("servicediscovery:CreatePrivateDnsNamespace", "*", NEW, True, {}),
