@@ -11,12 +11,21 @@ any resource is declared.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
 import config
+from components.alarms import Alarms, AlarmsArgs
+from components.autoscaling import (
+    CpuTarget,
+    RequestsTarget,
+    ServiceAutoscaling,
+    ServiceAutoscalingArgs,
+    resource_label,
+)
+from components.dashboard import Dashboard, DashboardArgs
 from components.domain import PublicDomain, PublicDomainArgs
 from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
@@ -68,6 +77,7 @@ images = {
 def service_args(
     app: str,
     service: config.ServiceSettings,
+    deployment_alarms: Sequence[pulumi.Input[str]],
     environment: Mapping[str, pulumi.Input[str]] | None = None,
     load_balancer: LoadBalancerTarget | None = None,
 ) -> DiscoverableServiceArgs:
@@ -86,12 +96,33 @@ def service_args(
         dns_ttl=settings.dns_ttl,
         log_retention_days=settings.log_retention_days,
         prefix=prefix,
-        environment=environment or {},
+        # The discovery client's counters go to CloudWatch as EMF lines in this namespace
+        # (apps/common/emf.py); the alarms and the dashboard read them there.
+        environment={"METRICS_NAMESPACE": prefix, **(environment or {})},
         load_balancer=load_balancer,
+        capacity=settings.capacity,
+        capacity_providers=platform.capacity_providers,
+        deployment_alarm_names=deployment_alarms,
     )
 
 
-name = DiscoverableService("name", service_args("name", settings.name))
+def autoscale(
+    app: str,
+    service: DiscoverableService,
+    counts: config.ServiceSettings,
+    target: CpuTarget | RequestsTarget,
+) -> ServiceAutoscaling:
+    return ServiceAutoscaling(
+        f"{app}-autoscaling",
+        ServiceAutoscalingArgs(
+            cluster_name=platform.cluster_name,
+            service_name=service.service_name,
+            min_count=counts.min_count,
+            max_count=counts.max_count,
+            target=target,
+        ),
+    )
+
 
 # The public name and its certificate, when the stack has a domain (config.py refuses a
 # certificate without one: it could never match the load balancer's own name).
@@ -122,11 +153,34 @@ entry = PublicEntry(
 if domain:
     domain.route_to(entry.dns_name, entry.zone_id)
 
+# hello's client calls name by this host name (its `upstream` label in the metrics).
+upstream_host = pulumi.Output.concat("name.", platform.namespace_name)
+alarms = Alarms(
+    "alarms",
+    AlarmsArgs(
+        prefix=prefix,
+        metrics_namespace=prefix,
+        upstream_host=upstream_host,
+        load_balancer_arn_suffix=entry.load_balancer_arn_suffix,
+        target_group_arn_suffix=entry.target_group_arn_suffix,
+        email=settings.alarms.email,
+    ),
+)
+
+name = DiscoverableService(
+    "name", service_args("name", settings.name, alarms.deployment_alarms["name"])
+)
+autoscale("name", name, settings.name, CpuTarget(settings.name.target_cpu_percent))
+alarms.watch_running_tasks(
+    "name", platform.cluster_name, name.service_name, settings.name.min_count
+)
+
 hello = DiscoverableService(
     "hello",
     service_args(
         "hello",
         settings.hello,
+        alarms.deployment_alarms["hello"],
         environment={
             # Derived from the name service's Cloud Map registration, never typed twice.
             "NAME_SERVER": name.endpoint,
@@ -146,6 +200,30 @@ hello = DiscoverableService(
     ),
 )
 
+autoscale(
+    "hello",
+    hello,
+    settings.hello,
+    RequestsTarget(
+        settings.hello.target_requests_per_task,
+        resource_label(entry.load_balancer_arn_suffix, entry.target_group_arn_suffix),
+    ),
+)
+dashboard = Dashboard(
+    "dashboard",
+    DashboardArgs(
+        name=prefix,
+        region=context.region,
+        metrics_namespace=prefix,
+        upstream_host=upstream_host,
+        load_balancer_arn_suffix=entry.load_balancer_arn_suffix,
+        target_group_arn_suffix=entry.target_group_arn_suffix,
+        hello_log_group=hello.log_group_name,
+        cluster_name=platform.cluster_name,
+        services={"name": name.service_name, "hello": hello.service_name},
+    ),
+)
+
 # The two flows this pattern needs, TCP to one port each; nothing else reaches a task.
 hello.allow_from("entry", entry.security_group_id)
 name.allow_from("hello", hello.security_group_id)
@@ -159,3 +237,5 @@ pulumi.export("nameEndpoint", name.endpoint)
 pulumi.export("logGroups", {"name": name.log_group_name, "hello": hello.log_group_name})
 pulumi.export("repositories", {app: image.repository_url for app, image in images.items()})
 pulumi.export("vpcId", network.vpc_id)
+pulumi.export("alarmTopicArn", alarms.topic_arn)
+pulumi.export("dashboard", dashboard.dashboard_name)

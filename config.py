@@ -16,7 +16,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar, cast
 
 import pulumi
@@ -81,6 +81,33 @@ STOP_GRACE_SECONDS = 10
 DRAIN_SECONDS_MAX = STOP_TIMEOUT_MAX - STOP_GRACE_SECONDS
 # ECS's default quota of tasks per service; a larger desiredCount is a typo, not a plan.
 DESIRED_COUNT_MAX = 5000
+# Fargate Spot: AWS reclaims a Spot task with a two-minute warning, delivered as SIGTERM (the
+# same signal as a scale-in), and stops it at the end of the warning at the latest. A task whose
+# stopTimeout fits in it finishes its drain before the reclaim; stopTimeout is capped at
+# STOP_TIMEOUT_MAX (below), which is why Spot needs no rule of its own for name.
+SPOT_INTERRUPTION_WARNING_SECONDS = 120
+# Seconds the ALB lets in-flight requests finish on a deregistering target (the target group's
+# deregistration delay, components/entry.py DEREGISTRATION_DELAY_SECONDS; a test keeps the two
+# equal). On a scale-in ECS waits this long before SIGTERM; on a Spot interruption SIGTERM comes
+# at once, so hello on Spot must keep serving at least this long (hello.drainSeconds).
+ALB_DEREGISTRATION_DELAY_SECONDS = 10
+# Application Auto Scaling, target tracking (components/autoscaling.py).
+# A minimum of 0 cannot work with target tracking here: with no task there is no CPU average and
+# no request count per target, so the policy could never scale out again.
+MIN_COUNT_MIN = 1
+# Average CPU of name's tasks: below 10% the service would scale out at idle; above 90% a burst
+# saturates the tasks before the next task (a minute away) takes load.
+TARGET_CPU_MIN, TARGET_CPU_MAX = 10, 90
+# Requests per hello task per minute (ALBRequestCountPerTarget is a one-minute sum per target).
+TARGET_REQUESTS_MIN, TARGET_REQUESTS_MAX = 10, 100_000
+# Capacity provider strategy limits (ECS CapacityProviderStrategyItem: base 0-100000, weight
+# 0-1000; only one provider of a strategy may have a base).
+CAPACITY_BASE_MAX = 100_000
+CAPACITY_WEIGHT_MAX = 1000
+# An e-mail address for the alarm subscription: one @, a dot in the domain, no spaces (SNS
+# checks deliverability itself: the address must confirm the subscription).
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_MAX = 254
 # awsx places one public and one private subnet per zone; the largest regions have six zones.
 AZ_MIN, AZ_MAX = 2, 6
 # /16 is the largest VPC AWS allows; below /22 the per-zone subnets get too small for an ALB
@@ -143,10 +170,14 @@ class ServiceSettings:
 
     cpu: int
     memory: int
+    # The task count at creation; afterwards Application Auto Scaling owns the count, within
+    # min_count..max_count (components/autoscaling.py), and `pulumi up` leaves it alone.
     desired_count: int
     port: int
     # Seconds the service keeps serving after SIGTERM while DNS forgets it (DRAIN_SECONDS).
     drain_seconds: int
+    min_count: int = field(default=1, kw_only=True)
+    max_count: int = field(default=4, kw_only=True)
 
     @property
     def stop_timeout(self) -> int:
@@ -155,14 +186,47 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class NameSettings(ServiceSettings):
+    """The discovered service: it scales on its tasks' average CPU."""
+
+    target_cpu_percent: int = field(default=60, kw_only=True)
+
+
+@dataclass(frozen=True)
 class HelloSettings(ServiceSettings):
     """The public service, which also runs the discovery client."""
 
     # How often hello re-resolves name's records (DNS_REFRESH_SECONDS).
     dns_refresh_seconds: int
+    # It scales on the load balancer's requests per task per minute (ALBRequestCountPerTarget).
+    target_requests_per_task: int = field(default=1000, kw_only=True)
     # Prefer name tasks in hello's own availability zone (ZONE_AWARE; apps/discovery/zones.py):
     # cross-zone traffic costs $0.01/GB each way.
-    zone_aware: bool = True
+    zone_aware: bool = field(default=True, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Where the services' tasks run: a capacity provider strategy, the same for both.
+
+    The first `on_demand_base` tasks of each service run on FARGATE; the rest are spread over
+    FARGATE and FARGATE_SPOT by weight (ECS CapacityProviderStrategyItem).
+    """
+
+    on_demand_base: int = 0
+    on_demand_weight: int = 1
+    spot_weight: int = 0
+
+    @property
+    def uses_spot(self) -> bool:
+        return self.spot_weight > 0
+
+
+@dataclass(frozen=True)
+class Alarms:
+    """Where alarm notifications go besides the SNS topic (None: topic only)."""
+
+    email: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,10 +268,21 @@ class Settings:
     # A certificate of the stack's region for `domain.name`; unset with a domain: ACM issues one.
     certificate_arn: str | None
     network: NewVpc | ExistingVpc
-    name: ServiceSettings
+    name: NameSettings
     hello: HelloSettings
     # Unset: plain HTTP on the load balancer's own name.
     domain: Domain | None = None
+    capacity: Capacity = field(default_factory=Capacity)
+    # Each service keeps at least one task per availability zone (minCount >= zones).
+    zone_redundant: bool = False
+    alarms: Alarms = field(default_factory=Alarms)
+
+    @property
+    def zones(self) -> int:
+        """Availability zones the tasks spread over (one private subnet per zone)."""
+        if isinstance(self.network, NewVpc):
+            return self.network.availability_zones
+        return len(self.network.private_subnet_ids)
 
     @property
     def image_platform(self) -> str:
@@ -216,7 +291,16 @@ class Settings:
 
 
 # Defaults: the dev choices. Pulumi.<stack>.yaml files spell the tunables out anyway.
-DEFAULTS_SERVICE: dict[str, int] = {"cpu": 256, "memory": 512, "desiredCount": 2, "port": 3000}
+DEFAULTS_SERVICE: dict[str, int] = {
+    "cpu": 256,
+    "memory": 512,
+    "desiredCount": 2,
+    "port": 3000,
+    "minCount": 1,
+    "maxCount": 4,
+}
+DEFAULT_TARGET_CPU = 60
+DEFAULT_TARGET_REQUESTS = 1000
 DEFAULT_DNS_REFRESH = 5
 DEFAULT_DNS_TTL = 0
 DEFAULT_DRAIN = {
@@ -241,10 +325,16 @@ TOP_LEVEL_KEYS = (
     "network",
     "name",
     "hello",
+    "capacity",
+    "zoneRedundant",
+    "alarms",
 )
 _DOMAIN_KEYS = ("name", "zoneId", "zoneName")
-_SERVICE_KEYS = ("cpu", "memory", "desiredCount", "port", "drainSeconds")
-_HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds", "zoneAware")
+_SERVICE_KEYS = ("cpu", "memory", "desiredCount", "port", "drainSeconds", "minCount", "maxCount")
+_NAME_KEYS = (*_SERVICE_KEYS, "targetCpuPercent")
+_HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds", "targetRequestsPerTask", "zoneAware")
+_CAPACITY_KEYS = ("onDemandBase", "onDemandWeight", "spotWeight")
+_ALARM_KEYS = ("email",)
 _NEW_VPC_KEYS = ("cidrBlock", "availabilityZones", "natGateways")
 _EXISTING_VPC_KEYS = ("vpcId", "publicSubnetIds", "privateSubnetIds")
 
@@ -449,8 +539,8 @@ def _id_list(pattern: re.Pattern[str], what: str) -> Callable[[object], tuple[st
 
 def _service_fields(
     reader: _Reader, path: str, section: Mapping[str, object], default_drain: int
-) -> tuple[int, int, int, int, int]:
-    """cpu, memory, desiredCount, port and drainSeconds of one service section."""
+) -> dict[str, int]:
+    """cpu, memory, desiredCount, port, drainSeconds, minCount and maxCount of one service."""
     before = len(reader.problems)
     cpu = reader.check(
         f"{path}.cpu", section.get("cpu"), _one_of(tuple(FARGATE_MEMORY)), DEFAULTS_SERVICE["cpu"]
@@ -477,7 +567,42 @@ def _service_fields(
     drain = reader.check(
         f"{path}.drainSeconds", section.get("drainSeconds"), _drain_seconds, default_drain
     )
-    return cpu, memory, desired, port, drain
+    before = len(reader.problems)
+    low = reader.check(
+        f"{path}.minCount",
+        section.get("minCount"),
+        _ranged(MIN_COUNT_MIN, DESIRED_COUNT_MAX),
+        DEFAULTS_SERVICE["minCount"],
+    )
+    high = reader.check(
+        f"{path}.maxCount",
+        section.get("maxCount"),
+        _ranged(MIN_COUNT_MIN, DESIRED_COUNT_MAX),
+        DEFAULTS_SERVICE["maxCount"],
+    )
+    if len(reader.problems) == before:
+        if low > high:
+            reader.fail(
+                f"{path}.minCount",
+                f"{low} exceeds {path}.maxCount ({high}); allowed: at most {path}.maxCount",
+            )
+        elif not low <= desired <= high:
+            # Application Auto Scaling would move the count into the range at once: a count
+            # outside it only means the file says something that never happens.
+            reader.fail(
+                f"{path}.desiredCount",
+                f"{desired} is outside {path}.minCount..{path}.maxCount ({low}..{high}), the "
+                f"range autoscaling keeps the count in; allowed: {low} to {high}",
+            )
+    return {
+        "cpu": cpu,
+        "memory": memory,
+        "desired_count": desired,
+        "port": port,
+        "drain_seconds": drain,
+        "min_count": low,
+        "max_count": high,
+    }
 
 
 def _drain_seconds(value: object) -> int:
@@ -492,9 +617,16 @@ def _drain_seconds(value: object) -> int:
     return number
 
 
-def _name_service(reader: _Reader, value: object) -> ServiceSettings:
-    section = reader.section("name", value, _SERVICE_KEYS)
-    return ServiceSettings(*_service_fields(reader, "name", section, DEFAULT_DRAIN["name"]))
+def _name_service(reader: _Reader, value: object) -> NameSettings:
+    section = reader.section("name", value, _NAME_KEYS)
+    fields = _service_fields(reader, "name", section, DEFAULT_DRAIN["name"])
+    target = reader.check(
+        "name.targetCpuPercent",
+        section.get("targetCpuPercent"),
+        _ranged(TARGET_CPU_MIN, TARGET_CPU_MAX),
+        DEFAULT_TARGET_CPU,
+    )
+    return NameSettings(**fields, target_cpu_percent=target)
 
 
 def _hello_service(reader: _Reader, value: object) -> HelloSettings:
@@ -506,17 +638,105 @@ def _hello_service(reader: _Reader, value: object) -> HelloSettings:
         _ranged(1, 60),
         DEFAULT_DNS_REFRESH,
     )
+    target = reader.check(
+        "hello.targetRequestsPerTask",
+        section.get("targetRequestsPerTask"),
+        _ranged(TARGET_REQUESTS_MIN, TARGET_REQUESTS_MAX),
+        DEFAULT_TARGET_REQUESTS,
+    )
     zone_aware = reader.check("hello.zoneAware", section.get("zoneAware"), _boolean, True)
-    return HelloSettings(*fields, dns_refresh_seconds=refresh, zone_aware=zone_aware)
+    return HelloSettings(
+        **fields,
+        dns_refresh_seconds=refresh,
+        target_requests_per_task=target,
+        zone_aware=zone_aware,
+    )
+
+
+def _capacity(reader: _Reader, value: object) -> Capacity:
+    section = reader.section("capacity", value, _CAPACITY_KEYS)
+    before = len(reader.problems)
+    base = reader.check(
+        "capacity.onDemandBase", section.get("onDemandBase"), _ranged(0, CAPACITY_BASE_MAX), 0
+    )
+    on_demand = reader.check(
+        "capacity.onDemandWeight",
+        section.get("onDemandWeight"),
+        _ranged(0, CAPACITY_WEIGHT_MAX),
+        1,
+    )
+    spot = reader.check(
+        "capacity.spotWeight", section.get("spotWeight"), _ranged(0, CAPACITY_WEIGHT_MAX), 0
+    )
+    if len(reader.problems) == before and on_demand + spot == 0:
+        # ECS: at least one provider of a strategy must have a weight above 0.
+        reader.fail(
+            "capacity.spotWeight",
+            "and capacity.onDemandWeight are both 0: ECS places tasks beyond the base by "
+            f"weight, so at least one must be 1 to {CAPACITY_WEIGHT_MAX}",
+        )
+    return Capacity(on_demand_base=base, on_demand_weight=on_demand, spot_weight=spot)
 
 
 def _boolean(value: object) -> bool:
-    # Pulumi hands a YAML true as the text "true"; 1/0 or "yes" are typos here, not switches.
     if isinstance(value, bool):
         return value
-    if value in ("true", "false"):
-        return value == "true"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
     raise _Invalid(f"{_show(value)} is not a boolean; allowed: true, false")
+
+
+def _email(value: object) -> str:
+    text = _text(value)
+    if len(text) > EMAIL_MAX or not _EMAIL.match(text):
+        raise _Invalid(f"{_show(value)} is not an e-mail address (name@example.com)")
+    return text
+
+
+def _alarms(reader: _Reader, value: object) -> Alarms:
+    section = reader.section("alarms", value, _ALARM_KEYS)
+    return Alarms(email=reader.check("alarms.email", section.get("email"), _email, None))
+
+
+def _zones_and_spot(reader: _Reader, settings: Settings) -> None:
+    """What each stack promises about availability zones and Spot, checked across keys."""
+    zones = settings.zones
+    zone_key = (
+        "network.availabilityZones"
+        if isinstance(settings.network, NewVpc)
+        else "network.privateSubnetIds"
+    )
+    if settings.zone_redundant:
+        for path, service in (("name", settings.name), ("hello", settings.hello)):
+            if service.min_count < zones:
+                reader.fail(
+                    f"{path}.minCount",
+                    f"{service.min_count} is fewer than one task per zone: zoneRedundant is "
+                    f"true and the tasks spread over {zones} zones ({zone_key}); allowed: "
+                    f"{zones} or more",
+                )
+        capacity = settings.capacity
+        if capacity.uses_spot and capacity.on_demand_base < zones:
+            # Spot capacity can be reclaimed in every zone at once; only FARGATE tasks (the base)
+            # keep the one-task-per-zone promise through that.
+            reader.fail(
+                "capacity.onDemandBase",
+                f"{capacity.on_demand_base} with capacity.spotWeight {capacity.spot_weight}: "
+                f"zoneRedundant is true, and Spot can reclaim every Spot task at once, so at "
+                f"least one FARGATE task per zone ({zones}, {zone_key}) must be the base; "
+                f"allowed: {zones} or more, or capacity.spotWeight 0",
+            )
+    if settings.capacity.uses_spot and settings.hello.drain_seconds < (
+        ALB_DEREGISTRATION_DELAY_SECONDS
+    ):
+        reader.fail(
+            "hello.drainSeconds",
+            f"{settings.hello.drain_seconds} is too short with capacity.spotWeight "
+            f"{settings.capacity.spot_weight}: a Spot interruption sends SIGTERM as the load "
+            f"balancer starts deregistering the task, so hello must keep serving for the "
+            f"target group's {ALB_DEREGISTRATION_DELAY_SECONDS} s deregistration delay; "
+            f"allowed: {ALB_DEREGISTRATION_DELAY_SECONDS} to {DRAIN_SECONDS_MAX}",
+        )
 
 
 def _network(reader: _Reader, value: object) -> NewVpc | ExistingVpc:
@@ -743,13 +963,11 @@ def parse_settings(
     network = _network(reader, raw.get("network"))
     name = _name_service(reader, raw.get("name"))
     hello = _hello_service(reader, raw.get("hello"))
+    capacity = _capacity(reader, raw.get("capacity"))
+    zone_redundant = reader.check("zoneRedundant", raw.get("zoneRedundant"), _boolean, False)
+    alarms = _alarms(reader, raw.get("alarms"))
 
-    if not reader.problems:
-        _drain_covers_discovery(reader, dns_ttl, name, hello)
-
-    if reader.problems:
-        raise ConfigError(reader.problems)
-    return Settings(
+    settings = Settings(
         architecture=architecture,
         namespace=namespace,
         dns_ttl=dns_ttl,
@@ -759,7 +977,17 @@ def parse_settings(
         name=name,
         hello=hello,
         domain=domain,
+        capacity=capacity,
+        zone_redundant=zone_redundant,
+        alarms=alarms,
     )
+    if not reader.problems:
+        _drain_covers_discovery(reader, dns_ttl, name, hello)
+        _zones_and_spot(reader, settings)
+
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return settings
 
 
 def _project_values(project: str) -> Iterator[tuple[str, object]]:

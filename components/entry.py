@@ -60,6 +60,11 @@ class PublicEntry(pulumi.ComponentResource):
     # The load balancer's canonical hosted zone, for alias records.
     zone_id: pulumi.Output[str]
     url: pulumi.Output[str]
+    # CloudWatch's names for the load balancer (`app/<name>/<id>`) and the target group
+    # (`targetgroup/<name>/<id>`): the LoadBalancer and TargetGroup metric dimensions, and
+    # together the resource label of hello's ALBRequestCountPerTarget scaling policy.
+    load_balancer_arn_suffix: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
     # The listener that serves visitors (HTTPS with a certificate, else HTTP).
     listener: aws.lb.Listener
     # The rule that ties the target group to the load balancer (it forwards PUBLIC_PATHS):
@@ -190,6 +195,8 @@ class PublicEntry(pulumi.ComponentResource):
         self.target_group_arn = target_group.arn
         self.dns_name = balancer.dns_name
         self.zone_id = balancer.zone_id
+        self.load_balancer_arn_suffix = balancer.arn_suffix
+        self.target_group_arn_suffix = target_group.arn_suffix
         # The load balancer's own name is only ever served over plain HTTP: no certificate can
         # match *.elb.amazonaws.com (config.py refuses certificateArn without a domain).
         self.url = pulumi.Output.concat("http://", balancer.dns_name)
@@ -200,5 +207,7 @@ class PublicEntry(pulumi.ComponentResource):
                 "dnsName": self.dns_name,
                 "zoneId": self.zone_id,
                 "url": self.url,
+                "loadBalancerArnSuffix": self.load_balancer_arn_suffix,
+                "targetGroupArnSuffix": self.target_group_arn_suffix,
             }
         )

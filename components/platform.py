@@ -56,9 +56,19 @@ class PlatformArgs:
     aws: AwsContext
 
 
+# The providers the services' capacity provider strategies may name (config.Capacity). Both are
+# attached whatever the stack's strategy: attaching costs nothing, and a strategy change then
+# never has to wait for (or be ordered against) a change of the cluster.
+CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
+
+
 class Platform(pulumi.ComponentResource):
     cluster_arn: pulumi.Output[str]
     cluster_name: pulumi.Output[str]
+    # The cluster's capacity providers: a service that names one in its strategy must be created
+    # after this (ECS refuses a strategy naming a provider the cluster lacks) and deleted before
+    # it (PutClusterCapacityProviders fails with ResourceInUse while a service uses one).
+    capacity_providers: aws.ecs.ClusterCapacityProviders
     execution_role_arn: pulumi.Output[str]
     namespace_id: pulumi.Output[str]
     namespace_name: pulumi.Output[str]
@@ -74,6 +84,18 @@ class Platform(pulumi.ComponentResource):
             name=args.cluster_name,
             # Per-task and per-service CPU, memory and network metrics in CloudWatch.
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            opts=child,
+        )
+
+        # Its own resource, not the cluster's deprecated capacity_providers argument (the two
+        # would fight). The provider sends PutClusterCapacityProviders with the whole list on
+        # create and update, waits for the cluster to be ACTIVE, retries ResourceInUse and
+        # UpdateInProgress; delete sends empty lists. No default strategy: each service names
+        # its own, so nothing depends on the cluster default.
+        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
+            name,
+            cluster_name=cluster.name,
+            capacity_providers=list(CAPACITY_PROVIDERS),
             opts=child,
         )
 

@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from config import Architecture, ServiceSettings
+from config import Architecture, Capacity, ServiceSettings
 
 # The images' non-root user and group (USER in apps/*/Dockerfile). Set on the container as well,
 # so the task runs unprivileged even if an image ever forgets to drop root.
@@ -114,6 +114,30 @@ def container_definition(
     }
 
 
+def capacity_provider_strategy(
+    capacity: Capacity,
+) -> list[aws.ecs.ServiceCapacityProviderStrategyArgs]:
+    """The stack's capacity provider strategy: the base on FARGATE, the rest by weight.
+
+    FARGATE_SPOT is left out when its weight is 0 (prod): a zero-weight entry places nothing and
+    would only make the strategy differ from what the stack file says.
+    """
+    strategy = [
+        aws.ecs.ServiceCapacityProviderStrategyArgs(
+            capacity_provider="FARGATE",
+            base=capacity.on_demand_base,
+            weight=capacity.on_demand_weight,
+        )
+    ]
+    if capacity.spot_weight:
+        strategy.append(
+            aws.ecs.ServiceCapacityProviderStrategyArgs(
+                capacity_provider="FARGATE_SPOT", weight=capacity.spot_weight
+            )
+        )
+    return strategy
+
+
 @dataclass(frozen=True)
 class LoadBalancerTarget:
     """Puts the service's tasks behind a target group (hello behind the ALB)."""
@@ -144,6 +168,16 @@ class DiscoverableServiceArgs:
     prefix: str
     environment: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     load_balancer: LoadBalancerTarget | None = None
+    # Where the tasks run (FARGATE / FARGATE_SPOT by weight); the cluster's capacity providers
+    # resource, which the service must be created after and deleted before.
+    capacity: Capacity = field(default_factory=Capacity)
+    capacity_providers: pulumi.Resource | None = None
+    # CloudWatch alarms that roll a deployment back while they are in ALARM (ECS deployment
+    # alarms), beside the circuit breaker. Empty: circuit breaker only.
+    deployment_alarm_names: Sequence[pulumi.Input[str]] = ()
+    # Application Auto Scaling owns the task count after creation (components/autoscaling.py):
+    # `pulumi up` must then never send desired_count again.
+    autoscaled: bool = True
 
 
 class DiscoverableService(pulumi.ComponentResource):
@@ -262,12 +296,25 @@ class DiscoverableService(pulumi.ComponentResource):
         )
 
         lb = args.load_balancer
+        alarm_names = list(args.deployment_alarm_names)
         service = aws.ecs.Service(
             name,
             cluster=args.cluster_arn,
             task_definition=task.arn,
+            # Sent at creation only once autoscaling owns the count (ignore_changes below).
             desired_count=args.settings.desired_count,
-            launch_type="FARGATE",
+            # A capacity provider strategy instead of launch_type (the two exclude each other):
+            # FARGATE and FARGATE_SPOT by the stack's weights. See force_new_deployment below
+            # for what a change of it does.
+            capacity_provider_strategies=capacity_provider_strategy(args.capacity),
+            # terraform-provider-aws (ecs/service.go, capacityProviderStrategyCustomizeDiff)
+            # refuses to update a strategy in place unless force_new_deployment is set (older
+            # releases replace the service instead), and ECS applies a new strategy only to new
+            # tasks anyway. Set, a strategy change is a rolling deployment of the same service
+            # (same name, same scalable target, autoscaled count kept). The price: every
+            # in-place update of the service rolls its tasks (UpdateService always carries
+            # forceNewDeployment), which a task definition change does anyway.
+            force_new_deployment=True,
             network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
                 subnets=args.subnet_ids,
                 security_groups=[group.id],
@@ -282,6 +329,14 @@ class DiscoverableService(pulumi.ComponentResource):
             # replacing healthy tasks with broken ones.
             deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
                 enable=True, rollback=True
+            ),
+            # ... and so does one whose tasks start and pass their health checks but break the
+            # service (5xx, retries, unhealthy targets): ECS watches these alarms during the
+            # deployment and rolls back when one goes to ALARM.
+            alarms=(
+                aws.ecs.ServiceAlarmsArgs(alarm_names=alarm_names, enable=True, rollback=True)
+                if alarm_names
+                else None
             ),
             service_registries=aws.ecs.ServiceServiceRegistriesArgs(registry_arn=registry.arn),
             load_balancers=(
@@ -303,8 +358,17 @@ class DiscoverableService(pulumi.ComponentResource):
             wait_for_steady_state=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # Tasks pull their image over 443 the moment they start.
-                depends_on=[https_out, *([lb.listener] if lb else [])],
+                # Tasks pull their image over 443 the moment they start; the strategy's
+                # providers must be on the cluster first (and stay until the service is gone).
+                depends_on=[
+                    https_out,
+                    *([lb.listener] if lb else []),
+                    *([args.capacity_providers] if args.capacity_providers else []),
+                ],
+                # The provider reads desiredCount back from ECS; once Application Auto Scaling
+                # has changed it, sending the configured count again would undo the scaling on
+                # every `pulumi up`.
+                ignore_changes=["desiredCount"] if args.autoscaled else None,
             ),
         )
 

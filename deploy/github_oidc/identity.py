@@ -145,6 +145,15 @@ ACCOUNT_WIDE_ACTIONS: Mapping[str, str] = {
     "route53:CreateHostedZone": "no resource types; Cloud Map's CreatePrivateDnsNamespace "
     "creates the namespace's private zone with the caller's permissions",
     "acm:RequestCertificate": "no resource types; conditioned on the stack's request tags",
+    "application-autoscaling:DescribeScalableTargets": "read; no resource types (the target "
+    "is looked up by its ECS resource id)",
+    "application-autoscaling:DescribeScalingPolicies": "read; no resource types",
+    "cloudwatch:DescribeAlarms": "read; alarms are read by name, which reveals nothing the "
+    "role could change (writes are scoped by name below)",
+    "sns:GetSubscriptionAttributes": "read; subscription actions have no resource type in "
+    "SNS (only topic actions do)",
+    "sns:Unsubscribe": "no resource types (a subscription is not a topic resource); the "
+    "destroy of the alarm e-mail subscription; removes a delivery, never a topic or message",
 }
 
 # EC2 actions that create what awsx.ec2.Vpc and aws.ec2.SecurityGroup declare, and
@@ -205,6 +214,10 @@ ECS_STACK_ACTIONS: tuple[str, ...] = (
     "ecs:UpdateService",
     "ecs:DeleteService",
     "ecs:DescribeServices",
+    # Newer provider releases follow a deployment through these while they wait for a
+    # steady state (wait_for_steady_state); reads, on the stack's services only.
+    "ecs:ListServiceDeployments",
+    "ecs:DescribeServiceDeployments",
     "ecs:DeleteTaskDefinitions",
     "ecs:TagResource",
     "ecs:UntagResource",
@@ -303,10 +316,48 @@ DEPLOY_ROLE_ACTIONS: tuple[str, ...] = (
     "iam:ListInstanceProfilesForRole",
 )
 
-# Service-linked roles that ECS and the load balancer create on first use in an account.
+# Service-linked roles that ECS, the load balancer and Application Auto Scaling (for ECS
+# services: AWSServiceRoleForApplicationAutoScaling_ECSService, on the first
+# RegisterScalableTarget) create on first use in an account.
 SERVICE_LINKED_ROLE_SERVICES: tuple[str, ...] = (
     "ecs.amazonaws.com",
     "elasticloadbalancing.amazonaws.com",
+    "ecs.application-autoscaling.amazonaws.com",
+)
+
+# Application Auto Scaling (aws.appautoscaling.Target/Policy): the scalable target is the
+# only resource type (scalable-target/<id>, an id AWS assigns), so these are tag-scoped:
+# aws:RequestTag on RegisterScalableTarget's create, aws:ResourceTag afterwards. Registering
+# also needs ecs:DescribeServices/UpdateService on the service, which ECS_STACK_ACTIONS limit
+# to the stack's cluster.
+AUTOSCALING_STACK_WRITES: tuple[str, ...] = (
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:ListTagsForResource",
+)
+# CloudWatch alarms and the dashboard, by name (`<prefix>-*`, `<prefix>`).
+ALARM_ACTIONS: tuple[str, ...] = (
+    "cloudwatch:DeleteAlarms",
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource",
+    "cloudwatch:ListTagsForResource",
+)
+DASHBOARD_ACTIONS: tuple[str, ...] = (
+    "cloudwatch:PutDashboard",
+    "cloudwatch:GetDashboard",
+    "cloudwatch:DeleteDashboards",
+)
+# The alarm topic, by name (`<prefix>-alarms`); CreateTopic with tags also needs TagResource.
+TOPIC_ACTIONS: tuple[str, ...] = (
+    "sns:CreateTopic",
+    "sns:GetTopicAttributes",
+    "sns:SetTopicAttributes",
+    "sns:DeleteTopic",
+    "sns:TagResource",
+    "sns:UntagResource",
+    "sns:ListTagsForResource",
 )
 
 # The deploy role's permissions do not fit IAM's 10,240 characters of inline policy
@@ -328,6 +379,7 @@ DEPLOY_POLICY_PARTS: Mapping[str, tuple[str, ...]] = {
         "Acm",
         "Never",
     ),
+    "operations": ("Autoscaling", "Alarms", "Dashboard", "Sns"),
 }
 # IAM's default quota of managed policies attached to one role.
 ATTACHED_POLICIES_MAX = 10
@@ -580,6 +632,7 @@ def deploy_policy(
         for resource in (
             arn("ecs", f"cluster/{p}"),
             arn("ecs", f"service/{p}/*"),
+            arn("ecs", f"service-deployment/{p}/*"),
             arn("ecs", f"task-definition/{p}-*:*"),
         )
     ]
@@ -840,6 +893,7 @@ def deploy_policy(
             },
         },
     ]
+    statements += _operations_statements(partition, account_id, stacks)
     if public_domains:
         statements += _public_domain_statements(partition, account_id, stacks, public_domains)
     statements.append(
@@ -851,6 +905,91 @@ def deploy_policy(
         }
     )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _operations_statements(
+    partition: str, account_id: str, stacks: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Autoscaling, alarms, the dashboard and the alarm topic of each stack (issue 10)."""
+    prefixes = [stack_prefix(s) for s in sorted(stacks)]
+    targets = f"arn:{partition}:application-autoscaling:*:{account_id}:scalable-target/*"
+    topics = [f"arn:{partition}:sns:*:{account_id}:{p}-alarms" for p in prefixes]
+    alarms = [f"arn:{partition}:cloudwatch:*:{account_id}:alarm:{p}-*" for p in prefixes]
+    return [
+        {
+            "Sid": "AutoscalingRegisterTagged",
+            "Effect": "Allow",
+            "Action": [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:TagResource",
+            ],
+            "Resource": targets,
+            "Condition": {"StringEquals": _tags("Request", stacks)},
+        },
+        {
+            "Sid": "AutoscalingStackTargets",
+            "Effect": "Allow",
+            "Action": list(AUTOSCALING_STACK_WRITES),
+            "Resource": targets,
+            "Condition": {"StringEquals": _tags("Resource", stacks)},
+        },
+        {
+            "Sid": "AutoscalingRetagStackTargets",
+            "Effect": "Allow",
+            "Action": [
+                "application-autoscaling:TagResource",
+                "application-autoscaling:UntagResource",
+            ],
+            "Resource": targets,
+            "Condition": {"StringEquals": _tags("Resource", stacks), **_keeps_stack_tags()},
+        },
+        {
+            # The stack's alarms may notify only the stack's topic.
+            "Sid": "AlarmsPutStackAlarms",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricAlarm",
+            "Resource": alarms,
+            "Condition": {"ForAllValues:StringLike": {"cloudwatch:AlarmActions": topics}},
+        },
+        {
+            "Sid": "AlarmsManageStackAlarms",
+            "Effect": "Allow",
+            "Action": list(ALARM_ACTIONS),
+            "Resource": alarms,
+        },
+        {
+            # The ECS guide lists these for whoever creates a target tracking policy; the two
+            # alarms it makes are named TargetTracking-<resource id>-AlarmHigh/Low-<uuid>.
+            "Sid": "AlarmsOfTargetTracking",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+            "Resource": [
+                f"arn:{partition}:cloudwatch:*:{account_id}:alarm:TargetTracking-service/{p}/*"
+                for p in prefixes
+            ],
+        },
+        {
+            "Sid": "DashboardOfTheStack",
+            "Effect": "Allow",
+            "Action": list(DASHBOARD_ACTIONS),
+            "Resource": [
+                f"arn:{partition}:cloudwatch::{account_id}:dashboard/{p}" for p in prefixes
+            ],
+        },
+        {
+            "Sid": "SnsStackTopic",
+            "Effect": "Allow",
+            "Action": list(TOPIC_ACTIONS),
+            "Resource": topics,
+        },
+        {
+            "Sid": "SnsEmailSubscriptions",
+            "Effect": "Allow",
+            "Action": "sns:Subscribe",
+            "Resource": topics,
+            "Condition": {"StringEquals": {"sns:Protocol": "email"}},
+        },
+    ]
 
 
 def _public_domain_statements(

@@ -21,6 +21,7 @@ import pytest
 from deploy.github_oidc.identity import (
     ACCOUNT_WIDE_ACTIONS,
     DEFAULT_ATTACHABLE_POLICIES,
+    DEFAULT_STACKS,
     DEPLOY_POLICY_PARTS,
     MANAGED_POLICY_MAX_CHARS,
     PREVIEW_ACTIONS,
@@ -122,7 +123,7 @@ def test_each_role_gets_its_own_policy(default_stack: dict[str, Any]) -> None:
     assert resources["github-preview-read"]["state"]["role"] == "github-preview-0a1b2c3"
     # By default the stacks of deploy.yml and e2e.yml: dev, prod and e2e.
     assert preview == preview_policy("aws", "123456789012", ("dev", "prod", "e2e"))
-    # The deploy role's permissions are four managed policies (they exceed IAM's
+    # The deploy role's permissions are five managed policies (they exceed IAM's
     # 10,240 characters of inline policy per role), all attached to it, together
     # exactly deploy_policy() for the account of the provider.
     statements = []
@@ -155,9 +156,9 @@ def _sid(statement: dict[str, Any]) -> str:
 def test_everything_is_a_child_of_the_component(default_stack: dict[str, Any]) -> None:
     component = "fargate-service-discovery:delivery:GitHubOidc"
     children = [r for r in default_stack["resources"] if r["type"] != component]
-    # provider, two roles, the preview role's inline policy, four deploy policies and
-    # their four attachments
-    assert len(children) == 12
+    # provider, two roles, the preview role's inline policy, five deploy policies and
+    # their five attachments
+    assert len(children) == 4 + 2 * len(DEPLOY_POLICY_PARTS) == 14
     assert all(f"::{component}$" in r["urn"] for r in children)
 
 
@@ -519,6 +520,7 @@ def test_account_wide_statements_hold_only_allow_listed_actions() -> None:
         "servicediscovery:CreatePrivateDnsNamespace",
         "route53:CreateHostedZone",
         "acm:RequestCertificate",
+        "sns:Unsubscribe",
     }
 
 
@@ -618,3 +620,36 @@ def test_the_ci_roles_are_outside_the_programs_path(default_stack: dict[str, Any
     for role in ("github-deploy", "github-preview"):
         assert resources[role]["state"].get("path", "/") == "/"
     assert ROLE_PATH == "/fargate-service-discovery/"
+
+
+def test_operations_writes_stay_on_the_stacks_targets_alarms_and_topic() -> None:
+    """Issue 10's resource types: scalable targets (AWS-assigned ids) by the stack tags,
+    alarms and the dashboard by the stack prefix, alarms notifying only the stack's topic,
+    subscriptions by e-mail only, and the service-linked role Application Auto Scaling makes."""
+    topics = [
+        f"arn:aws:sns:*:{ACCOUNT}:fargate-service-discovery-{stack}-alarms"
+        for stack in sorted(DEFAULT_STACKS)
+    ]
+    for statement, action in _allows():
+        if action.startswith("application-autoscaling:") and "*" not in _list(
+            statement["Resource"]
+        ):
+            condition = json.dumps(statement["Condition"])
+            assert '"aws:RequestTag/Project"' in condition or '"aws:ResourceTag/Project"' in (
+                condition
+            ), (statement["Sid"], action)
+        if action == "cloudwatch:PutMetricAlarm" and statement["Sid"] == "AlarmsPutStackAlarms":
+            assert statement["Condition"] == {
+                "ForAllValues:StringLike": {"cloudwatch:AlarmActions": topics}
+            }
+        if action.startswith(("cloudwatch:", "sns:")) and "*" not in _list(statement["Resource"]):
+            for resource in _list(statement["Resource"]):
+                assert "fargate-service-discovery-" in resource, (statement["Sid"], resource)
+        if action == "sns:Subscribe":
+            assert statement["Condition"] == {"StringEquals": {"sns:Protocol": "email"}}
+    linked = [s for s, a in _allows() if a == "iam:CreateServiceLinkedRole"]
+    assert any(
+        "ecs.application-autoscaling.amazonaws.com" in r
+        for s in linked
+        for r in _list(s["Resource"])
+    )

@@ -32,6 +32,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fargate-service-discovery"
 DESIRED_COUNT_KEY = f"{PROJECT}:name.desiredCount"
+# Autoscaling owns name's count once the service exists (desiredCount is ignored after
+# creation): the test scales by raising the autoscaling floor, which Application Auto Scaling
+# applies at once. desiredCount follows, as the configuration requires it within the range.
+MIN_COUNT_KEY = f"{PROJECT}:name.minCount"
 
 # The opt-in. It deploys a real, billed stack for about half an hour, so `./dev test` on a
 # machine that happens to hold AWS credentials must not start one. When set, a missing
@@ -284,7 +288,7 @@ def require_no_changes(summary: Mapping[Any, int], diff: str = "") -> None:
 
 
 def require_in_place_update(summary: Mapping[Any, int]) -> None:
-    """Scaling changes name's desired count in place: nothing created, replaced or deleted."""
+    """Scaling changes name's autoscaling floor in place: nothing created, replaced or deleted."""
     found = changes(summary)
     if set(found) != {"update"}:
         raise UnexpectedChanges(f"scaling name should update in place only; it did {found}")
@@ -356,6 +360,7 @@ def run_scenario(
     log("e2e: the second preview changes nothing")
 
     scaled = initial + 1
+    stack.set_config(MIN_COUNT_KEY, str(scaled))
     stack.set_config(DESIRED_COUNT_KEY, str(scaled))
     update = stack.up()
     require_in_place_update(update.change_summary)

@@ -310,6 +310,7 @@ def test_the_scenario_runs_in_order_and_ends_destroyed_and_removed() -> None:
     assert stack.calls == [
         "up",
         "preview",
+        f"set_config {lifecycle.MIN_COUNT_KEY}=3",
         f"set_config {lifecycle.DESIRED_COUNT_KEY}=3",
         "up",
         "destroy",

@@ -25,14 +25,16 @@ CERTIFICATE_ARN = (
 # A public name in a zone looked up by name: ACM issues the certificate (DNS validation).
 DOMAIN = {"name": "hello.example.com", "zoneName": "example.com"}
 
+ALARM_EMAIL = "ops@example.com"
 DEV = stack_config("dev")
 # key -> (stack, config as the language host passes it, program)
 SPECS: dict[str, tuple[str, dict[str, str], str]] = {
     "dev": ("dev", DEV, "__main__.py"),
     "prod": ("prod", stack_config("prod"), "__main__.py"),
     # Every non-default branch in one run: an existing VPC, a domain with HTTPS (the certificate
-    # requested from ACM), Graviton, and a namespace and port of its own (so nothing can pass by
-    # hard-coding name.internal:3000). A given certificateArn: tests/infra/scenarios.py.
+    # requested from ACM), Graviton, a namespace and port of its own (so nothing can pass by
+    # hard-coding name.internal:3000), and an e-mail address for the alarms. A given
+    # certificateArn: tests/infra/scenarios.py.
     "alternatives": (
         "dev",
         with_values(
@@ -44,6 +46,8 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
                 "namespace": "svc.corp",
                 "name.port": 8080,
                 "hello.zoneAware": False,
+                # The alarm topic's e-mail subscription (none in the stack files).
+                "alarms.email": ALARM_EMAIL,
             },
         ),
         "__main__.py",

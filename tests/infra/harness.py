@@ -117,11 +117,14 @@ def aws_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
             )
             # The canonical hosted zone of ALBs in us-east-1, for alias records.
             extra["zoneId"] = "Z35SXDOTRQ7X7K"
+            # What the provider computes from the ARN: CloudWatch's LoadBalancer dimension.
+            extra["arnSuffix"] = extra["arn"].split(":loadbalancer/", 1)[1]
         case "aws:lb/targetGroup:TargetGroup":
             extra["arn"] = rid = (
                 f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/"
                 f"{physical[:32]}/{_hex(name, 16)}"
             )
+            extra["arnSuffix"] = extra["arn"].split(":", 5)[5]
         case "aws:lb/listenerRule:ListenerRule":
             extra["arn"] = rid = (
                 f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener-rule/app/"
@@ -149,6 +152,37 @@ def aws_state(typ: str, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
             rid = f"{inputs['zoneId']}_{inputs['name']}_{inputs['type']}"
             # The provider stores names lower-case, without a trailing dot.
             extra = {"fqdn": inputs["name"].rstrip(".").lower()}
+        case "aws:appautoscaling/target:Target":
+            # The id is the resource id; the role is the service-linked role AWS fills in.
+            rid = inputs["resourceId"]
+            extra["arn"] = (
+                f"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/"
+                f"0ec{_hex(name, 29)}"
+            )
+            extra["roleArn"] = (
+                f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/"
+                "ecs.application-autoscaling.amazonaws.com/"
+                "AWSServiceRoleForApplicationAutoScaling_ECSService"
+            )
+        case "aws:appautoscaling/policy:Policy":
+            rid = physical
+            extra["arn"] = (
+                f"arn:aws:autoscaling:{REGION}:{ACCOUNT}:scalingPolicy:{_hex(name, 36)}:"
+                f"resource/ecs/{inputs['resourceId']}:policyName/{physical}"
+            )
+        case "aws:cloudwatch/metricAlarm:MetricAlarm":
+            rid = inputs["name"]
+            extra["arn"] = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{rid}"
+        case "aws:cloudwatch/dashboard:Dashboard":
+            rid = inputs["dashboardName"]
+            extra = {"dashboardArn": f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{rid}"}
+        case "aws:sns/topic:Topic":
+            extra["arn"] = rid = f"arn:aws:sns:{REGION}:{ACCOUNT}:{physical}"
+        case "aws:sns/topicSubscription:TopicSubscription":
+            extra["arn"] = rid = f"{inputs['topic']}:{_hex(name, 8)}-{_hex(name + 's', 4)}"
+        case "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders":
+            rid = inputs["clusterName"]
+            extra = {}
         case "aws:lb/listener:Listener":
             extra["arn"] = rid = (
                 f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/"
@@ -238,6 +272,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                             "custom": request.custom,
                             "dependencies": list(request.dependencies),
                             "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                            "ignoreChanges": list(request.ignoreChanges),
                             "inputs": _to_json(pulumi_rpc.deserialize_properties(request.object)),
                             # What the mocks answered: the resource's outputs.
                             "state": _to_json(pulumi_rpc.deserialize_properties(response.object)),

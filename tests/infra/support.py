@@ -65,6 +65,8 @@ class Resource:
     state: dict[str, Any]
     # ResourceOptions.delete_before_replace, as the engine receives it.
     delete_before_replace: bool = False
+    # ResourceOptions.ignore_changes, as the engine receives it (engine property names).
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +132,7 @@ def collect(process: subprocess.Popen[str]) -> Run:
             inputs=r["inputs"],
             state=r["state"],
             delete_before_replace=r["deleteBeforeReplace"],
+            ignore_changes=r["ignoreChanges"],
         )
         for r in data["resources"]
     ]

@@ -238,6 +238,7 @@ def _calls(stack: str) -> dict[str, list[Call]]:
     sg, sgr = a("ec2", "security-group/sg-1"), a("ec2", "security-group-rule/sgr-1")
     cluster = a("ecs", f"cluster/{prefix}")
     ecs_service = a("ecs", f"service/{prefix}/name-0a1b2c3")
+    ecs_deployment = a("ecs", f"service-deployment/{prefix}/name-0a1b2c3/Qf2a9d")
     task = a("ecs", f"task-definition/{prefix}-name:3")
     namespace, cm_service = (
         a("servicediscovery", "namespace/ns-1"),
@@ -247,6 +248,18 @@ def _calls(stack: str) -> dict[str, list[Call]]:
     repository = a("ecr", f"repository/{prefix}/name")
     role = f"arn:aws:iam::{ACCOUNT}:role{ROLE_PATH}platform-task-execution-0a1b2c3"
     certificate = a("acm", "certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b")
+    # Issue 10: scalable targets (ids AWS assigns), alarms, the dashboard (global) and the topic.
+    target = a("application-autoscaling", "scalable-target/0ec1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7")
+    alarm = a("cloudwatch", f"alarm:{prefix}-hello-target-5xx")
+    tracking_alarm = a(
+        "cloudwatch", f"alarm:TargetTracking-service/{prefix}/name-0a1b2c3-AlarmHigh-4f6e"
+    )
+    dashboard = f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{prefix}"
+    topic = a("sns", f"{prefix}-alarms")
+    autoscaling_role = (
+        f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+        "AWSServiceRoleForApplicationAutoScaling_ECSService"
+    )
 
     def tag_on_create(service: str, key: str, arn: str, create: str) -> Call:
         return (
@@ -371,10 +384,71 @@ def _calls(stack: str) -> dict[str, list[Call]]:
             ),
             *anywhere("ecs:DescribeTaskDefinition ecs:DeregisterTaskDefinition"),
         ],
+        "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": owned(
+            "ecs:PutClusterCapacityProviders ecs:DescribeClusters", cluster
+        ),
+        "aws:appautoscaling/target:Target": [
+            ("application-autoscaling:RegisterScalableTarget", target, NEW, True, {}),
+            *anywhere("application-autoscaling:DescribeScalableTargets"),
+            *owned(
+                "application-autoscaling:RegisterScalableTarget "
+                "application-autoscaling:ListTagsForResource "
+                "application-autoscaling:DeregisterScalableTarget",
+                target,
+            ),
+            # Registering an ECS service reads it and sets its desired count into the range.
+            *owned("ecs:DescribeServices ecs:UpdateService", ecs_service),
+            (
+                "iam:CreateServiceLinkedRole",
+                autoscaling_role,
+                NEW,
+                False,
+                {"iam:AWSServiceName": "ecs.application-autoscaling.amazonaws.com"},
+            ),
+        ],
+        "aws:appautoscaling/policy:Policy": [
+            *owned(
+                "application-autoscaling:PutScalingPolicy "
+                "application-autoscaling:DeleteScalingPolicy",
+                target,
+            ),
+            *anywhere("application-autoscaling:DescribeScalingPolicies"),
+            ("cloudwatch:PutMetricAlarm", tracking_alarm, NEW, False, {}),
+            ("cloudwatch:DeleteAlarms", tracking_alarm, OWNED, False, {}),
+        ],
+        "aws:cloudwatch/metricAlarm:MetricAlarm": [
+            # Alarm and OK actions: the stack's topic only (cloudwatch:AlarmActions).
+            ("cloudwatch:PutMetricAlarm", alarm, NEW, True, {"cloudwatch:AlarmActions": [topic]}),
+            *anywhere("cloudwatch:DescribeAlarms"),
+            *owned(
+                "cloudwatch:ListTagsForResource cloudwatch:TagResource cloudwatch:DeleteAlarms",
+                alarm,
+            ),
+        ],
+        "aws:cloudwatch/dashboard:Dashboard": [
+            ("cloudwatch:PutDashboard", dashboard, NEW, False, {}),
+            *owned("cloudwatch:GetDashboard cloudwatch:DeleteDashboards", dashboard),
+        ],
+        "aws:sns/topic:Topic": [
+            ("sns:CreateTopic", topic, NEW, True, {}),
+            ("sns:TagResource", topic, NEW, True, {}),
+            *owned(
+                "sns:GetTopicAttributes sns:SetTopicAttributes sns:ListTagsForResource "
+                "sns:DeleteTopic",
+                topic,
+            ),
+        ],
+        "aws:sns/topicSubscription:TopicSubscription": [
+            ("sns:Subscribe", topic, OWNED, False, {"sns:Protocol": "email"}),
+            *anywhere("sns:GetSubscriptionAttributes sns:Unsubscribe"),
+        ],
         "aws:ecs/service:Service": [
             ("ecs:CreateService", ecs_service, NEW, True, {"ecs:cluster": cluster}),
             ("ecs:TagResource", ecs_service, NEW, True, {"ecs:CreateAction": "CreateService"}),
             *owned("ecs:UpdateService ecs:DescribeServices ecs:DeleteService", ecs_service),
+            # wait_for_steady_state in newer provider releases follows the deployment.
+            *owned("ecs:ListServiceDeployments", ecs_service),
+            *owned("ecs:DescribeServiceDeployments", ecs_deployment),
         ],
         "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace": [
             ("servicediscovery:CreatePrivateDnsNamespace", "*", NEW, True, {}),

@@ -49,7 +49,11 @@ def test_every_address_and_timing_can_be_set() -> None:
         "ZONE_SUBNETS": '{"local-1a": ["127.0.10.0/26", "127.0.11.0/26"],'
         ' "local-1b": ["127.0.10.64/26", "127.0.11.64/26"]}',
         "MAX_ATTEMPTS": "2",
+        # The local stack prints the EMF lines CloudWatch would receive (apps/common/emf.py).
+        "METRICS_NAMESPACE": "fargate-service-discovery-local",
+        "METRICS_INTERVAL_SECONDS": "10",
     }
+    assert name.env["METRICS_NAMESPACE"] == "fargate-service-discovery-local"
     assert (name.discoverable, name.load_balanced) == (True, False)
     assert (hello.discoverable, hello.load_balanced) == (False, True)
 
