@@ -185,6 +185,14 @@ hello = DiscoverableService(
             # Derived from the name service's Cloud Map registration, never typed twice.
             "NAME_SERVER": name.endpoint,
             "DNS_REFRESH_SECONDS": str(settings.hello.dns_refresh_seconds),
+            # Zone-aware routing: hello reads its own zone from the task metadata endpoint
+            # and places name's tasks by these subnets (docs/apps.md, "Zones").
+            "ZONE_AWARE": "true" if settings.hello.zone_aware else "false",
+            **(
+                {"ZONE_SUBNETS": pulumi.Output.json_dumps(network.private_subnet_zones)}
+                if settings.hello.zone_aware
+                else {}
+            ),
         },
         load_balancer=LoadBalancerTarget(
             target_group_arn=entry.target_group_arn, listener=entry.forwarding

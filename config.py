@@ -200,6 +200,9 @@ class HelloSettings(ServiceSettings):
     dns_refresh_seconds: int
     # It scales on the load balancer's requests per task per minute (ALBRequestCountPerTarget).
     target_requests_per_task: int = field(default=1000, kw_only=True)
+    # Prefer name tasks in hello's own availability zone (ZONE_AWARE; apps/discovery/zones.py):
+    # cross-zone traffic costs $0.01/GB each way.
+    zone_aware: bool = field(default=True, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,7 @@ TOP_LEVEL_KEYS = (
 _DOMAIN_KEYS = ("name", "zoneId", "zoneName")
 _SERVICE_KEYS = ("cpu", "memory", "desiredCount", "port", "drainSeconds", "minCount", "maxCount")
 _NAME_KEYS = (*_SERVICE_KEYS, "targetCpuPercent")
-_HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds", "targetRequestsPerTask")
+_HELLO_KEYS = (*_SERVICE_KEYS, "dnsRefreshSeconds", "targetRequestsPerTask", "zoneAware")
 _CAPACITY_KEYS = ("onDemandBase", "onDemandWeight", "spotWeight")
 _ALARM_KEYS = ("email",)
 _NEW_VPC_KEYS = ("cidrBlock", "availabilityZones", "natGateways")
@@ -641,7 +644,13 @@ def _hello_service(reader: _Reader, value: object) -> HelloSettings:
         _ranged(TARGET_REQUESTS_MIN, TARGET_REQUESTS_MAX),
         DEFAULT_TARGET_REQUESTS,
     )
-    return HelloSettings(**fields, dns_refresh_seconds=refresh, target_requests_per_task=target)
+    zone_aware = reader.check("hello.zoneAware", section.get("zoneAware"), _boolean, True)
+    return HelloSettings(
+        **fields,
+        dns_refresh_seconds=refresh,
+        target_requests_per_task=target,
+        zone_aware=zone_aware,
+    )
 
 
 def _capacity(reader: _Reader, value: object) -> Capacity:

@@ -24,6 +24,8 @@ ENVIRONMENT = frozenset(
         "CONNECT_TIMEOUT_SECONDS",
         "REQUEST_TIMEOUT_SECONDS",
         "MAX_ATTEMPTS",
+        "ZONE_AWARE",
+        "ZONE_SUBNETS",
         # apps/hello/tuning.py
         "RETRY_STATUSES",
         "MAX_HEDGES",

@@ -2,7 +2,13 @@
 
 Either a new VPC built with awsx (one public and one private subnet per availability zone,
 NAT gateways per the chosen strategy), or an existing VPC whose ids come from config. Both
-paths expose the same three outputs, so nothing downstream knows which one ran.
+paths expose the same outputs, so nothing downstream knows which one ran.
+
+`private_subnet_zones` (zone -> the private subnets' CIDR blocks) is what hello needs to tell
+which zone a name task's address is in (ZONE_SUBNETS, apps/discovery/zones.py). It comes from
+`aws.ec2.get_subnet` lookups of the private subnet ids on both paths: invokes, not resources,
+so a lookup inside `apply` (needed for a new VPC, whose ids exist only after creation) creates
+nothing; for a new VPC they run once awsx has created the subnets.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_awsx as awsx
 
 from config import ExistingVpc, NewVpc
@@ -38,6 +45,20 @@ def subnet_masks(vpc_prefix: int, zones: int) -> SubnetMasks:
     return SubnetMasks(zone=zone, private=zone + 1, public=zone + 2)
 
 
+def subnet_zones(subnet_ids: Sequence[str]) -> pulumi.Output[dict[str, list[str]]]:
+    """Zone -> sorted CIDR blocks of these subnets, looked up by id (invokes only)."""
+    found = [aws.ec2.get_subnet_output(id=subnet_id) for subnet_id in subnet_ids]
+    pairs = [pulumi.Output.all(s.availability_zone, s.cidr_block) for s in found]
+    return pulumi.Output.all(*pairs).apply(_by_zone)
+
+
+def _by_zone(pairs: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    zones: dict[str, list[str]] = {}
+    for zone, cidr in pairs:
+        zones.setdefault(zone, []).append(cidr)
+    return {zone: sorted(zones[zone]) for zone in sorted(zones)}
+
+
 @dataclass(frozen=True)
 class NetworkArgs:
     vpc: NewVpc | ExistingVpc
@@ -47,6 +68,7 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[Sequence[str]]
     private_subnet_ids: pulumi.Output[Sequence[str]]
+    private_subnet_zones: pulumi.Output[dict[str, list[str]]]
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -61,11 +83,13 @@ class Network(pulumi.ComponentResource):
             self.vpc_id = vpc.vpc_id
             self.public_subnet_ids = vpc.public_subnet_ids
             self.private_subnet_ids = vpc.private_subnet_ids
+        self.private_subnet_zones = self.private_subnet_ids.apply(subnet_zones)
         self.register_outputs(
             {
                 "vpcId": self.vpc_id,
                 "publicSubnetIds": self.public_subnet_ids,
                 "privateSubnetIds": self.private_subnet_ids,
+                "privateSubnetZones": self.private_subnet_zones,
             }
         )
 

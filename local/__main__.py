@@ -36,6 +36,11 @@ def banner(config: StackConfig) -> str:
             f"  {control} scale name 5",
             f"  {control} kill name {first_name}",
             f"  {control} dns stop      # and: dns start",
+            *(
+                [f"  {control} zone {config.zone_names[0]} down   # and: zone ... up"]
+                if config.zones > 1
+                else []
+            ),
             f"replica logs: {config.logs}/   Ctrl-C stops everything.",
             "",
         ]

@@ -5,6 +5,10 @@
     POST /control/kill/{service}    {"address": "127.0.1.3"}   (address optional)
     POST /control/dns/stop          {"mode": "drop"|"servfail"|"closed"}   (mode optional)
     POST /control/dns/start
+    POST /control/zone/{zone}/down  {"service": "name"}   (service optional: all)
+    POST /control/zone/{zone}/up    {"service": "name"}
+    POST /control/rebalancing/{service}  {"enabled": false}
+    GET  /v4/{address}/task                     a replica's ECS task metadata (v4)
 
 Answers are JSON. It can kill processes, so besides listening on loopback only it
 refuses requests whose Host is not its own address (a web page cannot reach it through
@@ -25,10 +29,13 @@ from local.config import loopback
 from local.dns import Outage
 
 if TYPE_CHECKING:
+    from local.runner import Replica
     from local.stack import Stack
 
 log = logging.getLogger("local")
 STACK: web.AppKey[Stack] = web.AppKey("stack")
+# Each replica's ECS_CONTAINER_METADATA_URI_V4 is http://<control>/v4/<its address>.
+METADATA_PREFIX = "/v4"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -39,6 +46,10 @@ def control_app(stack: Stack) -> web.Application:
     app.router.add_post("/control/scale/{service}", _scale)
     app.router.add_post("/control/kill/{service}", _kill)
     app.router.add_post("/control/dns/{action}", _dns)
+    app.router.add_post("/control/zone/{zone}/{action}", _zone)
+    app.router.add_post("/control/rebalancing/{service}", _rebalancing)
+    app.router.add_get(METADATA_PREFIX + "/{address}", _container_metadata)
+    app.router.add_get(METADATA_PREFIX + "/{address}/task", _task_metadata)
     return app
 
 
@@ -129,6 +140,83 @@ async def _dns(request: web.Request) -> web.Response:
     # One line in the runner's output, like every other event.
     log.info("dns %s: %s -> %s (local.control dns %s)", stack.config.dns, before, after, action)
     return web.json_response({"dns": after})
+
+
+async def _zone(request: web.Request) -> web.Response:
+    stack = request.app[STACK]
+    zone, action = request.match_info["zone"], request.match_info["action"]
+    service = (await _body(request)).get("service")
+    if service is not None and not isinstance(service, str):
+        return _error(400, 'expected {"service": "name"|"hello"} or nothing')
+    try:
+        if action == "down":
+            killed = stack.runner.zone_down(zone, service)
+            return web.json_response(
+                {"zone": zone, "state": "down", "killed": [r.as_dict() for r in killed]}
+            )
+        if action == "up":
+            stack.runner.zone_up(zone, service)
+            return web.json_response({"zone": zone, "state": "up"})
+    except LookupError as error:
+        return _error(404, str(error))
+    return _error(404, "use /control/zone/{zone}/down or /control/zone/{zone}/up")
+
+
+async def _rebalancing(request: web.Request) -> web.Response:
+    service = request.match_info["service"]
+    enabled = (await _body(request)).get("enabled")
+    if not isinstance(enabled, bool):
+        return _error(400, 'expected {"enabled": true|false}')
+    try:
+        request.app[STACK].runner.set_az_rebalancing(service, enabled)
+    except LookupError as error:
+        return _error(404, str(error))
+    return web.json_response({"service": service, "az_rebalancing": enabled})
+
+
+def _replica(request: web.Request) -> Replica | None:
+    address = request.match_info["address"]
+    return next(
+        (r for r in request.app[STACK].runner.replicas() if str(r.address) == address), None
+    )
+
+
+async def _task_metadata(request: web.Request) -> web.Response:
+    """What ECS's task metadata endpoint v4 answers at ``/task``, the fields that matter
+    here (AWS: "Task metadata v4 JSON response"); ``AvailabilityZone`` is the replica's."""
+    replica = _replica(request)
+    if replica is None:
+        return _error(404, "no such task")
+    stack = request.app[STACK]
+    task_arn = f"arn:aws:ecs:local:000000000000:task/local-{stack.stack_id[:8]}/{replica.address}"
+    return web.json_response(
+        {
+            "Cluster": f"local-{stack.stack_id[:8]}",
+            "TaskARN": task_arn,
+            "Family": replica.spec.name,
+            "DesiredStatus": "RUNNING",
+            "KnownStatus": "RUNNING",
+            "LaunchType": "FARGATE",
+            "AvailabilityZone": replica.zone,
+            "Containers": [_container(replica)],
+        }
+    )
+
+
+async def _container_metadata(request: web.Request) -> web.Response:
+    replica = _replica(request)
+    if replica is None:
+        return _error(404, "no such container")
+    return web.json_response(_container(replica))
+
+
+def _container(replica: Replica) -> dict[str, object]:
+    return {
+        "Name": replica.spec.name,
+        "DesiredStatus": "RUNNING",
+        "KnownStatus": "RUNNING",
+        "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": [str(replica.address)]}],
+    }
 
 
 def _dns_state(outage: Outage | None) -> str:

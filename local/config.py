@@ -16,10 +16,16 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from apps.hello.settings import MIN_DNS_REFRESH_SECONDS
+from local.dns import Answers
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME_NETWORK = IPv4Network("127.0.1.0/24")
 HELLO_NETWORK = IPv4Network("127.0.2.0/24")
+# Emulated availability zones, named like AWS's. With more than one, each service's network
+# is cut in four and zone i gets the i-th quarter (127.0.1.0/26 for name in local-1a,
+# 127.0.1.64/26 in local-1b...), as each zone has its own private subnet in the VPC.
+ZONE_NAMES = ("local-1a", "local-1b", "local-1c")
+ZONE_SPLIT = 2  # prefix bits added: four quarters, up to three zones
 
 
 @dataclass(frozen=True)
@@ -66,14 +72,46 @@ class StackConfig:
     logs: Path = ROOT / ".local" / "logs"
     name_env: Mapping[str, str] = field(default_factory=dict)
     hello_env: Mapping[str, str] = field(default_factory=dict)
+    zones: int = 2
+    # Which eight records the Cloud Map stand-in answers when more are registered.
+    dns_answers: Answers = Answers.RANDOM
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
         if problems:
             raise ValueError("; ".join(problems))
 
+    @property
+    def zone_names(self) -> tuple[str, ...]:
+        return ZONE_NAMES[: self.zones]
+
+    def subnets(self, network: IPv4Network) -> tuple[tuple[str, IPv4Network], ...]:
+        """Each zone's share of ``network``: the whole of it with one zone, else a quarter."""
+        if self.zones == 1:
+            return ((ZONE_NAMES[0], network),)
+        quarters = list(network.subnets(prefixlen_diff=ZONE_SPLIT))
+        return tuple(zip(self.zone_names, quarters, strict=False))
+
     def _problems(self) -> list[str]:
-        return [*self._network_problems(), *self._endpoint_problems(), *self._time_problems()]
+        problems = [*self._network_problems(), *self._endpoint_problems(), *self._time_problems()]
+        if not 1 <= self.zones <= len(ZONE_NAMES):
+            problems.append(f"zones must be 1-{len(ZONE_NAMES)}, got {self.zones}")
+        else:
+            for label, net, count in (
+                ("name", self.name_network, self.name_count),
+                ("hello", self.hello_network, self.hello_count),
+            ):
+                if self.zones > 1 and net.prefixlen > 32 - 2 - ZONE_SPLIT:
+                    problems.append(
+                        f"{label} network {net} is too small to cut into {self.zones} zones"
+                        f" (/{32 - 2 - ZONE_SPLIT} at most)"
+                    )
+                elif count > (room := sum(n.num_addresses - 2 for _, n in self.subnets(net))):
+                    problems.append(
+                        f"{label} network {net} has room for {room} replicas in {self.zones}"
+                        f" zones, not {count}"
+                    )
+        return problems
 
     def _network_problems(self) -> list[str]:
         out: list[str] = []
@@ -212,6 +250,19 @@ def parser() -> argparse.ArgumentParser:
     add("--unhealthy-threshold", type=int, default=d.unhealthy_threshold)
     add("--deregistration-delay", type=float, default=d.deregistration_delay)
     add("--logs", type=Path, default=d.logs, help="one log file per replica")
+    add(
+        "--dns-answers",
+        type=Answers,
+        choices=list(Answers),
+        default=d.dns_answers,
+        help="with more than 8 records: a new random 8 per query, or the same 8 per resolver",
+    )
+    add(
+        "--zones",
+        type=int,
+        default=d.zones,
+        help=f"emulated availability zones (1-{len(ZONE_NAMES)}), replicas spread across them",
+    )
     add("--name-env", type=_env, action="append", default=[], metavar="KEY=VALUE")
     add("--hello-env", type=_env, action="append", default=[], metavar="KEY=VALUE")
     return p

@@ -5,6 +5,8 @@
     python -m local.control kill name [127.0.1.3]
     python -m local.control dns stop [--mode drop|servfail|closed]
     python -m local.control dns start
+    python -m local.control zone local-1a down [--service name]   # and: zone local-1a up
+    python -m local.control rebalancing name off    # ECS's AZ rebalancing (on by default)
 
 ``--url`` (or ``LOCAL_CONTROL_URL``) picks the stack; the default is the one ``./dev up``
 starts. Standard library only, so it answers instantly.
@@ -72,6 +74,14 @@ class Client:
     def dns(self, action: str, mode: str | None = None) -> Any:
         return self.request("POST", f"dns/{action}", {} if mode is None else {"mode": mode})
 
+    def rebalancing(self, service: str, enabled: bool) -> Any:
+        return self.request("POST", f"rebalancing/{service}", {"enabled": enabled})
+
+    def zone(self, zone: str, action: str, service: str | None = None) -> Any:
+        return self.request(
+            "POST", f"zone/{zone}/{action}", {} if service is None else {"service": service}
+        )
+
     def wait_settled(self, service: str, timeout: float) -> dict[str, Any]:
         """Poll status until ``service`` runs exactly its desired count, all registered."""
         deadline = time.monotonic() + timeout
@@ -91,6 +101,9 @@ def render(status: dict[str, Any]) -> str:
             f"  target {target['target']:<21} {target['state']:<9}"
             f" {target['requests']} requests, {target['in_flight']} in flight"
         )
+    for zone, info in status.get("zones", {}).items():
+        down = f"down ({', '.join(info['down'])})" if info["down"] else "up"
+        lines.append(f"zone {zone:<9} {down:<17} subnets {', '.join(info['subnets'])}")
     dns = status["dns"]
     lines.append(f"Cloud Map stand-in {dns['address']} ({dns['state']})")
     for name, records in dns["records"].items():
@@ -102,7 +115,8 @@ def render(status: dict[str, Any]) -> str:
         for r in svc["replicas"]:
             registered = "registered" if r["registered"] else "not registered"
             lines.append(
-                f"  {r['address']}:{r['port']:<6} pid {r['pid'] or '-':<8} {r['state']:<9}"
+                f"  {r['address'] + ':' + str(r['port']):<21} {r.get('zone', ''):<9}"
+                f" pid {r['pid'] or '-':<8} {r['state']:<9}"
                 f" health {r.get('health', '-'):<8} {registered}"
             )
         for r in list(svc["finished"])[-3:]:
@@ -144,6 +158,19 @@ def parser() -> argparse.ArgumentParser:
         choices=["drop", "servfail", "closed"],
         help="stop: drop queries (default: clients time out), answer SERVFAIL, or close the port",
     )
+    zone = sub.add_parser("zone", help="take an emulated availability zone down, or back")
+    zone.add_argument("zone", help="e.g. local-1a (see status)")
+    zone.add_argument("action", choices=["down", "up"])
+    zone.add_argument(
+        "--service",
+        choices=["name", "hello"],
+        help="only this service's replicas (default: every service's)",
+    )
+    rebalancing = sub.add_parser(
+        "rebalancing", help="ECS's availability zone rebalancing of a service, on or off"
+    )
+    rebalancing.add_argument("service", choices=["name", "hello"])
+    rebalancing.add_argument("state", choices=["on", "off"])
     return p
 
 
@@ -166,6 +193,14 @@ def main(argv: Sequence[str]) -> int:
                 f"killed {killed['service']} {killed['address']} (pid {killed['pid']});"
                 " DNS still lists it until the runner notices"
             )
+        elif args.command == "rebalancing":
+            result = client.rebalancing(args.service, args.state == "on")
+            state = "on" if result["az_rebalancing"] else "off"
+            print(f"{result['service']}: availability zone rebalancing {state}")
+        elif args.command == "zone":
+            result = client.zone(args.zone, args.action, args.service)
+            killed = ", ".join(r["address"] for r in result.get("killed", []))
+            print(f"zone {args.zone}: {result['state']}" + (f"; killed {killed}" if killed else ""))
         else:
             if args.mode and args.action == "start":
                 raise ControlError("--mode applies to dns stop")

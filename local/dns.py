@@ -6,7 +6,11 @@ per registered task of each service, as Route 53 serves it to the tasks in the V
 - ``<service>.<namespace>`` answers the registered addresses with TTL 0 (the seed's
   ``DnsRecords: [{TTL: 0, Type: A}]``), so every lookup sees the current registry;
 - like Cloud Map's MULTIVALUE routing, at most eight records per answer, chosen at random
-  when more are registered;
+  when more are registered: a new eight per query (``Answers.RANDOM``, the default), or the
+  same eight to the same resolver while the registered set is unchanged
+  (``Answers.PER_RESOLVER``): Route 53 documents only that different resolvers get
+  different combinations, and hello's accumulated lookup (apps/discovery/accumulate.py)
+  needs answers that vary, so the local stack can play the case where they do not;
 - a name with no registered address does not exist: NXDOMAIN, with the zone's SOA in
   the authority section (negative TTL 0, so no resolver caches the absence);
 - a known name asked for another type (AAAA, TXT...) gets NOERROR with no answers;
@@ -29,6 +33,7 @@ import random
 import socket
 import threading
 import time
+import types
 from collections import Counter
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -53,6 +58,13 @@ class Outage(enum.StrEnum):
     DROP = "drop"
     SERVFAIL = "servfail"
     CLOSED = "closed"
+
+
+class Answers(enum.StrEnum):
+    """Which eight of more than eight records an answer holds (see the module docstring)."""
+
+    RANDOM = "random"
+    PER_RESOLVER = "per-resolver"
 
 
 class Registry:
@@ -92,7 +104,10 @@ class _Zone:
 class _Resolver(BaseResolver):  # type: ignore[misc]
     """Answers queries from the registry; called on dnslib's handler threads."""
 
-    def __init__(self, namespace: str, registry: Registry, max_answers: int) -> None:
+    def __init__(
+        self, namespace: str, registry: Registry, max_answers: int, answers: Answers
+    ) -> None:
+        self.answers = answers
         origin = DNSLabel(namespace)
         # Serial 1 never changes: no secondary server ever transfers this zone. Every
         # timer is 0 so that negative answers are not cached (RFC 2308 takes the
@@ -117,7 +132,7 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             self.queries[str(qname).lower()] += 1
         rcode = self._rejection(request, qname)
         if rcode is None:
-            self._answer(reply, qname, request.q.qtype)
+            self._answer(reply, qname, request.q.qtype, str(handler.client_address[0]))
         else:
             reply.header.aa = 0
             reply.header.rcode = rcode
@@ -133,7 +148,7 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             return int(RCODE.REFUSED)
         return None
 
-    def _answer(self, reply: DNSRecord, qname: DNSLabel, qtype: int) -> None:
+    def _answer(self, reply: DNSRecord, qname: DNSLabel, qtype: int, client: str) -> None:
         if qname == self.zone.origin:
             # The apex exists: its SOA, or NOERROR/no data for any other type.
             if qtype in (QTYPE.SOA, QTYPE.ANY):
@@ -152,7 +167,11 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             reply.add_auth(self.zone.soa)  # NOERROR, no data: the name has only A records
             return
         if len(addresses) > self.max_answers:
-            addresses = random.sample(addresses, self.max_answers)
+            rng: random.Random | types.ModuleType = random
+            if self.answers is Answers.PER_RESOLVER:
+                # The same draw for the same resolver and registered set.
+                rng = random.Random(f"{client}|{','.join(map(str, addresses))}")  # noqa: S311
+            addresses = rng.sample(addresses, self.max_answers)
         for address in addresses:
             reply.add_answer(RR(qname, QTYPE.A, ttl=0, rdata=A(str(address))))
 
@@ -184,12 +203,13 @@ class CloudMapStandIn:
         host: str = "127.0.0.1",
         port: int = 8053,
         max_answers: int = MAX_ANSWERS,
+        answers: Answers = Answers.RANDOM,
     ) -> None:
         self.registry = registry
         self.namespace = namespace
         self.host = host
         self.port = port
-        self._resolver = _Resolver(namespace, registry, max_answers)
+        self._resolver = _Resolver(namespace, registry, max_answers, answers)
         self._servers: list[DNSServer] = []
         self._outage: Outage | None = Outage.CLOSED  # closed until start()
         self._lock = threading.Lock()

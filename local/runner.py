@@ -74,6 +74,11 @@ class ServiceSpec:
     env: Mapping[str, str]
     discoverable: bool  # registered in the Cloud Map stand-in as <name>.<namespace>
     load_balanced: bool  # registered as a target of the front
+    # (zone, subnet) per emulated availability zone; replicas are spread across them.
+    subnets: tuple[tuple[str, IPv4Network], ...] = ()
+
+    def zone_subnets(self) -> tuple[tuple[str, IPv4Network], ...]:
+        return self.subnets or (("", self.network),)
 
 
 @dataclass(eq=False)
@@ -81,6 +86,7 @@ class Replica:
     spec: ServiceSpec
     address: IPv4Address
     log_path: Path
+    zone: str = ""
     state: State = State.STARTING
     process: asyncio.subprocess.Process | None = None
     started_at: float = field(default_factory=time.time)
@@ -114,6 +120,7 @@ class Replica:
             "address": str(self.address),
             "port": self.spec.port,
             "hostname": self.hostname,
+            "zone": self.zone,
             "pid": self.pid,
             "state": str(self.state),
             "registered": self.registered,
@@ -137,6 +144,20 @@ class Service:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     failures: int = 0  # consecutive failed starts
     retry_at: float = 0.0  # loop time before which no start is attempted
+    down: set[str] = field(default_factory=set)  # zones where no replica may run
+    rebalancing: bool = False  # an extra replica is starting in a short zone
+    # ECS's per-service availabilityZoneRebalancing (ENABLED by default for new services).
+    az_rebalancing: bool = True
+
+    def zones_up(self) -> list[str]:
+        return [zone for zone, _ in self.spec.zone_subnets() if zone not in self.down]
+
+    def per_zone(self, replicas: list[Replica]) -> dict[str, int]:
+        counts = dict.fromkeys(self.zones_up(), 0)
+        for replica in replicas:
+            if replica.zone in counts:
+                counts[replica.zone] += 1
+        return counts
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.state in LIVE]
@@ -166,7 +187,9 @@ class Runner:
         stop_timeout: float = 30.0,
         crash_deregister_seconds: float = 5.0,
         replace_crashed: bool = True,
+        metadata_url: str | None = None,
     ) -> None:
+        self.metadata_url = metadata_url
         self.services = {spec.name: Service(spec, desired=0) for spec in specs}
         self.registry = registry
         self.front = front
@@ -197,8 +220,9 @@ class Runner:
 
     def scale(self, service: str, count: int) -> None:
         svc = self._service(service)
-        if count < 0 or count > svc.spec.network.num_addresses - 2:
-            raise ValueError(f"{service}: count must be 0-{svc.spec.network.num_addresses - 2}")
+        room = sum(n.num_addresses - 2 for _, n in svc.spec.zone_subnets())
+        if count < 0 or count > room:
+            raise ValueError(f"{service}: count must be 0-{room}")
         if self._closing:
             raise RuntimeError("the stack is stopping")
         if count != svc.desired:
@@ -220,6 +244,53 @@ class Runner:
         log.info("%s: kill -9 (pid %s), still registered", victim.name, victim.pid)
         self._signal(victim, signal.SIGKILL)
         return victim
+
+    def zone_down(self, zone: str, service: str | None = None) -> list[Replica]:
+        """An availability zone fails: every running replica there (of ``service``, or of
+        all) is SIGKILLed, a crash as far as DNS goes, and nothing is placed there until
+        ``zone_up``; replacements go to the other zones, as ECS places them."""
+        services = self._zone_services(zone, service)
+        killed = []
+        for svc in services:
+            svc.down.add(zone)
+            for replica in [r for r in svc.replicas if r.zone == zone and r.state in LIVE]:
+                if replica.state is State.RUNNING:
+                    self._signal(replica, signal.SIGKILL)
+                    killed.append(replica)
+                else:
+                    self._stop(replica)
+            self._changed(svc)
+        log.warning(
+            "zone %s down for %s: %d replica(s) killed, none placed there until it is back",
+            zone,
+            ", ".join(svc.spec.name for svc in services),
+            len(killed),
+        )
+        return killed
+
+    def zone_up(self, zone: str, service: str | None = None) -> None:
+        """The zone is back: replicas are placed there again, and the services rebalance
+        (start one in the short zone, then stop one in the fullest), as ECS's
+        availability zone rebalancing does."""
+        services = self._zone_services(zone, service)
+        for svc in services:
+            svc.down.discard(zone)
+            self._changed(svc)
+        log.info("zone %s up for %s", zone, ", ".join(svc.spec.name for svc in services))
+
+    def set_az_rebalancing(self, service: str, enabled: bool) -> None:
+        """``aws ecs update-service --availability-zone-rebalancing ENABLED|DISABLED``."""
+        svc = self._service(service)
+        svc.az_rebalancing = enabled
+        log.info("%s: availability zone rebalancing %s", service, "on" if enabled else "off")
+        self._changed(svc)
+
+    def _zone_services(self, zone: str, service: str | None) -> list[Service]:
+        services = [self._service(service)] if service else list(self.services.values())
+        zones = {z for svc in services for z, _ in svc.spec.zone_subnets()}
+        if zone not in zones:
+            raise LookupError(f"no zone {zone!r}; zones: {', '.join(sorted(zones))}")
+        return services
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds, re-checking after every change of any replica.
@@ -266,6 +337,7 @@ class Runner:
             name: {
                 "desired": svc.desired,
                 "settled": svc.settled(),
+                "az_rebalancing": svc.az_rebalancing,
                 "replicas": [r.as_dict() for r in svc.replicas],
                 "finished": [r.as_dict() for r in svc.history],
             }
@@ -329,30 +401,56 @@ class Runner:
             wait: float | None = None
             if len(live) < svc.desired:
                 wait = svc.retry_at - loop.time()
-                if wait <= 0:
+                if not svc.zones_up():
+                    wait = None  # every zone is down: nowhere to place a replica
+                elif wait <= 0:
                     wait = None
                     for _ in range(svc.desired - len(live)):
                         self._launch(svc)
             elif len(live) > svc.desired:
-                # Newest first: the ones still starting cost nothing to stop.
-                for replica in sorted(live, key=lambda r: r.started_at)[svc.desired :]:
-                    self._stop(replica)
+                if svc.rebalancing and any(r.state is State.STARTING for r in live):
+                    pass  # start before stop: the extra replica must serve first
+                else:
+                    svc.rebalancing = False
+                    for replica in _victims(svc, live, len(live) - svc.desired):
+                        self._stop(replica)
+            elif self._unbalanced(svc, live):
+                wait = svc.retry_at - loop.time()
+                if wait <= 0:
+                    wait = None
+                    svc.rebalancing = True
+                    self._launch(svc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await svc.wake.wait()
 
-    def _free_address(self, svc: Service) -> IPv4Address:
+    @staticmethod
+    def _unbalanced(svc: Service, live: list[Replica]) -> bool:
+        """Settled, but one zone has two replicas more than another (after a zone was
+        down): ECS's availability zone rebalancing moves one at a time."""
+        if not svc.az_rebalancing or any(r.state is not State.RUNNING for r in live):
+            return False
+        counts = svc.per_zone(live)
+        return len(counts) > 1 and max(counts.values()) - min(counts.values()) > 1
+
+    def _free_address(self, svc: Service) -> tuple[str, IPv4Address]:
+        """The zone with the fewest live replicas (of the zones up), and its lowest free
+        address: ECS spreads a service's tasks evenly across the zones of its subnets."""
         held = {r.address for r in svc.replicas}
         held.update(self.registry.addresses(svc.spec.name))
-        for address in svc.spec.network.hosts():
-            if address not in held:
-                return address
-        raise RuntimeError(f"{svc.spec.name}: no free address left in {svc.spec.network}")
+        counts = svc.per_zone(svc.live())
+        order = sorted(counts, key=lambda zone: counts[zone])
+        subnets = dict(svc.spec.zone_subnets())
+        for zone in order:
+            for address in subnets[zone].hosts():
+                if address not in held:
+                    return zone, address
+        raise RuntimeError(f"{svc.spec.name}: no free address left in the zones that are up")
 
     def _launch(self, svc: Service) -> None:
-        address = self._free_address(svc)
+        zone, address = self._free_address(svc)
         log_path = self.logs / f"{svc.spec.name}-{address}.log"
-        replica = Replica(svc.spec, address, log_path)
+        replica = Replica(svc.spec, address, log_path, zone=zone)
         svc.replicas.append(replica)
         self._spawn_task(self._lifecycle(svc, replica), name=f"run {replica.name}")
         self._changed()
@@ -376,6 +474,10 @@ class Runner:
                 "LOCAL_STACK_ID": self.stack_id,
             }
         )
+        if self.metadata_url:
+            # The task metadata endpoint, one per replica as ECS gives one per task: the
+            # replica reads its zone from ${ECS_CONTAINER_METADATA_URI_V4}/task.
+            env["ECS_CONTAINER_METADATA_URI_V4"] = f"{self.metadata_url}/{replica.address}"
         return env
 
     async def _lifecycle(self, svc: Service, replica: Replica) -> None:
@@ -399,7 +501,7 @@ class Runner:
                 process.pid,
                 " in Cloud Map" if replica.spec.discoverable else " with the front",
             )
-            self._changed()
+            self._changed(svc)  # a rebalance may now stop one
         elif replica.state is State.STARTING:
             if process.returncode is None:
                 why = f"not healthy within {self.start_timeout:.0f}s; killed"
@@ -567,6 +669,23 @@ class Runner:
         if replica.alive and replica.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(replica.pid, sig)
+
+
+def _victims(svc: Service, live: list[Replica], count: int) -> list[Replica]:
+    """Which replicas a scale-in stops: one at a time from the zone with the most, newest
+    first there (a replica still starting costs nothing to stop), so the zones stay even."""
+    remaining = sorted(live, key=lambda r: r.started_at)
+    victims: list[Replica] = []
+    for _ in range(count):
+        counts: dict[str, int] = {}
+        for replica in remaining:
+            counts[replica.zone] = counts.get(replica.zone, 0) + 1
+        # Replicas in a zone that is down go first, then the fullest zone.
+        fullest = max(counts, key=lambda zone: (zone in svc.down, counts[zone]))
+        victim = [r for r in remaining if r.zone == fullest][-1]
+        remaining.remove(victim)
+        victims.append(victim)
+    return victims
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -9,11 +9,13 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 
 import aiohttp
 from aiohttp import web
 
-from local.api import control_app
+from apps.discovery.zones import ZoneMap
+from local.api import METADATA_PREFIX, control_app
 from local.config import Endpoint, StackConfig
 from local.dns import CloudMapStandIn, Registry
 from local.front import Front, HealthCheck
@@ -29,6 +31,16 @@ METRICS_ENV = {
 }
 
 
+def zone_map(config: StackConfig) -> ZoneMap:
+    """Each emulated zone's subnets (name's and hello's quarter): the private subnets per
+    zone that the Pulumi program hands hello as ZONE_SUBNETS."""
+    blocks: dict[str, list[IPv4Network]] = {}
+    for network in (config.name_network, config.hello_network):
+        for zone, subnet in config.subnets(network):
+            blocks.setdefault(zone, []).append(subnet)
+    return ZoneMap({zone: tuple(subnets) for zone, subnets in blocks.items()})
+
+
 def service_specs(config: StackConfig) -> list[ServiceSpec]:
     """The two services as the Pulumi program deploys them, addresses aside."""
     name = ServiceSpec(
@@ -39,6 +51,7 @@ def service_specs(config: StackConfig) -> list[ServiceSpec]:
         env={"DRAIN_SECONDS": str(config.drain_seconds), **METRICS_ENV, **config.name_env},
         discoverable=True,
         load_balanced=False,
+        subnets=config.subnets(config.name_network),
     )
     hello = ServiceSpec(
         name="hello",
@@ -53,11 +66,14 @@ def service_specs(config: StackConfig) -> list[ServiceSpec]:
             # pointed at the stand-in.
             "DNS_SERVERS": str(config.dns),
             "DNS_REFRESH_SECONDS": str(config.dns_refresh_seconds),
+            # As the program hands it the private subnets' CIDR blocks per zone.
+            "ZONE_SUBNETS": zone_map(config).to_json(),
             **METRICS_ENV,
             **config.hello_env,
         },
         discoverable=False,
         load_balanced=True,
+        subnets=config.subnets(config.hello_network),
     )
     return [name, hello]
 
@@ -75,6 +91,7 @@ class Stack:
             namespace=config.namespace,
             host=str(config.dns.host),
             port=config.dns.port,
+            answers=config.dns_answers,
         )
         self.front = Front(
             str(config.front.host),
@@ -97,6 +114,8 @@ class Stack:
             stop_timeout=config.stop_timeout,
             crash_deregister_seconds=config.crash_deregister_seconds,
             replace_crashed=config.replace_crashed,
+            # Served by the control endpoint (local/api.py), as ECS serves one per task.
+            metadata_url=f"http://{config.control}{METADATA_PREFIX}",
         )
         self._control: web.AppRunner | None = None
         self._started: list[str] = []
@@ -168,14 +187,23 @@ class Stack:
             for service, instances in self.registry.snapshot().items()
         }
         outage = self.dns.outage
+        zones = {
+            zone: {
+                "subnets": [str(n) for n in subnets],
+                "down": sorted(n for n, svc in self.runner.services.items() if zone in svc.down),
+            }
+            for zone, subnets in zone_map(self.config).blocks.items()
+        }
         return {
             "stack_id": self.stack_id,
+            "zones": zones,
             "pid": os.getpid(),
             "front": {"url": self.config.front.url, "targets": self.front.targets()},
             "dns": {
                 "address": str(self.config.dns),
                 "namespace": namespace,
                 "state": "serving" if outage is None else f"stopped ({outage})",
+                "answers": str(self.config.dns_answers),
                 "records": records,
                 "queries": self.dns.queries(),
             },

@@ -37,6 +37,8 @@ import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
+from apps.discovery.zones import ZoneRouter
+
 # Load of an address with requests in flight but no latency observed yet
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
@@ -87,6 +89,7 @@ class Balancer:
         decay: float = 10.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        router: ZoneRouter | None = None,
     ) -> None:
         if base_ejection <= 0 or max_ejection < base_ejection:
             raise ValueError("need 0 < base_ejection <= max_ejection")
@@ -101,6 +104,7 @@ class Balancer:
         self._decay = decay
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
+        self._router = router
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
         self.ejections = 0
@@ -148,6 +152,10 @@ class Balancer:
         healthy = len(self._endpoints) - ejected
         self.panicking = not available or healthy < self._panic_share * len(self._endpoints)
         pool = candidates if self.panicking else available
+        if self._router is not None:
+            # One zone, drawn by its share (apps/discovery/zones.py); a retry or a
+            # hedge excludes the addresses tried, so it may cross zones.
+            pool = list(self._router.narrow(pool, _address))
         n = len(pool)
         if n == 1:
             return pool[0]
@@ -231,3 +239,7 @@ class Balancer:
     def ejected(self) -> list[Endpoint]:
         now = self._clock()
         return [e for e in self._endpoints.values() if e.ejected(now)]
+
+
+def _address(endpoint: Endpoint) -> str:
+    return endpoint.address

@@ -39,6 +39,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from apps.discovery.accumulate import AccumulatingLookup
 from apps.discovery.answer import Answer, Reply, UpstreamError, expect_text
 from apps.discovery.attempt import AttemptFailed, Outgoing, send
 from apps.discovery.balancer import Balancer, Endpoint
@@ -54,6 +55,7 @@ from apps.discovery.records import (
     StaticAddresses,
     is_ip_literal,
 )
+from apps.discovery.zones import ZoneRouter
 
 log = logging.getLogger("apps.discovery")
 
@@ -198,6 +200,7 @@ class UpstreamClient:
         source: AddressSource | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        router: ZoneRouter | None = None,
     ) -> None:
         self.settings = settings
         self._clock = clock
@@ -212,8 +215,15 @@ class UpstreamClient:
         else:
             self._source = RecordCache(
                 host,
-                DnsLookup(
-                    settings.nameservers, timeout=settings.dns_timeout, tries=settings.dns_tries
+                # Every task, beyond the eight records of one answer (accumulate.py).
+                AccumulatingLookup(
+                    DnsLookup(
+                        settings.nameservers,
+                        timeout=settings.dns_timeout,
+                        tries=settings.dns_tries,
+                    ),
+                    refresh_interval=settings.refresh_interval,
+                    registry=registry,
                 ),
                 refresh_interval=settings.refresh_interval,
                 registry=registry,
@@ -227,6 +237,7 @@ class UpstreamClient:
             decay=settings.latency_decay,
             rng=rng,
             clock=clock,
+            router=router,
         )
         self._budget = RetryBudget(
             ratio=settings.retry_ratio,

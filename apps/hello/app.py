@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
@@ -16,7 +18,11 @@ from apps.discovery import (
     UpstreamSettings,
     expect_text,
 )
+from apps.discovery.metadata import task_zone
+from apps.discovery.zones import ZoneRouter
 from apps.hello.settings import Settings
+
+log = logging.getLogger("apps.hello")
 
 UPSTREAM = web.AppKey("upstream", UpstreamClient)
 
@@ -58,6 +64,7 @@ def make_app(
     registry: Registry | None = None,
     lifecycle: Lifecycle | None = None,
     access_log: AccessLog | None = None,
+    environ: Mapping[str, str] = os.environ,
 ) -> web.Application:
     """The hello application. The upstream client lives as long as the app runs."""
     host = hostname or socket.gethostname()
@@ -70,7 +77,10 @@ def make_app(
 
     async def upstream(app: web.Application) -> AsyncIterator[None]:
         async with UpstreamClient(
-            upstream_settings(settings), registry=registry, metrics_prefix="hello_upstream"
+            upstream_settings(settings),
+            registry=registry,
+            metrics_prefix="hello_upstream",
+            router=await zone_router(settings, environ, registry),
         ) as client:
             app[UPSTREAM] = client
             yield
@@ -94,6 +104,33 @@ def make_app(
 
     app.router.add_get("/", index)
     return app
+
+
+async def zone_router(
+    settings: Settings, environ: Mapping[str, str], registry: Registry | None = None
+) -> ZoneRouter | None:
+    """The zone-aware router, or None (zone-unaware) with one log line saying why."""
+    if not settings.zone_aware:
+        log.info("zone-unaware routing: ZONE_AWARE=false")
+        return None
+    if settings.zone_subnets is None:
+        log.warning("zone-unaware routing: ZONE_SUBNETS is not set")
+        return None
+    found = await task_zone(environ)
+    if found.zone is None:
+        log.warning("zone-unaware routing: own zone unknown", extra={"reason": found.reason})
+        return None
+    if found.zone not in settings.zone_subnets.blocks:
+        log.warning(
+            "zone-unaware routing: own zone is not in ZONE_SUBNETS",
+            extra={"zone": found.zone, "zones": list(settings.zone_subnets.zones)},
+        )
+        return None
+    log.info(
+        "zone-aware routing",
+        extra={"zone": found.zone, "zones": list(settings.zone_subnets.zones)},
+    )
+    return ZoneRouter(found.zone, settings.zone_subnets, registry=registry)
 
 
 async def run(settings: Settings) -> None:

@@ -12,6 +12,7 @@ from yarl import URL
 
 from apps.common import env
 from apps.common.env import EnvError
+from apps.discovery.zones import ZoneMap, ZoneMapError
 from apps.hello.tuning import Tuning
 
 _EXAMPLE = "http://name.internal:3000/"
@@ -20,11 +21,12 @@ _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 
 # Floors, so that a typo cannot turn a setting into a storm or a service that never
-# answers. The refresh interval is how often each hello task queries DNS, whatever its
-# load (one lookup in flight at most): 0.1 s is at most 10 queries a second per task
-# (20 packets with c-ares's retry), 2% of the VPC resolver's 1,024 packets per second
-# per network interface, and below the 0.5 s that one lookup may take anyway. 1e-9
-# was accepted before and made thousands of queries a second.
+# answers. The refresh interval is how often each hello task refreshes from DNS, whatever
+# its load (one refresh in flight at most); a refresh is one query, or several when
+# answers hold 8 records, capped at 50 queries a second per task (apps/discovery/
+# accumulate.py): 5% of the VPC resolver's 1,024 packets per second per network
+# interface. 0.1 s is also below the 0.5 s that one lookup may take anyway. 1e-9 was
+# accepted before and made thousands of queries a second.
 MIN_DNS_REFRESH_SECONDS = 0.1
 # A connect timeout under 10 ms fails on a merely busy event loop (one garbage
 # collection), turning every attempt into a failure and a retry.
@@ -44,6 +46,11 @@ class Settings:
     # Behind the ALB, ECS deregisters the target (and waits out the target group's
     # deregistration delay) before sending SIGTERM, so hello need not linger.
     drain_seconds: float = 0.0
+    # Zone-aware routing (apps/discovery/zones.py): on unless ZONE_AWARE=false, and only
+    # with ZONE_SUBNETS (the private subnets' CIDR blocks per zone) and a zone of our own
+    # from the ECS task metadata endpoint.
+    zone_aware: bool = True
+    zone_subnets: ZoneMap | None = None
     # Retries, hedging, balancing, ejection and probes (apps/hello/tuning.py).
     tuning: Tuning = field(default_factory=Tuning)
 
@@ -85,8 +92,34 @@ class Settings:
                 "MAX_ATTEMPTS", cls.max_attempts, minimum=1, maximum=10, env=environ
             ),
             drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
+            zone_aware=parse_switch("ZONE_AWARE", environ.get("ZONE_AWARE", ""), default=True),
+            zone_subnets=parse_zone_subnets(environ.get("ZONE_SUBNETS", "")),
             tuning=Tuning.from_env(environ),
         )
+
+
+def parse_switch(name: str, value: str, *, default: bool) -> bool:
+    text = value.strip().lower()
+    if not text:
+        return default
+    if text in ("true", "1", "on"):
+        return True
+    if text in ("false", "0", "off"):
+        return False
+    raise EnvError(f"{name}={value!r}: expected true or false")
+
+
+def parse_zone_subnets(value: str) -> ZoneMap | None:
+    """``{"<zone>": ["<IPv4 CIDR>", ...], ...}``: the private subnets per zone; unset: None."""
+    if not value.strip():
+        return None
+    try:
+        return ZoneMap.from_json(value)
+    except ZoneMapError as exc:
+        raise EnvError(
+            f"ZONE_SUBNETS={value!r}: {exc}"
+            ' (expected JSON like {"us-east-1a": ["10.0.0.0/18"], "us-east-1b": ["10.0.64.0/18"]})'
+        ) from None
 
 
 def parse_name_server(value: str) -> URL:

@@ -45,6 +45,7 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
                 "architecture": "ARM64",
                 "namespace": "svc.corp",
                 "name.port": 8080,
+                "hello.zoneAware": False,
                 # The alarm topic's e-mail subscription (none in the stack files).
                 "alarms.email": ALARM_EMAIL,
             },

@@ -237,6 +237,15 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                         "privateZone": args.args.get("privateZone"),
                         "id": "zone",
                     }
+                case "aws:ec2/getSubnet:getSubnet":
+                    # A subnet's zone and block, derived from its id: one /20 of 10.0.0.0/16
+                    # per subnet, zones a, b, c in turn.
+                    number = int(_hex(str(args.args.get("id")), 8), 16)
+                    return {
+                        "id": args.args.get("id"),
+                        "availabilityZone": f"{REGION}{'abc'[number % 3]}",
+                        "cidrBlock": f"10.0.{(number % 16) * 16}.0/20",
+                    }
                 case "aws:index/getPartition:getPartition":
                     return {
                         "partition": "aws",

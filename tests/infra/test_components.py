@@ -52,11 +52,15 @@ def component(run: Run, kind: str, name: str) -> Resource:
 def test_existing_vpc_creates_nothing_and_passes_ids_through(run: Run) -> None:
     network = component(run, "network:Network", "existing")
     assert run.children(network) == []
-    assert run.outputs[network.urn] == {
+    outputs = dict(run.outputs[network.urn])
+    zones = outputs.pop("privateSubnetZones")
+    assert outputs == {
         "vpcId": scenarios.VPC_ID,
         "publicSubnetIds": list(scenarios.PUBLIC),
         "privateSubnetIds": list(scenarios.PRIVATE),
     }
+    # Each private subnet's zone and block, from lookups (the harness answers getSubnet).
+    assert sum(len(blocks) for blocks in zones.values()) == len(scenarios.PRIVATE)
 
 
 def test_new_vpc_layout(run: Run) -> None:

@@ -44,6 +44,7 @@ def test_defaults_are_the_dev_shape() -> None:
     # the ALB, which drains it before SIGTERM) does not.
     assert (s.name.drain_seconds, s.hello.drain_seconds) == (75, 0)
     assert s.hello.dns_refresh_seconds == 5
+    assert s.hello.zone_aware, "zone-aware routing is on unless a stack turns it off"
 
 
 def test_dev_stack_file() -> None:
@@ -340,6 +341,9 @@ BAD = [
     ({"hello": {"port": True}}, "hello.port", "not an integer"),
     ({"name": {"drainSeconds": 111}}, "name.drainSeconds", "allowed: 0 to 110"),
     ({"hello": {"dnsRefreshSeconds": 0}}, "hello.dnsRefreshSeconds", "allowed: 1 to 60"),
+    # A switch: "yes" or 1 is a typo that must not silently mean on (or off).
+    ({"hello": {"zoneAware": "yes"}}, "hello.zoneAware", "allowed: true, false"),
+    ({"hello": {"zoneAware": 1}}, "hello.zoneAware", "allowed: true, false"),
     ({"dnsTtl": -1}, "dnsTtl", "allowed: 0 to 60"),
     ({"dnsTtl": 3600}, "dnsTtl", "allowed: 0 to 60"),
     ({"namespace": "Internal"}, "namespace", "not a valid DNS name"),

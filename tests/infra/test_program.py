@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -28,6 +30,7 @@ REGISTRY = "aws:servicediscovery/service:Service"
 NAMESPACE = "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace"
 IMAGE = "awsx:ecr:Image"
 VPC = "awsx:ec2:Vpc"
+NETWORK = "fargate-service-discovery:network:Network"
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
@@ -166,13 +169,46 @@ def test_services_get_the_contract_environment(run: Run, stack: str) -> None:
         "DRAIN_SECONDS": str(s.name.drain_seconds),
         **metrics,
     }
-    assert environment(run.one(TASK, "hello")) == {
+    hello = environment(run.one(TASK, "hello"))
+    zones = json.loads(hello.pop("ZONE_SUBNETS"))
+    assert hello == {
         **metrics,
         "PORT": str(s.hello.port),
         "DRAIN_SECONDS": str(s.hello.drain_seconds),
         "DNS_REFRESH_SECONDS": str(s.hello.dns_refresh_seconds),
         "NAME_SERVER": f"http://name.{s.namespace}:{s.name.port}/",
+        "ZONE_AWARE": "true",
     }
+    assert zones == run.outputs[run.one(NETWORK, "network").urn]["privateSubnetZones"]
+
+
+def test_hello_gets_the_private_subnets_per_zone_from_lookups_of_their_ids(
+    runs: Runs, stack: str
+) -> None:
+    """ZONE_SUBNETS is how hello tells a name task's zone from its address: the private
+    subnets' blocks by zone (name's tasks live there), never the public ones, for a created
+    VPC and an existing one alike; looked up (invokes), so nothing is created in apply."""
+    for key in (stack, "alternatives"):
+        run = runs[key]
+        vpc = (
+            EXISTING_VPC
+            if key == "alternatives"
+            else next(r.state for r in run.resources if r.type == VPC)
+        )
+        looked_up = sorted(
+            i["args"]["id"] for i in run.invoke_args if i["token"] == "aws:ec2/getSubnet:getSubnet"
+        )
+        assert looked_up == sorted(vpc["privateSubnetIds"]), key
+        zones = run.outputs[run.one(NETWORK, "network").urn]["privateSubnetZones"]
+        blocks = [block for cidrs in zones.values() for block in cidrs]
+        assert len(blocks) == len(vpc["privateSubnetIds"]), key
+        assert all(zone.startswith("us-east-1") for zone in zones), key
+
+
+def test_zone_awareness_can_be_switched_off_per_stack(alternatives: Run) -> None:
+    hello = environment(alternatives.one(TASK, "hello"))
+    assert hello["ZONE_AWARE"] == "false"
+    assert "ZONE_SUBNETS" not in hello
 
 
 def test_images_are_built_from_apps_for_the_task_architecture(run: Run, stack: str) -> None:
@@ -469,8 +505,10 @@ def test_every_component_registers_outputs(runs: Runs, key: str) -> None:
             assert run.outputs.get(component.urn), component.urn
 
 
-def test_lookups_happen_once(run: Run) -> None:
+def test_lookups_happen_once(run: Run, stack: str) -> None:
+    zones = settings_of(stack).network.availability_zones  # type: ignore[union-attr]
     assert sorted(run.invokes) == [
+        *["aws:ec2/getSubnet:getSubnet"] * zones,  # one per private subnet (ZONE_SUBNETS)
         "aws:index/getCallerIdentity:getCallerIdentity",
         "aws:index/getPartition:getPartition",
         "aws:index/getRegion:getRegion",

@@ -46,6 +46,8 @@ def test_every_address_and_timing_can_be_set() -> None:
         "NAME_SERVER": "http://name.internal:4000/",
         "DNS_SERVERS": "127.0.12.1:9053",
         "DNS_REFRESH_SECONDS": "0.5",
+        "ZONE_SUBNETS": '{"local-1a": ["127.0.10.0/26", "127.0.11.0/26"],'
+        ' "local-1b": ["127.0.10.64/26", "127.0.11.64/26"]}',
         "MAX_ATTEMPTS": "2",
         # The local stack prints the EMF lines CloudWatch would receive (apps/common/emf.py).
         "METRICS_NAMESPACE": "fargate-service-discovery-local",
@@ -71,6 +73,11 @@ def test_every_address_and_timing_can_be_set() -> None:
         (["--name=-1"], "name count must be >= 0"),
         (["--front=localhost"], "expected IPv4:PORT"),
         (["--name-env=NOEQUALS"], "expected KEY=VALUE"),
+        (["--zones=0"], "zones must be 1-3, got 0"),
+        (["--zones=4"], "zones must be 1-3, got 4"),
+        (["--name-network=127.0.1.0/29"], "too small to cut into 2 zones (/28 at most)"),
+        # Two zones of a /24 are two /26 quarters: 124 replicas, not 254.
+        (["--name=125"], "has room for 124 replicas in 2 zones, not 125"),
     ],
 )
 def test_bad_settings_are_refused_with_what_is_wrong(
@@ -97,3 +104,19 @@ def test_the_control_api_accepts_only_loopback_addresses() -> None:
     for bad in ("10.0.0.1", "::1", "not-an-address"):
         with pytest.raises(ValueError, match=r"loopback|does not appear"):
             loopback(bad)
+
+
+def test_zones_cut_each_network_in_quarters_and_hello_gets_the_map() -> None:
+    """Each zone is a private subnet of each service, as in the VPC; hello is handed the
+    blocks per zone (ZONE_SUBNETS) as the program hands it the private subnets."""
+    three = from_args(["--zones=3"])
+    assert three.subnets(IPv4Network("127.0.1.0/24")) == (
+        ("local-1a", IPv4Network("127.0.1.0/26")),
+        ("local-1b", IPv4Network("127.0.1.64/26")),
+        ("local-1c", IPv4Network("127.0.1.128/26")),
+    )
+    name, hello = service_specs(three)
+    assert [z for z, _ in name.subnets] == ["local-1a", "local-1b", "local-1c"]
+    assert '"local-1c": ["127.0.1.128/26", "127.0.2.128/26"]' in hello.env["ZONE_SUBNETS"]
+    one = from_args(["--zones=1"])
+    assert one.subnets(IPv4Network("127.0.1.0/24")) == (("local-1a", IPv4Network("127.0.1.0/24")),)

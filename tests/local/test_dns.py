@@ -10,7 +10,9 @@ import aiodns
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from local.dns import MAX_ANSWERS, CloudMapStandIn, Outage, Registry, lookup
+from apps.discovery.accumulate import AccumulatingLookup
+from apps.discovery.records import DnsLookup
+from local.dns import MAX_ANSWERS, Answers, CloudMapStandIn, Outage, Registry, lookup
 from tests.local.ports import free_port
 
 HOST = "127.0.0.1"
@@ -121,6 +123,51 @@ def test_at_most_eight_records_per_answer_chosen_at_random(
         seen.update(answer)
     # 30 random draws of 8 from 12 leave any one address out with probability (1/3)^30.
     assert seen == registered
+
+
+def test_per_resolver_answers_repeat_for_one_resolver_until_the_set_changes(
+    registry: Registry,
+) -> None:
+    """The case Route 53 does not rule out: one resolver, the same eight every time."""
+    dns = CloudMapStandIn(
+        registry, host=HOST, port=free_port(HOST, udp_too=True), answers=Answers.PER_RESOLVER
+    )
+    dns.start()
+    try:
+        for i in range(1, 13):
+            registry.register("name", addr(f"127.0.1.{i}"))
+        answers = {tuple(a_records(ask(dns, "name.internal"))) for _ in range(10)}
+        assert len(answers) == 1
+        assert len(next(iter(answers))) == MAX_ANSWERS
+    finally:
+        dns.stop()
+
+
+async def test_accumulated_lookups_see_every_record_and_flag_answers_that_repeat(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    """hello's lookup (aiodns, accumulated) against the stand-in: all 20 records from random
+    answers; with per-resolver answers only 8, and the repeat is counted."""
+    for i in range(1, 21):
+        registry.register("name", addr(f"127.0.1.{i}"))
+    server = [f"{dns.host}:{dns.port}"]
+    lookup = AccumulatingLookup(DnsLookup(server), refresh_interval=5.0)
+    try:
+        assert len(await lookup("name.internal")) == 20
+        assert lookup.repeats == 0
+    finally:
+        await lookup.close()
+    sticky = CloudMapStandIn(
+        registry, host=HOST, port=free_port(HOST, udp_too=True), answers=Answers.PER_RESOLVER
+    )
+    sticky.start()
+    lookup = AccumulatingLookup(DnsLookup([f"{sticky.host}:{sticky.port}"]), refresh_interval=5.0)
+    try:
+        assert len(await lookup("name.internal")) == MAX_ANSWERS
+        assert lookup.repeats == 1
+    finally:
+        await lookup.close()
+        sticky.stop()
 
 
 def test_tcp_is_served_too(dns: CloudMapStandIn, registry: Registry) -> None:

@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,6 @@ from tests.local.harness import (
 # refresh (hello's default is 5 s) or to never refreshing still fails.
 PICKUP_BOUND = REFRESH + 2.0
 WARMUP = 100  # answers before each change
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    with running(tmp_path_factory.mktemp("stack"), name=3, hello=2) as started:
-        yield started
 
 
 def registered(status: dict[str, object], service: str = "name") -> dict[str, float]:

@@ -1,0 +1,238 @@
+"""Zone-aware routing: prefer upstream tasks in the caller's availability zone.
+
+The rule is Envoy's zone-aware routing (``upstream/load_balancer_impl.cc``, "zone aware
+routing"), on the caller's side alone:
+
+- ``upstream[z]``: zone z's fraction of the healthy upstream tasks (the capacity);
+- ``callers[z]``: zone z's fraction of the callers (hello tasks);
+- if ``upstream[local] >= callers[local]``, the local zone can take all of its callers'
+  traffic: every call stays local;
+- otherwise a caller keeps ``upstream[local] / callers[local]`` of its calls local and
+  spills the rest to the other zones in proportion to their spare capacity,
+  ``max(0, upstream[z] - callers[z])``.
+
+Summed over all callers this sends each zone exactly its share of the capacity, so no
+task is hotter than in zone-unaware balancing, and as many calls as possible stay in
+their zone. Calls are spread evenly only if the callers are spread as ``callers`` says:
+hello cannot see the other hello tasks, so it takes the spread it is handed (see
+``ZoneRouter``).
+
+Zone-unaware balancing (every task, any zone) whenever the rule cannot be trusted:
+the caller's zone is unknown, a task's address is in no known zone, or there are fewer
+than ``min_per_zone`` healthy tasks per zone on average (with one task per zone, one
+busy or failing task would take its zone's whole share). The local zone with no
+healthy task is no special case: its share is 0, so everything spills.
+
+Pure: no I/O, no clock. ``ZoneMap`` says which zone an address is in (from the private
+subnets' CIDR blocks per zone), ``zone_shares`` is the rule, ``ZoneRouter`` applies it
+to the endpoints a balancer is about to choose from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from typing import TypeVar
+
+from apps.discovery.metrics import Registry
+
+# Below this many healthy upstream tasks per zone on average, route zone-unaware.
+# AWS Service Connect turns its zone-aware routing off below two endpoints per zone.
+MIN_PER_ZONE = 2.0
+
+E = TypeVar("E")
+
+
+class ZoneMapError(ValueError):
+    """A zone map that cannot be used; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class ZoneMap:
+    """Which availability zone an IPv4 address is in, from CIDR blocks per zone."""
+
+    blocks: Mapping[str, tuple[IPv4Network, ...]]
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise ZoneMapError("no zone given")
+        seen: list[tuple[str, IPv4Network]] = []
+        for zone, networks in self.blocks.items():
+            if not zone or not zone.isascii() or not zone.replace("-", "").isalnum():
+                raise ZoneMapError(f"{zone!r} is not a zone name (letters, digits, hyphens)")
+            if not networks:
+                raise ZoneMapError(f"zone {zone} has no CIDR block")
+            for network in networks:
+                for other_zone, other in seen:
+                    if network.overlaps(other):
+                        raise ZoneMapError(
+                            f"{network} ({zone}) overlaps {other} ({other_zone}):"
+                            " an address would be in two zones"
+                        )
+                seen.append((zone, network))
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return tuple(sorted(self.blocks))
+
+    def zone_of(self, address: str) -> str | None:
+        try:
+            ip = IPv4Address(address)
+        except ValueError:
+            return None
+        for zone, networks in self.blocks.items():
+            if any(ip in network for network in networks):
+                return zone
+        return None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {zone: [str(n) for n in self.blocks[zone]] for zone in self.zones}, sort_keys=True
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ZoneMap:
+        """``{"us-east-1a": ["10.0.0.0/19", ...], "us-east-1b": [...]}``, or ZoneMapError."""
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ZoneMapError(f"not JSON: {exc}") from None
+        if not isinstance(raw, dict) or not all(
+            isinstance(v, list) and all(isinstance(c, str) for c in v) for v in raw.values()
+        ):
+            raise ZoneMapError('expected {"<zone>": ["<IPv4 CIDR>", ...], ...}')
+        blocks: dict[str, tuple[IPv4Network, ...]] = {}
+        for zone, cidrs in raw.items():
+            try:
+                blocks[str(zone)] = tuple(ipaddress.IPv4Network(c) for c in cidrs)
+            except ValueError as exc:
+                raise ZoneMapError(f"zone {zone}: {exc}") from None
+        return cls(blocks)
+
+
+def zone_shares(
+    local: str, upstream: Mapping[str, int], callers: Mapping[str, float]
+) -> dict[str, float]:
+    """The share of a ``local`` caller's calls to send to each zone (summing to 1).
+
+    ``upstream``: healthy upstream tasks per zone; ``callers``: each zone's fraction of
+    the callers (any positive weights; normalised here). Zones with no upstream task get
+    nothing. Raises ValueError when there is no upstream task at all.
+    """
+    total = sum(n for n in upstream.values() if n > 0)
+    if total <= 0:
+        raise ValueError("no upstream task")
+    weight = sum(w for w in callers.values() if w > 0)
+    up = {z: n / total for z, n in upstream.items() if n > 0}
+    calling = {z: (w / weight if weight > 0 else 0.0) for z, w in callers.items() if w > 0}
+    local_up = up.get(local, 0.0)
+    local_calling = calling.get(local, 0.0)
+    if local_calling <= 0.0:
+        # Not a zone the callers are assumed to be in: stay out of the others' way.
+        return up
+    if local_up >= local_calling:
+        return {local: 1.0}
+    local_share = local_up / local_calling
+    spare = {z: max(0.0, up[z] - calling.get(z, 0.0)) for z in up if z != local}
+    spare_total = sum(spare.values())
+    shares = {local: local_share} if local_share > 0 else {}
+    if spare_total <= 0:
+        # Cannot happen when the fractions are consistent (the local zone's shortfall is
+        # someone's surplus); spread by capacity rather than divide by zero.
+        others = {z: up[z] for z in up if z != local}
+        spare, spare_total = others, sum(others.values())
+    for zone, room in spare.items():
+        if room > 0:
+            shares[zone] = (1.0 - local_share) * room / spare_total
+    return shares
+
+
+class ZoneRouter:
+    """Narrows a balancer's candidates to one zone per pick, by ``zone_shares``.
+
+    - ``local``: the caller's zone (None: zone-unaware);
+    - ``zones``: where the upstream's addresses are (None: zone-unaware);
+    - ``callers``: each zone's share of the callers. hello cannot see the other hello
+      tasks, so the program hands it the spread it deploys them with: ECS spreads a
+      service's tasks evenly over the zones of its subnets, so by default every zone
+      of ``zones`` gets an equal share.
+    """
+
+    def __init__(
+        self,
+        local: str | None,
+        zones: ZoneMap | None,
+        *,
+        callers: Mapping[str, float] | None = None,
+        min_per_zone: float = MIN_PER_ZONE,
+        rng: random.Random | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.local = local
+        self.zones = zones
+        if callers is None and zones is not None:
+            callers = dict.fromkeys(zones.zones, 1.0)
+        self.callers = dict(callers or {})
+        self.min_per_zone = min_per_zone
+        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
+        self._zone_cache: dict[str, str | None] = {}
+        self._picks = (registry or Registry()).counter(
+            "discovery_zone_picks_total",
+            "Attempts routed by zone: same (the caller's zone), other (spilled or retried"
+            " across), any (zone-unaware: no zone data, or too few tasks).",
+            ("locality",),
+        )
+
+    @property
+    def aware(self) -> bool:
+        """Whether it can route by zone at all (it knows its zone and the map)."""
+        return self.local is not None and self.zones is not None and bool(self.callers)
+
+    def zone_of(self, address: str) -> str | None:
+        if self.zones is None:
+            return None
+        try:
+            return self._zone_cache[address]
+        except KeyError:
+            if len(self._zone_cache) > 4096:  # addresses churn with tasks; stay bounded
+                self._zone_cache.clear()
+            zone = self._zone_cache[address] = self.zones.zone_of(address)
+            return zone
+
+    def shares(self, addresses: Iterable[str]) -> dict[str, float] | None:
+        """Each zone's share for these (healthy) addresses; None: route zone-unaware."""
+        if not self.aware or self.local is None:
+            return None
+        counts: dict[str, int] = {}
+        for address in addresses:
+            zone = self.zone_of(address)
+            if zone is None:
+                return None  # an address we cannot place: the map is stale or wrong
+            counts[zone] = counts.get(zone, 0) + 1
+        total = sum(counts.values())
+        zones_present = len(set(counts) | {z for z, w in self.callers.items() if w > 0})
+        if total == 0 or total < self.min_per_zone * zones_present:
+            return None
+        return zone_shares(self.local, counts, self.callers)
+
+    def narrow(self, candidates: Sequence[E], address: Callable[[E], str]) -> Sequence[E]:
+        """The candidates of one zone drawn by its share, or all of them (zone-unaware).
+
+        ``candidates`` are the healthy endpoints not yet tried by this request, so a retry
+        may land in another zone, and a zone whose tasks are all ejected gets no calls.
+        """
+        shares = self.shares(address(c) for c in candidates)
+        if shares is None:
+            self._picks.inc(locality="any")
+            return candidates
+        if len(shares) == 1:
+            (zone,) = shares
+        else:
+            zones = list(shares)
+            zone = self._rng.choices(zones, weights=[shares[z] for z in zones])[0]
+        self._picks.inc(locality="same" if zone == self.local else "other")
+        return [c for c in candidates if self.zone_of(address(c)) == zone]
