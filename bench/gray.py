@@ -45,6 +45,10 @@ POLL_SECONDS = 0.05
 MAX_TAIL_RATIO = 5.0  # one replica frozen or slow: p99 and p99.9 within 5x of healthy
 MAX_HEDGE_SHARE = 0.05  # healthy: hedges at most 5% more attempts
 MAX_RECOVERY_SECONDS = 3.0  # after the full outage, each replica back within 3 s
+# The load generator late by this much names a host stall in the notes: every
+# request due during it waits, whatever hello does (a 370 ms stall alone puts
+# ~110 requests of a 300 req/s row behind it: p99.9 of a 9,000-request row).
+STALL_NOTE_MS = 20.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class GrayRow:
     victim_share: float | None = None
     recovery: list[float | None] | None = None
     event: str = ""
+    send_lag_ms: float = 0.0
+    """The most the load generator was late sending a request (a host stall)."""
 
     @property
     def success(self) -> float:
@@ -238,10 +244,12 @@ class Gray:
             upstream_requests=now[2] - counters[2],
             victim_share=share,
             event=event,
+            send_lag_ms=float(result.get("send_lag_ms", 0.0)),
         )
         print(
             f"    {row.success:.2%} ok, p99 {row.percentile(99):.2f} ms, "
-            f"p99.9 {row.percentile(99.9):.2f} ms, {row.hedges} hedges",
+            f"p99.9 {row.percentile(99.9):.2f} ms, {row.hedges} hedges, "
+            f"sender late by up to {row.send_lag_ms:.1f} ms",
             flush=True,
         )
         return row
@@ -440,6 +448,11 @@ def notes(rows: Sequence[GrayRow]) -> list[str]:
         parts = [row.event] if row.event else []
         if row.failures:
             parts.append(", ".join(f"{k}: {v}" for k, v in sorted(row.failures.items())))
+        if row.send_lag_ms >= STALL_NOTE_MS:
+            parts.append(
+                f"the load generator itself was up to {row.send_lag_ms:.0f} ms late sending "
+                "(a host stall: requests due meanwhile wait, whatever hello does)"
+            )
         if parts:
             lines.append(f"  {row.label}: {'; '.join(parts)}")
     return lines
@@ -460,6 +473,7 @@ def write_json(rows: Sequence[GrayRow], path: Path) -> None:
                     "retries": r.retries,
                     "victim_share": r.victim_share,
                     "recovery_s": r.recovery,
+                    "send_lag_ms": r.send_lag_ms,
                 }
                 for r in rows
             ],

@@ -7,8 +7,11 @@ So queueing behind a stuck request shows up in the figures instead of being
 hidden by a sender that waited (coordinated omission). Each request gets at most
 ``TIMEOUT`` seconds; a timed-out or failed request counts as a failure.
 
-Writes ``{"requests", "ok", "statuses", "failures", "latencies_ms"}`` to OUT:
-``latencies_ms`` holds every successful (200) request's latency, sorted.
+Writes ``{"requests", "ok", "statuses", "failures", "latencies_ms", "send_lag_ms"}``
+to OUT: ``latencies_ms`` holds every successful (200) request's latency, sorted;
+``send_lag_ms`` is the most this sender was ever late with a request (its own
+process starved of CPU: a host stall, which delays every request due meanwhile,
+whatever the service under test does).
 """
 
 from __future__ import annotations
@@ -46,11 +49,13 @@ async def load(url: str, rate: float, seconds: float, limit: float) -> dict[str,
         total = int(rate * seconds)
         tasks: set[asyncio.Task[None]] = set()
         start = time.perf_counter()
+        lag = 0.0
         for i in range(total):
             planned = start + i / rate
             delay = planned - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            lag = max(lag, time.perf_counter() - planned)
             task = asyncio.create_task(one(planned))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -63,6 +68,7 @@ async def load(url: str, rate: float, seconds: float, limit: float) -> dict[str,
         "statuses": dict(statuses),
         "failures": dict(failures),
         "latencies_ms": [round(x, 3) for x in latencies],
+        "send_lag_ms": round(lag * 1000, 3),
     }
 
 

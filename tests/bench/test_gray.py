@@ -1,8 +1,13 @@
 """The gray rows' pure helpers: percentiles over every request sent, and the aims."""
 
+import asyncio
 import math
+import time
 
-from bench.gray import GrayRow, aims, table
+from aiohttp import web
+
+from bench import openloop
+from bench.gray import GrayRow, aims, notes, table
 
 
 def row(label: str, latencies: list[float], requests: int, **kw: object) -> GrayRow:
@@ -45,3 +50,47 @@ def test_aims_are_ratios_to_the_healthy_row() -> None:
     assert not aims([healthy, late])[1].passed  # a replica never seen back
     assert not aims([row("6 healthy", [1.0] * 100, 100, hedges=6)])[0].passed
     assert "1 of 6 frozen" in table([healthy, frozen])
+
+
+def test_a_host_stall_seen_by_the_load_generator_is_named_in_the_notes() -> None:
+    """A row can miss its aims because the machine stalled, not because of hello: a
+    370 ms stall alone puts ~110 requests of a 300 req/s row behind it (the p99.9 of a
+    9,000-request row). The notes say so when the sender itself was that late."""
+    stalled = row("1 of 6 slow, 300 ms", [1.0] * 100, 100, send_lag_ms=370.4)
+    calm = row("1 of 6 slow, 2000 ms", [1.0] * 100, 100, send_lag_ms=3.0)
+    lines = notes([stalled, calm])
+    assert lines == [
+        "  1 of 6 slow, 300 ms: the load generator itself was up to 370 ms late sending "
+        "(a host stall: requests due meanwhile wait, whatever hello does)"
+    ]
+
+
+def test_the_load_generator_measures_how_late_it_sent() -> None:
+    """bench.openloop reports its own worst lateness: a 150 ms stall of its process
+    (as a busy host causes) shows as send_lag_ms, next to the latencies it inflated."""
+
+    async def scenario() -> dict[str, object]:
+        async def hello(_: web.Request) -> web.Response:
+            return web.Response(text="hi")
+
+        app = web.Application()
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            asyncio.get_running_loop().call_later(0.1, time.sleep, 0.15)  # the stall
+            return await openloop.load(f"http://127.0.0.1:{port}/", 100.0, 0.4, 1.0)
+        finally:
+            await runner.cleanup()
+
+    result = asyncio.run(scenario())
+    assert result["ok"] == 40
+    lag = result["send_lag_ms"]
+    assert isinstance(lag, float)
+    assert 140.0 <= lag < 1000.0, lag
+    latencies = result["latencies_ms"]
+    assert isinstance(latencies, list)
+    assert max(latencies) >= 140.0  # the requests due during the stall waited for it
