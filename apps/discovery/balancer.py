@@ -42,6 +42,10 @@ from apps.discovery.zones import ZoneRouter
 # Load of an address with requests in flight but no latency observed yet
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
+# A replica whose attempt lost a hedge race ranks at least this many times the winner's
+# estimate (see Balancer.lost_race). Any factor above 1 keeps it behind the winner while
+# both estimates decay at the same rate; 2 keeps it there through ordinary jitter.
+RACE_LOSS_FACTOR = 2.0
 
 
 @dataclass(eq=False)
@@ -194,6 +198,24 @@ class Balancer:
         if seconds > self.latency(endpoint, now):
             endpoint.latency = seconds
             endpoint.latency_at = now
+
+    def lost_race(self, loser: str, winner: str) -> None:
+        """``loser``'s attempt was cancelled because ``winner`` answered first (a hedge race).
+
+        The loser was the slower of the two just now, so its estimate rises to at least
+        ``RACE_LOSS_FACTOR`` times the winner's. The bound scales with the winner: after a
+        stall of this process has inflated the estimates of every replica that answered, a
+        replica known only from lost races still ranks behind them, where a fixed bound (the
+        hedge delay it waited) would make it look fastest for as long as the stall decays.
+        """
+        slow, fast = self._endpoints.get(loser), self._endpoints.get(winner)
+        if slow is None or fast is None or slow is fast:
+            return
+        now = self._clock()
+        floor = RACE_LOSS_FACTOR * self.latency(fast, now)
+        if floor > self.latency(slow, now):
+            slow.latency = floor
+            slow.latency_at = now
 
     def on_success(self, endpoint: Endpoint, started_at: float) -> None:
         """An attempt that started at ``started_at`` got an answer: readmit fully."""

@@ -495,6 +495,7 @@ class UpstreamClient:
         may_retry = True
         last: AttemptFailed | None = None
         last_address: str | None = None
+        winner: str | None = None
 
         def failed(address: str, failure: AttemptFailed) -> None:
             nonlocal answered, may_retry, last
@@ -505,6 +506,8 @@ class UpstreamClient:
             may_retry = idempotent or not failure.reached
 
         def won(answer: Answer, hedge: bool) -> Answer:
+            nonlocal winner
+            winner = answer.address
             if hedge:
                 self._hedges_won.inc(upstream=self._upstream)
             self._requests_ok.inc()
@@ -561,6 +564,8 @@ class UpstreamClient:
                 task.cancel()
                 self._cancelled.add(task)
                 task.add_done_callback(self._reap)
+                if winner is not None:
+                    self._balancer.lost_race(task.get_name(), winner)
 
         # 502 if some upstream answered badly; 503 if none could be reached at all.
         status, outcome = (502, "bad_gateway") if answered else (503, "unavailable")

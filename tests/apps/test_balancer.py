@@ -245,7 +245,13 @@ def _share_of_a_replica_always_hedged_around(stall: float) -> float:
             assert endpoint is not None
             if endpoint.address == "f":
                 to_slow += 1
-                balancer.observe_at_least(endpoint, 0.005 + 0.002)  # lost to the hedge
+                # The hedge goes to another replica, which answers in 2 ms and wins;
+                # the client then reports the race and the cancelled wait.
+                hedge = balancer.pick(exclude=("f",))
+                assert hedge is not None
+                balancer.observe(hedge, 0.002)
+                balancer.lost_race("f", hedge.address)
+                balancer.observe_at_least(endpoint, 0.005 + 0.002)
             else:
                 balancer.observe(endpoint, 0.002)
         return to_slow
@@ -263,14 +269,10 @@ def test_a_replica_always_hedged_around_gets_little_traffic() -> None:
     assert _share_of_a_replica_always_hedged_around(stall=0.0) <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known flaw, not fixed: the healthy replicas' peak EWMA keeps a stall's "
-    "latency for tens of seconds (LATENCY_DECAY_SECONDS) while the slow replica's "
-    "estimate is pinned at the hedge delay, so p2c prefers the slow replica",
-)
 def test_after_a_stall_a_replica_always_hedged_around_still_gets_little_traffic() -> None:
-    """Pins the flaw the gray bench showed (16% of a row's calls to the 2 s replica after
-    host stalls of up to 0.5 s): a fix makes this pass, and strict xfail then fails,
-    so whoever fixes it turns this into a plain test."""
+    """The flaw the gray bench showed (16% of a row's calls to the 2 s replica after host
+    stalls of up to 0.5 s): a stall raises the answering replicas' peak-EWMA estimates for
+    tens of seconds, while the slow replica's was only the hedge delay it waited, so p2c
+    preferred it (33.8% of picks here). Losing a race now ranks it behind the winner
+    (``lost_race``), whatever a stall did to the winner's estimate."""
     assert _share_of_a_replica_always_hedged_around(stall=0.15) <= 0.05

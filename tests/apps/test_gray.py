@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from yarl import URL
 
 from apps.discovery import Registry, UpstreamClient, UpstreamSettings
+from apps.discovery.balancer import RACE_LOSS_FACTOR
 from tests.apps.support import NAME, FakeDns, Replica, run, sample
 
 IPS = [f"127.0.0.{n}" for n in range(2, 6)]
@@ -83,6 +84,41 @@ def test_a_slow_replica_is_hedged_around_and_never_answers(dns: FakeDns, name_po
     assert counter(registry, "upstream_hedges_total") >= 1
     assert counter(registry, "upstream_hedges_won_total") >= 1
     assert counter(registry, "upstream_attempts_total", result="cancelled") >= 1
+
+
+def test_a_replica_that_loses_a_hedge_race_ranks_behind_the_winner(
+    dns: FakeDns, name_port: int
+) -> None:
+    """The client tells the balancer who won: the loser's estimate rises to at least
+    RACE_LOSS_FACTOR times the winner's, so a stall that inflates the winners' estimates
+    can never make a replica known only from lost races look fastest."""
+    dns.set(NAME, *IPS[:2])
+    slow, fast = IPS[1], IPS[0]
+    registry = Registry()
+
+    async def scenario() -> tuple[float, float]:
+        async with (
+            replicas(name_port, IPS[:2], {slow: 0.3}),
+            client_for(dns, name_port, registry) as client,
+        ):
+            await client.request("GET")
+            by_address = {e.address: e for e in client.balancer.endpoints}
+            # A stall of this process made the fast replica's last answer look 0.5 s long;
+            # the slow one was last seen losing a race after a few ms.
+            by_address[fast].latency, by_address[fast].latency_at = 0.5, time.monotonic()
+            by_address[slow].latency, by_address[slow].latency_at = 0.005, time.monotonic()
+            answer = await client.request("GET")  # p2c prefers the slow one: it loses
+            assert answer.hedged
+            assert answer.address == fast
+            await asyncio.sleep(0)  # the cancelled attempt unwinds (it may only raise)
+            return by_address[slow].latency, by_address[fast].latency
+
+    slow_estimate, fast_estimate = run(scenario())
+    # 0.99: the bound uses the winner's estimate decayed to that instant.
+    assert slow_estimate >= 0.99 * RACE_LOSS_FACTOR * fast_estimate > 0, (
+        slow_estimate,
+        fast_estimate,
+    )
 
 
 def test_no_hedge_for_a_post_unless_it_is_marked_idempotent(dns: FakeDns, name_port: int) -> None:
