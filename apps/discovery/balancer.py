@@ -63,6 +63,8 @@ class Endpoint:
     latency: float = 0.0
     """Peak-EWMA latency estimate in seconds, as of ``latency_at``."""
     latency_at: float = 0.0
+    answered_at: float = -math.inf
+    """When an attempt on it last got an answer (lost hedge races are not answers)."""
 
     def ejected(self, now: float) -> bool:
         return now < self.ejected_until
@@ -202,8 +204,10 @@ class Balancer:
     def lost_race(self, loser: str, winner: str) -> None:
         """``loser``'s attempt was cancelled because ``winner`` answered first (a hedge race).
 
-        The loser was the slower of the two just now, so its estimate rises to at least
-        ``RACE_LOSS_FACTOR`` times the winner's. The bound scales with the winner: after a
+        Unless the loser answered within the last ``LATENCY_DECAY_SECONDS`` (then its own
+        answers inform its estimate), it was the slower of the two just now and is known
+        only from lost races, so its estimate rises to at least ``RACE_LOSS_FACTOR`` times
+        the winner's. The bound scales with the winner: after a
         stall of this process has inflated the estimates of every replica that answered, a
         replica known only from lost races still ranks behind them, where a fixed bound (the
         hedge delay it waited) would make it look fastest for as long as the stall decays.
@@ -212,6 +216,10 @@ class Balancer:
         if slow is None or fast is None or slow is fast:
             return
         now = self._clock()
+        if now - slow.answered_at < self._decay:
+            # It answered recently: its estimate rests on real answers, and an equal
+            # replica that lost one race by chance must not be avoided for seconds.
+            return
         floor = RACE_LOSS_FACTOR * self.latency(fast, now)
         if floor > self.latency(slow, now):
             slow.latency = floor
@@ -220,6 +228,7 @@ class Balancer:
     def on_success(self, endpoint: Endpoint, started_at: float) -> None:
         """An attempt that started at ``started_at`` got an answer: readmit fully."""
         self.observe(endpoint, self._clock() - started_at)
+        endpoint.answered_at = self._clock()
         if started_at < endpoint.ejected_at:
             return
         endpoint.consecutive_failures = 0

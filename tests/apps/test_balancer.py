@@ -276,3 +276,20 @@ def test_after_a_stall_a_replica_always_hedged_around_still_gets_little_traffic(
     preferred it (33.8% of picks here). Losing a race now ranks it behind the winner
     (``lost_race``), whatever a stall did to the winner's estimate."""
     assert _share_of_a_replica_always_hedged_around(stall=0.15) <= 0.05
+
+
+def test_a_replica_that_answered_recently_is_not_ranked_by_a_race_it_lost() -> None:
+    """lost_race is for replicas known only from lost races: an equal replica that
+    answers all the time and loses one race by chance (a hedge fires on ~3% of calls)
+    keeps the estimate its own answers give it, or equal replicas would herd."""
+    balancer, clock = make(("a", "b"))
+    a, b = balancer.endpoints
+    for endpoint in (a, b):
+        balancer.on_success(endpoint, clock.now - 0.002)
+    clock.now += 1.0
+    balancer.lost_race("a", "b")
+    assert a.latency == pytest.approx(0.002)
+    clock.now += 60.0  # no answer from "a" for longer than the decay: the rank applies
+    balancer.on_success(b, clock.now - 0.002)
+    balancer.lost_race("a", "b")
+    assert a.latency >= 2 * balancer.latency(b, clock.now)
