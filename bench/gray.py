@@ -34,6 +34,7 @@ from pathlib import Path
 
 from bench import prom
 from bench.procs import Child, Children, HarnessError
+from bench.report import markdown_table
 from bench.run import HTTP, Bench, free_port, http_get, wait_until
 
 ADDRESSES = tuple(f"127.0.0.{n}" for n in range(11, 17))
@@ -379,21 +380,7 @@ def table(rows: Sequence[GrayRow]) -> str:
                 recovery,
             ]
         )
-    widths = [max(len(line[i]) for line in cells) for i in range(len(GRAY_HEADERS))]
-
-    def render(line: list[str]) -> str:
-        padded = [
-            text.ljust(width) if i == 0 else text.rjust(width)
-            for i, (text, width) in enumerate(zip(line, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "|"
-        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths))
-        + "|"
-    )
-    return "\n".join([render(cells[0]), rule, *(render(line) for line in cells[1:])])
+    return markdown_table(cells)
 
 
 @dataclass(frozen=True)

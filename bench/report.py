@@ -124,21 +124,7 @@ def table(rows: Sequence[Row]) -> str:
                 spread_text(row.spread),
             ]
         )
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADERS))]
-
-    def render(line: list[str]) -> str:
-        padded = [
-            text.ljust(width) if i == 0 else text.rjust(width)
-            for i, (text, width) in enumerate(zip(line, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "|"
-        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths))
-        + "|"
-    )
-    return "\n".join([render(cells[0]), rule, *(render(line) for line in cells[1:])])
+    return markdown_table(cells)
 
 
 def aims(nginx: Row, hello: Row, hello_dead: Row) -> list[Aim]:
@@ -209,3 +195,23 @@ def paced_summary(nginx: Row, hello: Row) -> str:
         f"p50 {ms(h.p50_us)} vs {ms(n.p50_us)} ms, p99 {ms(h.p99_us)} vs {ms(n.p99_us)} ms "
         f"= {_ratio(h.p99_us, n.p99_us):.2f}x (served: {_served_p99_ratio(hello, nginx):.2f}x)"
     )
+
+
+def markdown_table(cells: list[list[str]]) -> str:
+    """A Markdown table of ``cells`` (the first line is the header): the first column
+    left-aligned, the others right-aligned, every column padded to its widest cell."""
+    widths = [max(len(line[i]) for line in cells) for i in range(len(cells[0]))]
+
+    def render(line: list[str]) -> str:
+        padded = [
+            text.ljust(width) if i == 0 else text.rjust(width)
+            for i, (text, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = (
+        "|"
+        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths))
+        + "|"
+    )
+    return "\n".join([render(cells[0]), rule, *(render(line) for line in cells[1:])])
