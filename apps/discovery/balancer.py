@@ -228,7 +228,7 @@ class Balancer:
     def on_success(self, endpoint: Endpoint, started_at: float) -> None:
         """An attempt that started at ``started_at`` got an answer: readmit fully."""
         self.observe(endpoint, self._clock() - started_at)
-        endpoint.answered_at = self._clock()
+        endpoint.answered_at = endpoint.latency_at  # observe's clock reading: no second one
         if started_at < endpoint.ejected_at:
             return
         endpoint.consecutive_failures = 0
