@@ -4,7 +4,11 @@
 at random and send to the one with the lower *load*: its latency estimate times
 (requests in flight + 1). Random choice alone keeps feeding a replica that slowed
 down; least-loaded over all addresses herds every client onto the same one. Two
-random choices avoid both with O(1) work and no shared state. The latency
+random choices avoid both with O(1) work and no shared state. Two loads within
+a tolerance of each other (``_TIE_RELATIVE``, at least ``_TIE_ABSOLUTE``) are a
+tie, broken by fewer requests in flight, then at random: estimates of equal
+replicas never agree exactly, and always taking the lower one put 85% of a
+zone's calls on one of two equal replicas. The latency
 estimate is a *peak* EWMA: a slower answer than the estimate replaces it at once,
 a faster one pulls it down gradually (time constant ``decay``), and with no
 answers it decays towards zero, so an address that was slow is tried again after
@@ -42,6 +46,13 @@ from apps.discovery.zones import ZoneRouter
 # Load of an address with requests in flight but no latency observed yet
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
+# Loads closer than this are a tie (docs/apps.md, "Balancing"): the relative part
+# is noise between equal replicas (a peak EWMA keeps each one's latest hiccup for
+# seconds); the absolute floor covers sub-millisecond estimates, where scheduling
+# jitter of a busy event loop and same-zone round trips are a few hundred
+# microseconds. A gray failure (50 ms, 300 ms, 2 s against ~1 ms) is far outside both.
+_TIE_RELATIVE = 0.5
+_TIE_ABSOLUTE = 0.0005
 
 
 @dataclass(eq=False)
@@ -162,7 +173,11 @@ class Balancer:
         i = self._rng.randrange(n)
         j = self._rng.randrange(n - 1)
         first, second = pool[i], pool[j + (j >= i)]
-        return first if self.load(first, now) <= self.load(second, now) else second
+        a, b = self.load(first, now), self.load(second, now)
+        if abs(a - b) > max(_TIE_ABSOLUTE, _TIE_RELATIVE * min(a, b)):
+            return first if a < b else second
+        # A tie: fewer in flight, else the random order of the draw.
+        return second if second.in_flight < first.in_flight else first
 
     def latency(self, endpoint: Endpoint, now: float) -> float:
         """The peak-EWMA latency estimate, decayed towards zero since the last observation."""
