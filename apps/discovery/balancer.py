@@ -5,10 +5,9 @@ at random and send to the one with the lower *load*: its latency estimate times
 (requests in flight + 1). Random choice alone keeps feeding a replica that slowed
 down; least-loaded over all addresses herds every client onto the same one. Two
 random choices avoid both with O(1) work and no shared state. Two loads within
-a tolerance of each other (``_TIE_RELATIVE``, at least ``_TIE_ABSOLUTE``) are a
-tie, broken by fewer requests in flight, then at random: estimates of equal
-replicas never agree exactly, and always taking the lower one put 85% of a
-zone's calls on one of two equal replicas. The latency
+2x or 0.5 ms of each other are a tie, broken by fewer requests in flight, then
+at random: estimates of equal replicas never agree exactly, and always taking
+the lower one put 85% of a zone's calls on one of two equal replicas. The latency
 estimate is a *peak* EWMA: a slower answer than the estimate replaces it at once,
 a faster one pulls it down gradually (time constant ``decay``), and with no
 answers it decays towards zero, so an address that was slow is tried again after
@@ -46,12 +45,15 @@ from apps.discovery.zones import ZoneRouter
 # Load of an address with requests in flight but no latency observed yet
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
-# Loads closer than this are a tie (docs/apps.md, "Balancing"): the relative part
-# is noise between equal replicas (a peak EWMA keeps each one's latest hiccup for
-# seconds); the absolute floor covers sub-millisecond estimates, where scheduling
-# jitter of a busy event loop and same-zone round trips are a few hundred
-# microseconds. A gray failure (50 ms, 300 ms, 2 s against ~1 ms) is far outside both.
-_TIE_RELATIVE = 0.5
+# Two loads are a tie when the larger is within 2x the smaller or 0.5 ms of it
+# (docs/apps.md, "Balancing"). Relative: a peak EWMA keeps an equal replica's
+# latest hiccup for seconds, so equal replicas' estimates differ by tens of
+# percent (with 50% the busiest of 24 loopback replicas still reached 1.43x the
+# mean). Absolute: below a millisecond, same-zone round trips and a busy event
+# loop's scheduling jitter are a few hundred microseconds. One request in flight
+# more at equal latency is 2x, still a tie, broken by fewer in flight. A gray
+# failure (50 ms, 300 ms, 2 s against ~1 ms) is far outside both.
+_TIE_RELATIVE = 1.0
 _TIE_ABSOLUTE = 0.0005
 
 
