@@ -220,6 +220,7 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
         records_known_per_hello=known,
         fewest_most=(min(counts.values()), max(counts.values())),
         busiest_over_mean=round(max(counts.values()) / mean, 2),
+        per_replica_by_zone={z: round(n, 1) for z, n in per_replica_by_zone(counts, zones).items()},
         dns_queries_per_hello_per_second=round(per_hello_per_second, 1),
         same_zone_share=round(same_zone_share(load, zones, started), 3),
         seconds=round(seconds, 1),
