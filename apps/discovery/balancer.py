@@ -5,7 +5,7 @@ at random and send to the one with the lower *load*: its latency estimate times
 (requests in flight + 1). Random choice alone keeps feeding a replica that slowed
 down; least-loaded over all addresses herds every client onto the same one. Two
 random choices avoid both with O(1) work and no shared state. Two loads within
-2x or 0.5 ms of each other are a tie, broken by fewer requests in flight, then
+1.75x or 0.5 ms of each other are a tie, broken by fewer requests in flight, then
 at random: estimates of equal replicas never agree exactly, and always taking
 the lower one put 85% of a zone's calls on one of two equal replicas. The latency
 estimate is a *peak* EWMA: a slower answer than the estimate replaces it at once,
@@ -45,15 +45,16 @@ from apps.discovery.zones import ZoneRouter
 # Load of an address with requests in flight but no latency observed yet
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
-# Two loads are a tie when the larger is within 2x the smaller or 0.5 ms of it
+# Two loads are a tie when the larger is within 1.75x the smaller or 0.5 ms of it
 # (docs/apps.md, "Balancing"). Relative: a peak EWMA keeps an equal replica's
 # latest hiccup for seconds, so equal replicas' estimates differ by tens of
-# percent (with 50% the busiest of 24 loopback replicas still reached 1.43x the
-# mean). Absolute: below a millisecond, same-zone round trips and a busy event
-# loop's scheduling jitter are a few hundred microseconds. One request in flight
-# more at equal latency is 2x, still a tie, broken by fewer in flight. A gray
-# failure (50 ms, 300 ms, 2 s against ~1 ms) is far outside both.
-_TIE_RELATIVE = 1.0
+# percent (with 1.5x the busiest of 24 loopback replicas still reached 1.43x the
+# mean). Below 2x: one request more in flight at equal latency (2x) still counts,
+# and so does the hedge branch's rank of a hedge race's loser (2x its winner).
+# Absolute: below a millisecond, same-zone round trips and a busy event loop's
+# scheduling jitter are a few hundred microseconds. A gray failure (50 ms,
+# 300 ms, 2 s against ~1 ms) is far outside both.
+_TIE_RELATIVE = 0.75
 _TIE_ABSOLUTE = 0.0005
 
 

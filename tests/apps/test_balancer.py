@@ -230,7 +230,7 @@ def test_a_cancelled_wait_raises_the_estimate_but_never_lowers_it() -> None:
 def test_equal_endpoints_share_evenly_despite_latency_noise_and_a_slow_one_is_avoided() -> None:
     """Estimates of equal replicas never agree exactly: without a tolerance p2c always
     took the lower one (85% of a two-replica zone's calls on one replica in the local
-    stack; 1.6x the mean here). Loads within 2x are a tie broken at random, so four
+    stack; 1.6x the mean here). Loads within 1.75x are a tie broken at random, so four
     endpoints 1.0-1.3 ms apart stay within 1.5x of the mean, while one answering 300 ms
     late (a gray failure) still gets under 2%."""
     base = {"a": 0.0010, "b": 0.0011, "c": 0.0012, "d": 0.0013, "slow": 0.3}
