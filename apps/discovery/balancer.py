@@ -4,7 +4,10 @@
 at random and send to the one with the lower *load*: its latency estimate times
 (requests in flight + 1). Random choice alone keeps feeding a replica that slowed
 down; least-loaded over all addresses herds every client onto the same one. Two
-random choices avoid both with O(1) work and no shared state. The latency
+random choices avoid both with O(1) work and no shared state. Two loads within
+1.75x or 0.5 ms of each other are a tie, broken by fewer requests in flight, then
+at random: estimates of equal replicas never agree exactly, and always taking
+the lower one put 85% of a zone's calls on one of two equal replicas. The latency
 estimate is a *peak* EWMA: a slower answer than the estimate replaces it at once,
 a faster one pulls it down gradually (time constant ``decay``), and with no
 answers it decays towards zero, so an address that was slow is tried again after
@@ -46,6 +49,17 @@ _PENALTY = 1e3
 # estimate (see Balancer.lost_race). Any factor above 1 keeps it behind the winner while
 # both estimates decay at the same rate; 2 keeps it there through ordinary jitter.
 RACE_LOSS_FACTOR = 2.0
+# Two loads are a tie when the larger is within 1.75x the smaller or 0.5 ms of it
+# (docs/apps.md, "Balancing"). Relative: a peak EWMA keeps an equal replica's
+# latest hiccup for seconds, so equal replicas' estimates differ by tens of
+# percent (with 1.5x the busiest of 24 loopback replicas still reached 1.43x the
+# mean). Below 2x: one request more in flight at equal latency (2x) still counts,
+# and so does the hedge branch's rank of a hedge race's loser (2x its winner).
+# Absolute: below a millisecond, same-zone round trips and a busy event loop's
+# scheduling jitter are a few hundred microseconds. A gray failure (50 ms,
+# 300 ms, 2 s against ~1 ms) is far outside both.
+_TIE_RELATIVE = 0.75
+_TIE_ABSOLUTE = 0.0005
 
 
 @dataclass(eq=False)
@@ -168,7 +182,11 @@ class Balancer:
         i = self._rng.randrange(n)
         j = self._rng.randrange(n - 1)
         first, second = pool[i], pool[j + (j >= i)]
-        return first if self.load(first, now) <= self.load(second, now) else second
+        a, b = self.load(first, now), self.load(second, now)
+        if abs(a - b) > max(_TIE_ABSOLUTE, _TIE_RELATIVE * min(a, b)):
+            return first if a < b else second
+        # A tie: fewer in flight, else the random order of the draw.
+        return second if second.in_flight < first.in_flight else first
 
     def latency(self, endpoint: Endpoint, now: float) -> float:
         """The peak-EWMA latency estimate, decayed towards zero since the last observation."""

@@ -79,12 +79,14 @@ async def test_balanced_zones_keep_calls_in_the_callers_zone(stack: StackProcess
         measured_from = time.time()
         await load.more(600)
     share = same_zone_share(load, zones, measured_from)
+    counts = load.names(since=measured_from)
     report(
         "zones balanced",
         requests=len(load.samples),
         failed=len(load.failed()),
         same_zone_share=round(share, 3),
-        per_name_replica=dict(sorted(load.names(since=measured_from).items())),
+        per_name_replica=dict(sorted(counts.items())),
+        busiest_over_mean=round(max(counts.values()) / (sum(counts.values()) / 4), 2),
     )
     assert not load.failed(), load.failed()[:5]
     assert share >= 0.95
@@ -92,8 +94,9 @@ async def test_balanced_zones_keep_calls_in_the_callers_zone(stack: StackProcess
 
 async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProcess) -> None:
     """1 name replica in zone a, 3 in b, one hello in each: a's hello keeps half its calls
-    local and spills half to b, so each zone's replicas get a quarter each (within a third
-    of the mean; only-local routing gives a's replica 2x)."""
+    local and spills half to b, so each zone's replicas get a quarter each (only-local
+    routing gives a's replica 2x), and within b the balancer spreads evenly: no replica
+    above 1.5x the mean (ties between equal replicas' loads, apps/discovery/balancer.py)."""
     await settle(stack, 0)
     await asyncio.to_thread(stack.client.rebalancing, "name", False)
     try:
@@ -120,11 +123,11 @@ async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProce
         assert not load.failed(), load.failed()[:5]
         assert len(counts) == 4
         # What zone routing decides: each zone's replicas get the mean load (only-local
-        # would give zone a's one replica 2x). Within a zone the balancer's peak EWMA
-        # decides; its spread is printed above (busiest_over_mean).
+        # would give zone a's one replica 2x); within a zone, what the balancer decides.
         assert per_replica_by_zone(counts, zones) == pytest.approx(
             {"local-1a": mean, "local-1b": mean}, rel=0.5 / 1.5
         )
+        assert max(counts.values()) <= 1.5 * mean
     finally:
         await asyncio.to_thread(stack.client.rebalancing, "name", True)
 
@@ -187,9 +190,12 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     stack: StackProcess,
 ) -> None:
     """Cloud Map answers 8 random records of 24: accumulated answers reach every replica,
-    each zone's replicas get the mean load, at a bounded DNS query rate per hello. The
-    busiest replica's share is printed: within a zone the balancer's peak EWMA decides it
-    (docs/apps.md, "Zones": 1.2x before it, up to 2x with it on this shared machine)."""
+    each zone's replicas get the mean load, at a bounded DNS query rate per hello, and no
+    replica is hot or starved. The aim (busiest at most 1.5x the mean) is the benchmark's
+    to judge (``./dev bench --only-zones``): here 1.12-1.38x on a quiet machine, 1.51x
+    with two busy loops on its two cores, so the test allows 1.6x. It still fails without
+    ties between equal replicas' loads (apps/discovery/balancer.py): 1.83-1.94x, with the
+    fewest at 0.07-0.09x the mean (one replica got 9 calls and CI saw one get none)."""
     status = await settle(stack, 24)
     zones = zones_of(status)
     assert placement(status) == {"local-1a": 12, "local-1b": 12}
@@ -217,6 +223,7 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
         records_known_per_hello=known,
         fewest_most=(min(counts.values()), max(counts.values())),
         busiest_over_mean=round(max(counts.values()) / mean, 2),
+        per_replica_by_zone={z: round(n, 1) for z, n in per_replica_by_zone(counts, zones).items()},
         dns_queries_per_hello_per_second=round(per_hello_per_second, 1),
         same_zone_share=round(same_zone_share(load, zones, started), 3),
         seconds=round(seconds, 1),
@@ -229,6 +236,8 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     assert per_replica_by_zone(counts, zones) == pytest.approx(
         {"local-1a": mean, "local-1b": mean}, rel=0.5 / 1.5
     )
+    assert max(counts.values()) <= 1.6 * mean
+    assert min(counts.values()) >= 0.3 * mean
     assert per_hello_per_second <= MAX_QUERIES_PER_SECOND
 
 
