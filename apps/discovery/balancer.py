@@ -156,26 +156,29 @@ class Balancer:
         now = self._clock()
         candidates: list[Endpoint] = []
         available: list[Endpoint] = []
-        ejected = 0
+        healthy: list[Endpoint] = []  # not ejected, tried by this request or not
         for e in self._endpoints.values():
-            is_ejected = now < e.ejected_until
-            ejected += is_ejected
+            if now < e.ejected_until:
+                if e.address not in exclude:
+                    candidates.append(e)
+                continue
+            healthy.append(e)
             if e.address in exclude:
                 continue
             candidates.append(e)
             # Available: not ejected, and not on probation with a request in flight.
-            if not is_ejected and not (e.in_flight and e.consecutive_failures):
+            if not (e.in_flight and e.consecutive_failures):
                 available.append(e)
         if not candidates:
             return None
         # Panic: with too few healthy, ignore health (never eject all).
-        healthy = len(self._endpoints) - ejected
-        self.panicking = not available or healthy < self._panic_share * len(self._endpoints)
+        self.panicking = not available or len(healthy) < self._panic_share * len(self._endpoints)
         pool = candidates if self.panicking else available
         if self._router is not None:
-            # One zone, drawn by its share (apps/discovery/zones.py); a retry or a
-            # hedge excludes the addresses tried, so it may cross zones.
-            pool = list(self._router.narrow(pool, _address))
+            # One zone, drawn by its share of the healthy tasks (apps/discovery/zones.py);
+            # a retry or a hedge takes an untried task of that zone, or crosses zones.
+            basis = self.endpoints if self.panicking else healthy
+            pool = list(self._router.narrow(pool, _address, basis))
         n = len(pool)
         if n == 1:
             return pool[0]

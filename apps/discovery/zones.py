@@ -219,20 +219,40 @@ class ZoneRouter:
             return None
         return zone_shares(self.local, counts, self.callers)
 
-    def narrow(self, candidates: Sequence[E], address: Callable[[E], str]) -> Sequence[E]:
+    def narrow(
+        self,
+        candidates: Sequence[E],
+        address: Callable[[E], str],
+        healthy: Sequence[E] | None = None,
+    ) -> Sequence[E]:
         """The candidates of one zone drawn by its share, or all of them (zone-unaware).
 
-        ``candidates`` are the healthy endpoints not yet tried by this request, so a retry
-        may land in another zone, and a zone whose tasks are all ejected gets no calls.
+        ``candidates`` are the endpoints this attempt may go to (healthy, not yet tried by
+        this request); ``healthy`` is every healthy endpoint, tried or not (default: the
+        candidates). The shares come from ``healthy``: a hedge or a retry is routed by the
+        same rule as the request's first attempt, so with two local tasks the hedge goes
+        to the other local one (it used to count only the untried three of four tasks,
+        fall below ``min_per_zone`` and cross zones two times in three). When the zone
+        drawn has no untried candidate left the draw is among the zones that have one,
+        so a retry crosses zones rather than fail, and a zone whose tasks are all ejected
+        gets no calls.
         """
-        shares = self.shares(address(c) for c in candidates)
+        basis = candidates if healthy is None else healthy
+        shares = self.shares(address(c) for c in basis)
         if shares is None:
             self._picks.inc(locality="any")
             return candidates
-        if len(shares) == 1:
-            (zone,) = shares
+        by_zone: dict[str, list[E]] = {}
+        for candidate in candidates:
+            by_zone.setdefault(self.zone_of(address(candidate)) or "", []).append(candidate)
+        weights = {z: w for z, w in shares.items() if w > 0 and z in by_zone}
+        if not weights:
+            # Every zone with a share is tried out: what is left, by its capacity.
+            weights = {z: float(len(c)) for z, c in by_zone.items()}
+        if len(weights) == 1:
+            (zone,) = weights
         else:
-            zones = list(shares)
-            zone = self._rng.choices(zones, weights=[shares[z] for z in zones])[0]
+            zones = list(weights)
+            zone = self._rng.choices(zones, weights=[weights[z] for z in zones])[0]
         self._picks.inc(locality="same" if zone == self.local else "other")
-        return [c for c in candidates if self.zone_of(address(c)) == zone]
+        return by_zone[zone]

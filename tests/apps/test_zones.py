@@ -181,6 +181,34 @@ def test_a_balancer_with_a_router_stays_local_and_retries_across_zones() -> None
     assert ZONES.zone_of(retry.address) == "b"
 
 
+def test_a_hedge_or_retry_is_routed_by_the_zone_rule_of_all_healthy_tasks() -> None:
+    """2 tasks per zone: a hedge or retry after the first local task stays local (the
+    other local task), as the request's first attempt would. Counting only the untried
+    three of four tasks fell below 2 per zone, went zone-unaware and crossed zones two
+    times in three (the balanced-zones same-zone share sank to 0.76 under load)."""
+    router = ZoneRouter("a", ZONES, callers={"a": 1, "b": 1})
+    balancer = Balancer(rng=random.Random(1), router=router)
+    balancer.update(tuple(addresses(a=2, b=2)))
+    hedges = collections.Counter(
+        balancer.pick(exclude={"10.0.0.1"}).address  # type: ignore[union-attr]
+        for _ in range(300)
+    )
+    assert hedges == {"10.0.0.2": 300}
+
+
+def test_a_retry_of_a_short_zone_spills_by_the_rule_once_its_zone_is_tried() -> None:
+    """1 task in a, 3 in b: a's caller sends half its first attempts to a; a retry after
+    a's only task goes to b (the only zone with a share and an untried task)."""
+    router = ZoneRouter("a", ZONES, callers={"a": 1, "b": 1}, rng=random.Random(2))
+    balancer = Balancer(rng=random.Random(1), router=router)
+    balancer.update(tuple(addresses(a=1, b=3)))
+    retries = {
+        ZONES.zone_of(balancer.pick(exclude={"10.0.0.1"}).address)  # type: ignore[union-attr]
+        for _ in range(200)
+    }
+    assert retries == {"b"}
+
+
 def test_a_zone_whose_tasks_are_ejected_gets_no_calls() -> None:
     """Ejected tasks are not healthy capacity: the rule sees a's zone as empty."""
     now = [100.0]
