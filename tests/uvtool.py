@@ -13,9 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+UV_PIN = ROOT / "tools" / "uv" / "requirements.txt"
+
+
 def pinned_version() -> str:
-    """``UV_VERSION=`` in ./dev: the one place the project pins uv."""
-    (version,) = re.findall(r"^UV_VERSION=(\S+)$", (ROOT / "dev").read_text(), flags=re.M)
+    """``uv==`` in tools/uv/requirements.txt: the one place the project pins uv."""
+    (version,) = re.findall(r"^uv==(\S+) \\$", UV_PIN.read_text(), flags=re.M)
     return version
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from tests.uvtool import ROOT, pinned_version, run_uv
+from tests.uvtool import ROOT, UV_PIN, pinned_version, run_uv
 
 PROJECTS = [ROOT, ROOT / "deploy" / "github_oidc"]
 VENV = ROOT / ".venv"
@@ -134,11 +134,16 @@ def test_dependabot_watches_the_lock() -> None:
     (update,) = [u for u in config["updates"] if u["package-ecosystem"] == "uv"]
     assert update["directory"] == "/"
     assert (ROOT / "uv.lock").is_file()
+    # uv's own pin, with its hashes, in a pip requirements file Dependabot can update.
+    (pin,) = [u for u in config["updates"] if u["package-ecosystem"] == "pip"]
+    assert pin["directory"] == "/" + UV_PIN.parent.relative_to(ROOT).as_posix()
 
 
 def test_no_pip_era_dependency_files_are_left() -> None:
     """uv is the one way dependencies are declared: a stray requirements file would be
-    a second, unlocked truth (and Pulumi's uv toolchain merges one it finds)."""
+    a second, unlocked truth (and Pulumi's uv toolchain merges one it finds). The one
+    exception is uv's own pin, tools/uv/requirements.txt: pip installs uv before uv
+    exists, from that hashed file (checked below), away from the project's root."""
     skip = {".git", ".venv", ".uv", ".local", "__pycache__", ".mypy_cache", ".ruff_cache"}
     stray = []
     for folder, dirs, files in os.walk(ROOT):
@@ -148,4 +153,24 @@ def test_no_pip_era_dependency_files_are_left() -> None:
             for name in files
             if PIP_ERA.fullmatch(name)
         ]
-    assert not stray
+    assert stray == [UV_PIN.relative_to(ROOT).as_posix()]
+
+
+def test_the_uv_bootstrap_is_hash_checked() -> None:
+    """The one download outside uv.lock is checked too: ./dev installs uv with pip
+    --require-hashes from tools/uv/requirements.txt, which holds a sha256 for every wheel
+    of the pinned release (a tampered or substituted wheel is refused, never run), and
+    --only-binary (no build of uv from a source archive)."""
+    text = UV_PIN.read_text()
+    requirement = re.search(
+        r"^uv==\S+ \\\n((?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", text, re.M
+    )
+    assert requirement is not None, text
+    hashes = re.findall(r"sha256:([0-9a-f]{64})", requirement.group(1))
+    assert len(hashes) == len(set(hashes)) >= 10  # every platform's wheel, not one machine's
+    assert re.findall(r"^[^#\s]", text, re.M) == ["u"], "uv and nothing else"
+    dev = (ROOT / "dev").read_text()
+    assert "UV_PIN=tools/uv/requirements.txt" in dev
+    assert "--require-hashes" in dev
+    assert '--only-binary :all: -r "$UV_PIN"' in dev
+    assert '"uv==$UV_VERSION"' not in dev, "an unhashed install of uv"
