@@ -20,6 +20,7 @@ from bench.zones import (
     percentile,
     same_zone_share,
     table,
+    uniform_worst,
     windows,
     zone_of,
 )
@@ -102,21 +103,22 @@ def verdicts(rows: list[ZoneRow]) -> dict[str, bool]:
 
 def test_scale_row_passes_only_with_every_replica_even_and_a_bounded_query_rate() -> None:
     replicas = [f"127.30.0.{i + 2}" for i in range(24)]
-    even = [answered(t / 10, r) for t in range(200) for r in replicas]
-    ok = row("scale", even, replicas, dns_per_hello_second=[4.0, 5.0])
+    even = [answered(t / 10, r) for t in range(120) for r in replicas]
+    ok = row("scale", even, replicas, end=12.0, dns_per_hello_second=[4.0, 5.0])
     assert set(verdicts([ok]).values()) == {True}
-    # One replica at 1.6x the mean for 10 s: MISS, though only 1.3x over the whole row.
-    hot = even + [answered(t / 10 + 5, replicas[0]) for t in range(60)]
-    skewed = row("scale", hot, replicas, dns_per_hello_second=[4.0, 5.0])
+    # One replica hot for 6 s: 1.56x the mean in the 0-10 s window, MISS, though only
+    # 1.47x over the whole 12 s row.
+    hot = even + [answered(t / 10 + 1, replicas[0]) for t in range(60)]
+    skewed = row("scale", hot, replicas, end=12.0, dns_per_hello_second=[4.0, 5.0])
+    assert skewed.answers[replicas[0]] / (len(hot) / 24) == pytest.approx(1.47, abs=0.01)
     assert skewed.worst_window() is not None
     assert verdicts([skewed]) == {
         "scale: every replica answers": True,
         "scale: busiest <= 1.5x mean, every 10 s": False,
         "scale: DNS queries/hello/s <= 50": True,
     }
-    silent = row(
-        "scale", [c for c in even if c.name != replicas[-1]], replicas, dns_per_hello_second=[51.0]
-    )
+    quiet = [c for c in even if c.name != replicas[-1]]
+    silent = row("scale", quiet, replicas, end=12.0, dns_per_hello_second=[51.0])
     assert verdicts([silent]) == {
         "scale: every replica answers": False,  # 23 of 24
         "scale: busiest <= 1.5x mean, every 10 s": True,  # 24/23 of the mean
@@ -168,3 +170,29 @@ def test_only_zones_needs_no_other_row_and_keeps_the_old_options() -> None:
     ):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_the_uniform_reference_shows_the_windows_sampling_noise() -> None:
+    """At 200 req/s a 10 s window holds ~83 answers per replica of 24: a uniformly random
+    pick already puts its busiest replica well above the mean. The reference is printed
+    beside the worst window so a reader can tell the balancer from the noise."""
+    replicas = [f"127.30.0.{i + 2}" for i in range(24)]
+    even = [answered(t / 200, replicas[t % 24]) for t in range(200 * 12)]
+    exact = max(w.busiest_over_mean for w in windows(even, replicas, 0.0, 12.0))
+    assert exact == pytest.approx(1.0, abs=0.02)  # round robin: no skew at all
+    noise = uniform_worst(even, replicas, 0.0, 12.0)
+    assert 1.15 < noise < 1.6
+    assert noise == uniform_worst(even, replicas, 0.0, 12.0)  # seeded: the same each run
+    # Ten times the answers, well under half the noise above 1.
+    dense = [answered(t / 2000, replicas[t % 24]) for t in range(2000 * 12)]
+    assert uniform_worst(dense, replicas, 0.0, 12.0, trials=2) - 1 < (noise - 1) / 2
+
+
+def test_a_zone_down_rows_failures_are_placed_in_time() -> None:
+    failing = row(
+        "zone-down",
+        [answered(1.0, NAME_B[0]), Call(12.5, None, failure="timeout")],
+        NAME_A + NAME_B,
+        marks={"down": 10.0},
+    )
+    assert "the failed calls were due +2.5 to +2.5 s from `zone down`" in notes([failing])[0]
