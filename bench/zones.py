@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import random
 import re
 import signal
@@ -245,6 +246,17 @@ def same_zone_share(calls: Sequence[Call], zones: ZoneMap) -> float | None:
     return same / len(answered)
 
 
+def per_zone(
+    answers: Mapping[str, int], replicas: Sequence[str], zones: ZoneMap
+) -> dict[str, float]:
+    """Each zone's answers per replica (its expected replicas, silent ones included): what
+    zone routing decides, as against the balancing within a zone."""
+    by_zone: dict[str, list[int]] = {}
+    for replica in replicas:
+        by_zone.setdefault(zone_of(zones, replica) or "?", []).append(answers.get(replica, 0))
+    return {zone: sum(counts) / len(counts) for zone, counts in sorted(by_zone.items())}
+
+
 def first_answer_from(calls: Sequence[Call], zones: ZoneMap, zone: str, since: float) -> float:
     """When the first call due at or after ``since`` was answered from ``zone`` (inf: never)."""
     return min(
@@ -449,6 +461,17 @@ def notes(rows: Sequence[ZoneRow]) -> list[str]:
         if row.kind in ("scale", "imbalanced") and row.answers:
             counts = [row.answers[r] for r in row.replicas]
             parts.append(f"answers per replica over the row {min(counts)}-{max(counts)}")
+            zone_means = per_zone(row.answers, row.replicas, row.zones)
+            parts.append(
+                "per replica by zone "
+                + ", ".join(f"{zone} {mean:.0f}" for zone, mean in zone_means.items())
+            )
+            worst = row.worst
+            if worst is not None:
+                busiest = max(worst.counts, key=worst.counts.__getitem__)
+                parts.append(
+                    f"busiest in the worst window {busiest} ({zone_of(row.zones, busiest)})"
+                )
         if row.records_known:
             parts.append(f"records known per hello {'/'.join(map(str, row.records_known))}")
         failures = row.failures()
@@ -897,7 +920,11 @@ class Zones:
             stack.stop()
 
     async def rows(self) -> list[ZoneRow]:
-        print("--> starting the local stack: 4 name, 2 hello, 2 zones", flush=True)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"--> starting the local stack: 4 name, 2 hello, 2 zones (load average {load})",
+            flush=True,
+        )
         self.stack.start("stack", name=4, hello=2)
         rows = [
             await self.balanced(),

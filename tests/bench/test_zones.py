@@ -17,6 +17,7 @@ from bench.zones import (
     first_answer_from,
     notes,
     parse_answer,
+    per_zone,
     percentile,
     same_zone_share,
     table,
@@ -196,3 +197,16 @@ def test_a_zone_down_rows_failures_are_placed_in_time() -> None:
         marks={"down": 10.0},
     )
     assert "the failed calls were due +2.5 to +2.5 s from `zone down`" in notes([failing])[0]
+
+
+def test_per_zone_load_separates_zone_routing_from_balancing_within_a_zone() -> None:
+    """Imbalanced zones: the one replica of zone a at 2x the others is zone routing keeping
+    everything local; one replica of b at 2x its zone mates is the balancer."""
+    answers = {NAME_A[0]: 100, NAME_B[0]: 50, NAME_B[1]: 50}
+    assert per_zone(answers, [NAME_A[0], *NAME_B], ZONES) == {"local-1a": 100, "local-1b": 50}
+    assert per_zone({}, [NAME_A[0]], ZONES) == {"local-1a": 0}  # silent, still counted
+    calls = [answered(t / 10, name) for t in range(100) for name in (NAME_A[0], *NAME_B)]
+    calls += [answered(t / 10, NAME_A[0]) for t in range(100)]
+    imbalanced = row("imbalanced", calls, [NAME_A[0], *NAME_B], end=10.0)
+    assert f"busiest in the worst window {NAME_A[0]} (local-1a)" in notes([imbalanced])[0]
+    assert "per replica by zone local-1a 200, local-1b 100" in notes([imbalanced])[0]
