@@ -281,6 +281,7 @@ class ZoneRow:
     replicas: list[str]  # the name replicas expected to answer
     zones: dict[str, list[IPv4Network]]
     dns_per_hello_second: list[float] | None = None  # one figure per hello
+    standin_per_hello_second: float | None = None  # the Cloud Map stand-in's count / hellos
     back_after_up: float | None = None  # zone-down: seconds from `zone up` to its first answer
     back_after_registered: float | None = None  # ... from its first replica registered
     event: str = ""
@@ -472,6 +473,11 @@ def notes(rows: Sequence[ZoneRow]) -> list[str]:
                 parts.append(
                     f"busiest in the worst window {busiest} ({zone_of(row.zones, busiest)})"
                 )
+        if row.standin_per_hello_second is not None and row.kind == "scale":
+            parts.append(
+                f"the Cloud Map stand-in answered {row.standin_per_hello_second:.1f} "
+                "queries/s per hello"
+            )
         if row.records_known:
             parts.append(f"records known per hello {'/'.join(map(str, row.records_known))}")
         failures = row.failures()
@@ -720,6 +726,10 @@ class LocalStack:
             SETTLE_DEADLINE,
         )
 
+    def standin_queries(self) -> int:
+        """Queries the Cloud Map stand-in answered for name's record, from every hello."""
+        return int(self.status()["dns"]["queries"].get("name.internal.", 0))
+
     def hello_metrics(self, family: str) -> list[float]:
         """``family`` summed over its labels, per hello replica (address order)."""
         out = []
@@ -795,12 +805,14 @@ class Zones:
             queries["before"] = await asyncio.to_thread(
                 stack.hello_metrics, "discovery_dns_queries_total"
             )
+            queries["stand-in before"] = [await asyncio.to_thread(stack.standin_queries)]
             span["start"] = time.time()
             await asyncio.sleep(o.duration)
             span["end"] = time.time()
             queries["after"] = await asyncio.to_thread(
                 stack.hello_metrics, "discovery_dns_queries_total"
             )
+            queries["stand-in after"] = [await asyncio.to_thread(stack.standin_queries)]
 
         load = await under_load(stack.front_url, o.rate, scenario, o.warmup + o.duration + 60)
         seconds = span["end"] - span["start"]
@@ -816,6 +828,9 @@ class Zones:
             dns_per_hello_second=[
                 (a - b) / seconds for a, b in zip(queries["after"], queries["before"], strict=True)
             ],
+            standin_per_hello_second=(queries["stand-in after"][0] - queries["stand-in before"][0])
+            / max(1, len(known))
+            / seconds,
             send_lag_ms=load.send_lag * 1000,
             records_known=[int(k) for k in known],
             **extra,
