@@ -1,7 +1,8 @@
 """``python -m bench`` (``./dev bench``): hello beside an nginx keep-alive proxy, on loopback.
 
-Needs nginx and wrk (Debian: ``apt-get install nginx wrk``); ``--install`` installs
-them with apt-get when run as root. Prints a table, hello's ratios to nginx and
+Needs nginx and wrk (Debian: ``apt-get install nginx wrk``), except with ``--only-zones``
+(issue 12's rows on the local stack alone); ``--install`` installs them with apt-get when
+run as root. Prints a table, hello's ratios to nginx and
 PASS/MISS per aim of issue 2. The aims are informational: the exit code is 0
 unless the harness itself failed (1), a tool is missing (2) or it was interrupted (130).
 """

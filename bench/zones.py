@@ -10,7 +10,7 @@ counted from when it was due; every answer names the hello and the name replica 
 served it (``Hello (from ip-127-...) ... (from ip-127-...)``), so each call's zones are
 known.
 
-Rows, in order (the first five on one stack; every measured span follows a warm-up of
+Rows, in order (the first four on one stack; every measured span follows a warm-up of
 load longer than one DNS refresh):
 
 - **balanced zones**: 2 name + 1 hello in each zone; the share of calls answered by a
