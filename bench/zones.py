@@ -959,7 +959,10 @@ class Zones:
         except ImportError:
             runner = asyncio.Runner()
         with runner:
-            return runner.run(self.rows())
+            try:
+                return runner.run(self.rows())
+            except ControlError as error:  # the stack refused a request: say which
+                raise HarnessError(f"local stack: {error}") from None
 
 
 def _progress(row: ZoneRow, workdir: Path) -> None:
