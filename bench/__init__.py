@@ -13,7 +13,9 @@ Modules:
 - ``report``: rows, the table and the aims;
 - ``procs``: starting and always stopping child processes;
 - ``orphan``: makes a child die with the bench, even when the bench is SIGKILLed;
-- ``run``: the scenario, row by row.
+- ``run``: the scenario, row by row;
+- ``gray``, ``openloop``, ``slowname``: the gray-failure rows (issue 9);
+- ``zones``: discovery at scale and by zone on the real local stack (issue 12).
 
 docs/bench.md has the method and the figures.
 """

@@ -1,7 +1,8 @@
 """``python -m bench`` (``./dev bench``): hello beside an nginx keep-alive proxy, on loopback.
 
-Needs nginx and wrk (Debian: ``apt-get install nginx wrk``); ``--install`` installs
-them with apt-get when run as root. Prints a table, hello's ratios to nginx and
+Needs nginx and wrk (Debian: ``apt-get install nginx wrk``), except with ``--only-zones``
+(issue 12's rows on the local stack alone); ``--install`` installs them with apt-get when
+run as root. Prints a table, hello's ratios to nginx and
 PASS/MISS per aim of issue 2. The aims are informational: the exit code is 0
 unless the harness itself failed (1), a tool is missing (2) or it was interrupted (130).
 """
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from bench import gray, report
-from bench.procs import HarnessError
+from apps import ENVIRONMENT
+from bench import gray, report, zones
+from bench.procs import Children, HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
 
@@ -96,6 +98,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=10.0,
         help="gray rows: seconds every replica stays down (default 10)",
     )
+    add("--no-zones", action="store_true", help="skip the zone and scale rows (issue 12)")
+    add(
+        "--only-zones",
+        action="store_true",
+        help="only the zone and scale rows, on the local stack (no wrk/nginx needed)",
+    )
+    add("--zones-rate", type=float, default=200.0, help="zone rows: open-loop req/s (default 200)")
+    add(
+        "--zones-duration",
+        type=float,
+        default=20.0,
+        help="zone rows: seconds measured per steady row, at least 10 (default 20)",
+    )
+    add(
+        "--zones-warmup",
+        type=float,
+        default=6.0,
+        help="zone rows: seconds of load before each measured span (default 6)",
+    )
     add("--install", action="store_true", help="apt-get install nginx and wrk if missing (root)")
     add("--keep", action="store_true", help="keep the work directory (logs, nginx config)")
     add("--json", type=Path, help="also write the rows as JSON to this file")
@@ -112,6 +133,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("need --gray-rate > 0, --gray-duration >= 1 and --gray-outage >= 1")
     if args.no_gray and args.only_gray:
         parser.error("--no-gray and --only-gray exclude each other")
+    if args.only_zones and (args.no_zones or args.only_gray):
+        parser.error("--only-zones excludes --no-zones and --only-gray")
+    if args.zones_rate <= 0 or args.zones_duration < zones.WINDOW_SECONDS:
+        parser.error(f"need --zones-rate > 0 and --zones-duration >= {zones.WINDOW_SECONDS:g}")
+    if args.zones_warmup < 0:
+        parser.error("--zones-warmup must be >= 0")
     return args
 
 
@@ -129,6 +156,25 @@ def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
     print()
     print("Aims (issue 9), judged on this run's ratios; informational:")
     for aim in gray.aims(rows):
+        print(aim.line())
+
+
+def print_zones(rows: list[zones.ZoneRow], options: zones.ZoneOptions) -> None:
+    print()
+    print(
+        f"Zones and scale: the local stack (2 zones, 2 hello), open loop at {options.rate:g} "
+        f"req/s through its front, {zones.CLIENT_TIMEOUT:g} s client timeout; steady rows "
+        f"{options.duration:g} s after {options.warmup:g} s; busiest/mean over sliding "
+        f"{zones.WINDOW_SECONDS:g} s windows"
+    )
+    print()
+    print(zones.table(rows))
+    print()
+    for line in zones.notes(rows):
+        print(line)
+    print()
+    print("Aims (issue 12), judged on this run's shares and ratios; informational:")
+    for aim in zones.aims(rows):
         print(aim.line())
 
 
@@ -169,13 +215,15 @@ def print_report(results: Results, options: Options) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    try:
-        found = tools(may_install=args.install)
-    except (HarnessError, subprocess.CalledProcessError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 2
-    if found is None:
-        return 2
+    found: Tools | None = None
+    if not args.only_zones:
+        try:
+            found = tools(may_install=args.install)
+        except (HarnessError, subprocess.CalledProcessError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
+        if found is None:
+            return 2
     options = Options(
         duration=args.duration,
         warmup=args.warmup,
@@ -196,29 +244,44 @@ def main(argv: Sequence[str]) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"bench: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work directory {workdir}")
-    for key, value in versions(found).items():
-        print(f"  {key}: {value}")
-    bench = Bench(options, found, workdir)
+    if found is not None:
+        for key, value in versions(found).items():
+            print(f"  {key}: {value}")
+    bench = Bench(options, found, workdir) if found is not None else None
     gray_options = gray.GrayOptions(
         rate=args.gray_rate, duration=args.gray_duration, outage=args.gray_outage
     )
+    zone_options = zones.ZoneOptions(
+        rate=args.zones_rate, duration=args.zones_duration, warmup=args.zones_warmup
+    )
+    # The zone rows' stacks get the caller's environment without the services' variables,
+    # as every other row's processes do: they measure the documented defaults.
+    env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
+    zone_rows = zones.Zones(Children(workdir), env, workdir, zone_options)
     code = 0
     try:
-        if args.only_gray:
-            bench.start_dns()
-        else:
-            bench.start()
-            results = bench.run()
-            print_report(results, options)
+        if bench is not None:
+            if args.only_gray:
+                bench.start_dns()
+            else:
+                bench.start()
+                results = bench.run()
+                print_report(results, options)
+                if args.json is not None:
+                    args.json.write_text(results.to_json() + "\n")
+            if not args.no_gray:
+                stack = gray.Gray(bench, gray_options)
+                stack.start()
+                rows = stack.run()
+                print_gray(rows, gray_options)
+                if args.json is not None:
+                    gray.write_json(rows, args.json.with_suffix(".gray.json"))
+            bench.close()  # the zone rows want the machine to themselves
+        if not (args.no_zones or args.only_gray):
+            measured = zone_rows.run()
+            print_zones(measured, zone_options)
             if args.json is not None:
-                args.json.write_text(results.to_json() + "\n")
-        if not args.no_gray:
-            stack = gray.Gray(bench, gray_options)
-            stack.start()
-            rows = stack.run()
-            print_gray(rows, gray_options)
-            if args.json is not None:
-                gray.write_json(rows, args.json.with_suffix(".gray.json"))
+                zones.write_json(measured, args.json.with_suffix(".zones.json"))
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
         code = 130
@@ -230,7 +293,9 @@ def main(argv: Sequence[str]) -> int:
         # sessions: the terminal's signals reach only the bench).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bench.close()
+        zone_rows.close()
+        if bench is not None:
+            bench.close()
         if args.keep or code == 1:
             print(f"bench: logs and nginx config kept in {workdir}", file=sys.stderr)
         else:
