@@ -8,10 +8,12 @@ breaks one thing, and runs the gate's own command for that check there, as
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,16 +42,40 @@ CMD ["python", "-c", "print('ok')"]
 """
 
 
+def make_tree(path: Path) -> Path:
+    shutil.copy(ROOT / "pyproject.toml", path)
+    shutil.copytree(ROOT / ".github", path / ".github")
+    (path / "config.py").write_text(CLEAN_MODULE)
+    (path / "tests").mkdir()
+    (path / "tests" / "test_double.py").write_text(CLEAN_TEST)
+    (path / "apps" / "svc").mkdir(parents=True)
+    (path / "apps" / "svc" / "Dockerfile").write_text(CLEAN_DOCKERFILE)
+    return path
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    shutil.copy(ROOT / "pyproject.toml", tmp_path)
-    shutil.copytree(ROOT / ".github", tmp_path / ".github")
-    (tmp_path / "config.py").write_text(CLEAN_MODULE)
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "test_double.py").write_text(CLEAN_TEST)
-    (tmp_path / "apps" / "svc").mkdir(parents=True)
-    (tmp_path / "apps" / "svc" / "Dockerfile").write_text(CLEAN_DOCKERFILE)
-    return tmp_path
+    return make_tree(tmp_path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One mypy cache for every tree of this module: typeshed is checked once, not in each
+    tree (about a second each). mypy's incremental mode re-checks every module whose source
+    differs from what the cache holds, so a broken config.py is still checked."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MYPY_CACHE_DIR", str(tmp_path_factory.mktemp("mypy-cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def clean_gate(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str]:
+    """The whole gate, once, on an untouched tree: its exit code and what it printed. Each
+    breakage below starts from this same tree, so its check is known to pass before."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = gate.main([], root=make_tree(tmp_path_factory.mktemp("clean")))
+    return code, printed.getvalue()
 
 
 def run_step(root: Path, name: str) -> subprocess.CompletedProcess[str]:
@@ -66,11 +92,9 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_the_clean_tree_passes_the_whole_gate(
-    tree: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert gate.main([], root=tree) == 0
-    out = capsys.readouterr().out
+def test_the_clean_tree_passes_the_whole_gate(clean_gate: tuple[int, str]) -> None:
+    code, out = clean_gate
+    assert code == 0, out
     assert "gate: all checks passed" in out
     ran = re.findall(r"^==> (.+)$", out, flags=re.MULTILINE)
     assert ran == [
@@ -107,9 +131,11 @@ BROKEN_WORKFLOWS: dict[str, Callable[[Path], None]] = {
 
 
 @pytest.mark.parametrize("breakage", BROKEN_WORKFLOWS)
-def test_schema_check_rejects_a_broken_workflow(tree: Path, breakage: str) -> None:
+def test_schema_check_rejects_a_broken_workflow(
+    tree: Path, breakage: str, clean_gate: tuple[int, str]
+) -> None:
     workflow = tree / ".github/workflows/pull-request.yml"
-    assert run_step(tree, "workflows").returncode == 0
+    assert clean_gate[0] == 0, "the untouched tree passes every check"
     BROKEN_WORKFLOWS[breakage](workflow)
     result = run_step(tree, "workflows")
     assert result.returncode != 0, result.stdout
@@ -146,9 +172,11 @@ SECURITY_BREAKAGES: dict[str, tuple[str, str, str, str]] = {
 
 
 @pytest.mark.parametrize("breakage", SECURITY_BREAKAGES)
-def test_security_lint_rejects_unsafe_workflows(tree: Path, breakage: str) -> None:
+def test_security_lint_rejects_unsafe_workflows(
+    tree: Path, breakage: str, clean_gate: tuple[int, str]
+) -> None:
     name, old, new, audit = SECURITY_BREAKAGES[breakage]
-    assert run_step(tree, "workflow security").returncode == 0
+    assert clean_gate[0] == 0, "the untouched tree passes every check"
     edit(tree / ".github/workflows" / name, old, new)
     result = run_step(tree, "workflow security")
     assert result.returncode != 0, result.stdout

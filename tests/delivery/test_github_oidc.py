@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,28 +42,52 @@ RUNNER = Path(__file__).with_name("run_under_mocks.py")
 PROVIDER = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
 OIDC_TYPE = "aws:iam/openIdConnectProvider:OpenIdConnectProvider"
 READ_VERBS = ("Describe", "Get", "List", "BatchGet", "BatchCheck")
+EXISTING_PROVIDER = (
+    "arn:aws-us-gov:iam::210987654321:oidc-provider/token.actions.githubusercontent.com"
+)
 
 
-def run_program(config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PULUMI_CONFIG": json.dumps({f"github-oidc:{k}": v for k, v in config.items()}),
+def run_programs(
+    configs: dict[str, dict[str, Any]], folder: Path
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The program under mocks once per config, all at once (each run in a process of its
+    own, forked from one that imported Pulumi once: run_under_mocks.py --many)."""
+    given = {
+        key: {f"github-oidc:{k}": v for k, v in config.items()} for key, config in configs.items()
     }
-    return subprocess.run(
-        [sys.executable, str(RUNNER), str(ROOT / "deploy" / "github_oidc"), "github-oidc"],
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUNNER),
+            str(ROOT / "deploy" / "github_oidc"),
+            "github-oidc",
+            "--many",
+            str(folder),
+        ],
         cwd=ROOT,
-        env=env,
+        input=json.dumps(given),
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+    assert done.returncode == 0, done.stderr
+    codes = dict(line.split() for line in done.stdout.splitlines())
+    assert set(codes) == set(configs), done.stdout
+    return {
+        key: subprocess.CompletedProcess(
+            args=key,
+            returncode=int(codes[key]),
+            stdout=(folder / f"{key}.out").read_text(),
+            stderr=(folder / f"{key}.err").read_text(),
+        )
+        for key in configs
+    }
 
 
-def deployed(config: dict[str, Any]) -> dict[str, Any]:
-    result = run_program(config)
+def deployed(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return dict(json.loads(result.stdout))
 
 
 def by_name(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -81,8 +104,21 @@ def condition(role_state: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def default_stack() -> dict[str, Any]:
-    return deployed({"repository": "acme/shop"})
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every program run of this module, started together."""
+    return run_programs(
+        {
+            "default": {"repository": "acme/shop"},
+            "narrowed": NARROWED,
+            **{key: config for key, (config, _) in BAD_CONFIGS.items()},
+        },
+        tmp_path_factory.mktemp("github-oidc-runs"),
+    )
+
+
+@pytest.fixture(scope="module")
+def default_stack(runs: dict[str, subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    return deployed(runs["default"])
 
 
 # --- the whole program under mocks ---------------------------------------------
@@ -170,20 +206,21 @@ def test_the_stack_exports_what_the_workflow_variables_need(default_stack: dict[
     }
 
 
-def test_config_narrows_and_reuses() -> None:
-    existing = "arn:aws-us-gov:iam::210987654321:oidc-provider/token.actions.githubusercontent.com"
-    run = deployed(
-        {
-            "repository": "acme/shop",
-            "deployBranches": "[]",
-            "deployEnvironments": '["production", "staging"]',
-            "pullRequestPreviews": "false",
-            "existingProviderArn": existing,
-            "extraDeployPolicyArns": '["arn:aws:iam::210987654321:policy/pulumi-state"]',
-            "stacks": '["staging"]',
-            "publicDomains": '[{"domain": "shop.example.com", "hostedZoneId": "Z0ABC"}]',
-        }
-    )
+NARROWED = {
+    "repository": "acme/shop",
+    "deployBranches": "[]",
+    "deployEnvironments": '["production", "staging"]',
+    "pullRequestPreviews": "false",
+    "existingProviderArn": EXISTING_PROVIDER,
+    "extraDeployPolicyArns": '["arn:aws:iam::210987654321:policy/pulumi-state"]',
+    "stacks": '["staging"]',
+    "publicDomains": '[{"domain": "shop.example.com", "hostedZoneId": "Z0ABC"}]',
+}
+
+
+def test_config_narrows_and_reuses(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    existing = EXISTING_PROVIDER
+    run = deployed(runs["narrowed"])
     resources = by_name(run)
     assert not [r for r in run["resources"] if r["type"] == OIDC_TYPE]
     assert "github-preview" not in resources
@@ -216,68 +253,64 @@ def condition_with(existing: str, state: dict[str, Any]) -> dict[str, Any]:
     return statement["Condition"]["StringEquals"]
 
 
-@pytest.mark.parametrize(
-    ("config", "message"),
-    [
-        ({}, "Missing required configuration variable 'github-oidc:repository'"),
-        ({"repository": "acme"}, "repository: 'acme' is not 'owner/name'"),
-        ({"repository": "acme/shop", "deployBranches": '["release/*"]'}, "wildcards"),
-        ({"repository": "acme/shop", "deployBranches": '"main"'}, "must be a list of strings"),
-        (
-            {"repository": "acme/shop", "deployBranches": "[]", "deployEnvironments": "[]"},
-            "nothing could deploy",
-        ),
-        (
-            {"repository": "acme/shop", "existingProviderArn": "arn:aws:iam::1:oidc-provider/x"},
-            "is not the ARN of a token.actions.githubusercontent.com OIDC provider",
-        ),
-        # A stack name goes into ARNs: "*" would turn every name-scoped grant account-wide.
-        ({"repository": "acme/shop", "stacks": '["dev", "*"]'}, "stacks: ['*'] must be"),
-        ({"repository": "acme/shop", "stacks": '["Prod"]'}, "stacks: ['Prod'] must be"),
-        ({"repository": "acme/shop", "stacks": "[]"}, "stacks: empty"),
-        (
-            {
-                "repository": "acme/shop",
-                "publicDomains": '[{"domain": "*.example.com", "hostedZoneId": "Z0ABC"}]',
-            },
-            "publicDomains: domain '*.example.com' is not a lowercase DNS name",
-        ),
-        (
-            {
-                "repository": "acme/shop",
-                "publicDomains": '[{"domain": "example.com", "hostedZoneId": "/hostedzone/Z0ABC"}]',
-            },
-            "hostedZoneId '/hostedzone/Z0ABC' is not a Route 53 hosted zone id",
-        ),
-        (
-            {"repository": "acme/shop", "publicDomains": '["example.com"]'},
-            "github-oidc:publicDomains must be a list of",
-        ),
-        (
-            {"repository": "acme/shop", "stacks": json.dumps([f"s{i}" for i in range(30)])},
-            "over IAM's 6144 for a managed policy",
-        ),
-    ],
-    ids=[
-        "missing",
-        "not-owner-name",
-        "wildcard",
-        "not-a-list",
-        "no-subjects",
-        "bad-provider",
-        "wildcard-stack",
-        "uppercase-stack",
-        "no-stacks",
-        "wildcard-domain",
-        "zone-path",
-        "domain-not-object",
-        "policy-too-large",
-    ],
-)
+# id -> (config, what the error says)
+BAD_CONFIGS: dict[str, tuple[dict[str, Any], str]] = {
+    "missing": ({}, "Missing required configuration variable 'github-oidc:repository'"),
+    "not-owner-name": ({"repository": "acme"}, "repository: 'acme' is not 'owner/name'"),
+    "wildcard": ({"repository": "acme/shop", "deployBranches": '["release/*"]'}, "wildcards"),
+    "not-a-list": (
+        {"repository": "acme/shop", "deployBranches": '"main"'},
+        "must be a list of strings",
+    ),
+    "no-subjects": (
+        {"repository": "acme/shop", "deployBranches": "[]", "deployEnvironments": "[]"},
+        "nothing could deploy",
+    ),
+    "bad-provider": (
+        {"repository": "acme/shop", "existingProviderArn": "arn:aws:iam::1:oidc-provider/x"},
+        "is not the ARN of a token.actions.githubusercontent.com OIDC provider",
+    ),
+    # A stack name goes into ARNs: "*" would turn every name-scoped grant account-wide.
+    "wildcard-stack": (
+        {"repository": "acme/shop", "stacks": '["dev", "*"]'},
+        "stacks: ['*'] must be",
+    ),
+    "uppercase-stack": (
+        {"repository": "acme/shop", "stacks": '["Prod"]'},
+        "stacks: ['Prod'] must be",
+    ),
+    "no-stacks": ({"repository": "acme/shop", "stacks": "[]"}, "stacks: empty"),
+    "wildcard-domain": (
+        {
+            "repository": "acme/shop",
+            "publicDomains": '[{"domain": "*.example.com", "hostedZoneId": "Z0ABC"}]',
+        },
+        "publicDomains: domain '*.example.com' is not a lowercase DNS name",
+    ),
+    "zone-path": (
+        {
+            "repository": "acme/shop",
+            "publicDomains": '[{"domain": "example.com", "hostedZoneId": "/hostedzone/Z0ABC"}]',
+        },
+        "hostedZoneId '/hostedzone/Z0ABC' is not a Route 53 hosted zone id",
+    ),
+    "domain-not-object": (
+        {"repository": "acme/shop", "publicDomains": '["example.com"]'},
+        "github-oidc:publicDomains must be a list of",
+    ),
+    "policy-too-large": (
+        {"repository": "acme/shop", "stacks": json.dumps([f"s{i}" for i in range(30)])},
+        "over IAM's 6144 for a managed policy",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
 def test_bad_config_stops_before_anything_is_registered(
-    config: dict[str, Any], message: str
+    case: str, runs: dict[str, subprocess.CompletedProcess[str]]
 ) -> None:
-    result = run_program(config)
+    message = BAD_CONFIGS[case][1]
+    result = runs[case]
     assert result.returncode != 0
     assert message in result.stderr
     assert result.stdout == ""

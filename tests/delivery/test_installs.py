@@ -10,6 +10,7 @@ sdk/python/toolchain/uv.go). These tests run those commands, offline, with
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -60,6 +61,19 @@ def test_an_environment_that_differs_from_the_lock_is_caught() -> None:
     assert result.returncode != 0
     assert "ruff==" in result.stderr
     assert (VENV / "bin" / "ruff").exists()
+
+
+def test_the_virtualenv_is_byte_compiled_for_processes_that_write_no_bytecode() -> None:
+    """compile-bytecode: the services run with PYTHONDONTWRITEBYTECODE=1 (as in their
+    images), and so may the shell; without .pyc files in .venv, every process the tests
+    start (program runs under mocks, replicas, gate tools) compiles its imports again."""
+    assert uv_settings()["compile-bytecode"] is True
+    for module in ("pulumi_aws", "pulumi", "aiohttp"):
+        spec = importlib.util.find_spec(module)
+        assert spec is not None
+        assert spec.origin is not None
+        cached = Path(importlib.util.cache_from_source(spec.origin))
+        assert cached.is_file(), f"{cached} missing: run ./dev setup"
 
 
 @pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.relative_to(ROOT).as_posix() or ".")

@@ -1,5 +1,6 @@
 """Program runs shared by the infrastructure tests: each stack's config, the alternatives, a
-broken config, and the component scenarios. All start together, each in its own process."""
+broken config, and the component scenarios. All start together, each in its own process
+(forked from one that has imported what they all need: tests/infra/harness.py)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,13 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
         "__main__.py",
     ),
     "components": ("test", {}, "tests.infra.scenarios:components"),
+    # A stack file that is valid but for its tags: only the settings are loaded
+    # (tests/infra/test_ci_scope.py).
+    "untagged": (
+        "dev",
+        {**DEV, "aws:defaultTags": json.dumps({"tags": {"Project": PROJECT}})},
+        "tests.infra.test_ci_scope:load_settings",
+    ),
 }
 
 

@@ -11,6 +11,16 @@ leaves the pytest process, where the services' async tests run, untouched.
 component-level scenario. Config is handed over the way the Pulumi language host does it: one
 JSON object of full keys to text values in PULUMI_CONFIG.
 
+Several runs at once (the shared runs of tests/infra/conftest.py):
+
+    echo '{"dev": {"stack": ...}, "prod": {...}}' | python -m tests.infra.harness --many DIR
+
+imports what every run imports once (Pulumi, the provider modules the program uses, the
+components), then forks one child per run, all at once. Each child is a run as above, in a
+process of its own that starts from that state and never from another run's: its JSON goes to
+DIR/<key>.json, its stderr to DIR/<key>.err, and the parent prints "<key> <exit status>" as each
+child ends. Forking is safe here: nothing in the parent has started a thread or run a program.
+
 The mocks answer like AWS would, with plausible ids, ARNs and DNS names. For the two awsx
 components, which are single opaque resources under mocks, they return the components' outputs
 and never echo the inputs back (awsx's inputs are not its outputs).
@@ -22,9 +32,12 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import runpy
 import sys
 import threading
+import traceback
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -321,5 +334,76 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+ROOT = Path(__file__).resolve().parents[2]
+# What the programs use of the providers: `aws.<module>.<name>` / `awsx.<module>.<name>`.
+USED_NAME = re.compile(r"\b(awsx?)\.([a-z][a-z0-9]*)\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def warm_up(specs: dict[str, dict[str, Any]]) -> None:
+    """Import, once, what the runs would each import: their modules and the provider modules
+    their source names (pulumi_aws imports a module when a name in it is first used). Only a
+    warm-up: a module missed here is imported in each run, as without it."""
+    import pulumi_aws  # noqa: PLC0415
+    import pulumi_awsx  # noqa: PLC0415
+
+    packages = {"aws": pulumi_aws, "awsx": pulumi_awsx}
+    sources = [*ROOT.glob("components/*.py"), ROOT / "config.py"]
+    for spec in specs.values():
+        program = spec["program"]
+        if ":" in program:
+            module = importlib.import_module(program.split(":")[0])
+            sources.append(Path(str(module.__file__)))
+        else:
+            sources.append(ROOT / program)
+    for source in sources:
+        for package, module, name in USED_NAME.findall(source.read_text()):
+            getattr(getattr(packages[package], module, None), name, None)
+    for source in ROOT.glob("components/*.py"):
+        importlib.import_module(f"components.{source.stem}")
+    assert threading.active_count() == 1, "no thread may run in a process that forks"
+
+
+def run_child(spec: dict[str, Any], out: Path, err: Path) -> int:
+    """In a forked child: one run, its JSON to `out`, anything it prints to `err` (stdout
+    too: the parent's stdout, which the child shares, carries only the parent's lines)."""
+    with err.open("w") as errors:
+        os.dup2(errors.fileno(), 1)
+        os.dup2(errors.fileno(), 2)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - fds 1 and 2 outlive this call
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    try:
+        result = json.dumps(run(spec))
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    out.write_text(result)
+    return 0
+
+
+def many(folder: Path, specs: dict[str, dict[str, Any]]) -> int:
+    warm_up(specs)
+    children: dict[int, str] = {}
+    for key, spec in specs.items():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = run_child(spec, folder / f"{key}.json", folder / f"{key}.err")
+            finally:
+                os._exit(code)
+        children[pid] = key
+    while children:
+        pid, status = os.wait()
+        print(children.pop(pid), os.waitstatus_to_exitcode(status), flush=True)
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--many"]:
+        sys.exit(many(Path(sys.argv[2]), json.load(sys.stdin)))
     print(json.dumps(run(json.load(sys.stdin))))

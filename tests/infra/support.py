@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "fargate-service-discovery"
 # A loaded CI machine can be slow to start a Python process and import the AWS SDK;
-# these runs normally take a second or two.
+# these runs normally take a few seconds together.
 RUN_TIMEOUT_SECONDS = 600
 
 
@@ -96,30 +100,8 @@ class Run:
         return [r for r in self.resources if r.parent == parent.urn]
 
 
-def run_program(
-    stack: str, config: Mapping[str, str], program: str = "__main__.py"
-) -> subprocess.Popen[str]:
-    """Start a program run under mocks in a fresh interpreter (see harness.py)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.infra.harness"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdin is not None
-    process.stdin.write(json.dumps({"stack": stack, "config": dict(config), "program": program}))
-    process.stdin.close()
-    return process
-
-
-def collect(process: subprocess.Popen[str]) -> Run:
-    assert process.stdout is not None
-    assert process.stderr is not None
-    out, err = process.stdout.read(), process.stderr.read()
-    code = process.wait(timeout=RUN_TIMEOUT_SECONDS)
-    assert code == 0, f"program run failed (exit {code}):\n{err[-4000:]}"
+def parse(out: str) -> Run:
+    """A run's JSON, as the harness prints it."""
     data = json.loads(out)
     resources = [
         Resource(
@@ -147,25 +129,60 @@ def collect(process: subprocess.Popen[str]) -> Run:
 
 
 class Runs:
-    """Starts every program run at once (each in its own process) and hands out results."""
+    """Starts every program run at once and hands out results.
+
+    One harness process (``--many``) imports Pulumi, the provider modules and the components
+    once, then forks a process per run: each run still has a process of its own, and the
+    imports (most of a run's time) are paid once instead of once per run.
+    """
 
     def __init__(self, specs: Mapping[str, tuple[str, Mapping[str, str], str]]) -> None:
-        self._started = {
-            key: run_program(stack, config, program)
-            for key, (stack, config, program) in specs.items()
-        }
+        self._folder = Path(tempfile.mkdtemp(prefix="program-runs-"))
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "tests.infra.harness", "--many", str(self._folder)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its forked runs too: close() stops the whole group
+        )
+        assert self._server.stdin is not None
+        self._server.stdin.write(
+            json.dumps(
+                {
+                    key: {"stack": stack, "config": dict(config), "program": program}
+                    for key, (stack, config, program) in specs.items()
+                }
+            )
+        )
+        self._server.stdin.close()
+        self._ended: dict[str, int] = {}
         self._done: dict[str, Run] = {}
 
     def __getitem__(self, key: str) -> Run:
         if key not in self._done:
-            self._done[key] = collect(self._started[key])
+            assert self._server.stdout is not None
+            while key not in self._ended:
+                line = self._server.stdout.readline()
+                if not line:
+                    assert self._server.stderr is not None
+                    code = self._server.wait(timeout=RUN_TIMEOUT_SECONDS)
+                    err = self._server.stderr.read()
+                    raise AssertionError(f"program runs stopped (exit {code}):\n{err[-4000:]}")
+                ended, status = line.split()
+                self._ended[ended] = int(status)
+            err = (self._folder / f"{key}.err").read_text()
+            code = self._ended[key]
+            assert code == 0, f"program run {key} failed (exit {code}):\n{err[-4000:]}"
+            self._done[key] = parse((self._folder / f"{key}.json").read_text())
         return self._done[key]
 
     def close(self) -> None:
-        for process in self._started.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+        if self._server.poll() is None:
+            os.killpg(self._server.pid, signal.SIGKILL)
+            self._server.wait()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def flows(run: Run) -> set[tuple[str, str, str, int, int, str]]:

@@ -26,7 +26,7 @@ from deploy.github_oidc.identity import (
 )
 from tests.infra.conftest import SPECS
 from tests.infra.harness import ACCOUNT, REGION
-from tests.infra.support import ROOT, Run, Runs, collect, run_program, stack_config
+from tests.infra.support import ROOT, Run, Runs
 
 # ECR's repository name pattern (CreateRepository API reference) and length limit.
 ECR_NAME = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -187,13 +187,9 @@ def load_settings() -> None:
     config.load()
 
 
-def test_wrong_default_tags_alone_stop_the_program() -> None:
+def test_wrong_default_tags_alone_stop_the_program(runs: Runs) -> None:
     """A stack file that is valid but for its tags is refused too, with that one problem."""
-    untagged = {
-        **stack_config("dev"),
-        "aws:defaultTags": json.dumps({"tags": {"Project": PROJECT}}),
-    }
-    run = collect(run_program("dev", untagged, "tests.infra.test_ci_scope:load_settings"))
+    run = runs["untagged"]
     assert run.error is not None
     assert "(1 problem(s))" in run.error
     assert "aws:defaultTags: must be {tags: {Project: fargate-service-discovery, Stack: dev}}" in (

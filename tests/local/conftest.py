@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.local.harness import StackProcess, running
+from tests.local.harness import StackProcess, running, wait_gone
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -29,3 +31,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     """3 name, 2 hello (one per zone) in the default 2 emulated zones."""
     with running(tmp_path_factory.mktemp("stack"), name=3, hello=2, extra=["--zones=2"]) as up:
         yield up
+        if sys.platform.startswith("linux"):
+            # Nothing is checked at this stop (the stop tests start stacks of their own), so
+            # no replica needs its drain: killed, the runner takes its replicas with it
+            # (PR_SET_PDEATHSIG, test_even_a_killed_runner_leaves_no_process_behind).
+            up.stop(signal.SIGKILL)
+            wait_gone(up.stack_id)
