@@ -46,15 +46,19 @@ from apps.discovery.zones import ZoneRouter
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
 # A replica whose attempt lost a hedge race ranks at least this many times the winner's
-# estimate (see Balancer.lost_race). Any factor above 1 keeps it behind the winner while
-# both estimates decay at the same rate; 2 keeps it there through ordinary jitter.
-RACE_LOSS_FACTOR = 2.0
+# estimate (see Balancer.lost_race). It must be well above the tie band (1.75x, below):
+# decaying with no answers, the floor is back within the band after
+# decay * ln(factor / 1.75), and then the replica is picked like its peers again. At 2x
+# that was 1.3 s, and a replica answering 300 ms late got 0.71% of the gray bench's calls
+# (0.07% before ties); at 4x it is out for 8.3 s per race lost. Only a replica known from
+# lost races alone gets the floor, so equal replicas are not affected.
+RACE_LOSS_FACTOR = 4.0
 # Two loads are a tie when the larger is within 1.75x the smaller or 0.5 ms of it
 # (docs/apps.md, "Balancing"). Relative: a peak EWMA keeps an equal replica's
 # latest hiccup for seconds, so equal replicas' estimates differ by tens of
 # percent (with 1.5x the busiest of 24 loopback replicas still reached 1.43x the
 # mean). Below 2x: one request more in flight at equal latency (2x) still counts,
-# and so does the hedge branch's rank of a hedge race's loser (2x its winner).
+# and so does the rank of a hedge race's loser (RACE_LOSS_FACTOR, 4x its winner).
 # Absolute: below a millisecond, same-zone round trips and a busy event loop's
 # scheduling jitter are a few hundred microseconds. A gray failure (50 ms,
 # 300 ms, 2 s against ~1 ms) is far outside both.

@@ -318,3 +318,31 @@ def test_equal_endpoints_share_evenly_despite_latency_noise_and_a_slow_one_is_av
     print(f"picks {dict(picks)}: busiest {max(equal) / mean:.2f}x the mean")
     assert max(equal) <= 1.5 * mean, picks
     assert picks["slow"] < 0.02 * 4000, picks
+
+
+def test_a_replica_known_only_from_lost_races_stays_out_of_the_tie_band() -> None:
+    """Five replicas answer in about 4 ms; "f" never answers, so each pick of it hedges
+    to a peer, loses the race and learns only "at least the hedge delay plus the peer's
+    answer" (about 9 ms, 2.25x). Ties (within 1.75x) must not let it back after a second
+    or two: at a race-loss floor of 2x its winner it decayed into the band in 1.3 s and
+    got 0.24-0.27% of picks (the gray bench: 0.71% to a 300 ms replica); at 4x, 0.04%."""
+    balancer, clock = make(("a", "b", "c", "d", "e", "f"))
+    jitter = random.Random(8)
+    measured = to_f = 0
+    for call in range(6000):  # 20 s at 300 calls/s; the first 5 s warm up
+        clock.now += 1 / 300
+        endpoint = balancer.pick()
+        assert endpoint is not None
+        if endpoint.address == "f":
+            hedge = balancer.pick(exclude=("f",))
+            assert hedge is not None
+            answered = 0.004 * jitter.uniform(0.8, 1.25)
+            balancer.observe(hedge, answered)
+            balancer.lost_race("f", hedge.address)
+            balancer.observe_at_least(endpoint, 0.005 + answered)
+        else:
+            balancer.observe(endpoint, 0.004 * jitter.uniform(0.8, 1.25))
+        if call >= 1500:
+            measured += 1
+            to_f += endpoint.address == "f"
+    assert to_f / measured <= 0.001, to_f
