@@ -8,11 +8,14 @@ random choices avoid both with O(1) work and no shared state. Two loads within
 1.75x or 0.5 ms of each other are a tie, broken by fewer requests in flight, then
 at random: estimates of equal replicas never agree exactly, and always taking
 the lower one put 85% of a zone's calls on one of two equal replicas. The latency
-estimate is a *peak* EWMA: a slower answer than the estimate replaces it at once,
-a faster one pulls it down gradually (time constant ``decay``), and with no
-answers it decays towards zero, so an address that was slow is tried again after
-a while and readmitted if it has recovered. A replica that answers 300 ms late is
-never ejected (nothing failed) but costs 100 times more than its peers and gets
+estimate is a *peak* EWMA with two memories: slower news (an answer, or a hedge race
+lost) counts at once but only for about PEAK_MEMORY_SECONDS, while the answers'
+EWMA (time constant ``decay``) keeps a replica that stays slow; with no answers
+both decay towards zero, so an address that was slow is tried again after a while
+and readmitted if it has recovered. One slow answer thus no longer keeps an equal
+replica out of rotation for ``decay x ln(h / 1.75)`` seconds (17 s for a 10x
+hiccup, a new task's first answer included). A replica that answers 300 ms late
+is never ejected (nothing failed) but costs 100 times more than its peers and gets
 almost no traffic; one that answers nothing piles up requests in flight.
 
 **Ejection (outlier detection).** An address whose attempt failed (connection
@@ -53,6 +56,14 @@ _PENALTY = 1e3
 # (0.07% before ties); at 4x it is out for 8.3 s per race lost. Only a replica known from
 # lost races alone gets the floor, so equal replicas are not affected.
 RACE_LOSS_FACTOR = 4.0
+# How long one slow answer (or one hedge race lost) weighs: the peak's time constant.
+# A hiccup h times the usual latency keeps a replica out of the tie band for about
+# ln(h / 1.75) of it (1.7 s for 10x). With the peak in the 10 s EWMA instead, that was
+# 17 s, and at 8 calls/s per replica several of 24 were out at any moment: the busiest
+# got 1.54x the mean and one replica none at all for 3 s (the CI failure of
+# tests/local/test_zones.py). A replica that stays slow is kept out by the EWMA, which
+# its next answer (seconds later, so weighted fully) moves.
+PEAK_MEMORY_SECONDS = 1.0
 # Two loads are a tie when the larger is within 1.75x the smaller or 0.5 ms of it
 # (docs/apps.md, "Balancing"). Relative: a peak EWMA keeps an equal replica's
 # latest hiccup for seconds, so equal replicas' estimates differ by tens of
@@ -79,8 +90,11 @@ class Endpoint:
     ejected_at: float = -math.inf
     ejection_reason: str = ""
     latency: float = 0.0
-    """Peak-EWMA latency estimate in seconds, as of ``latency_at``."""
+    """EWMA latency estimate in seconds, as of ``latency_at`` (the long memory)."""
     latency_at: float = 0.0
+    peak: float = 0.0
+    """The slowest recent news in seconds, as of ``peak_at`` (the short memory)."""
+    peak_at: float = 0.0
     answered_at: float = -math.inf
     """When an attempt on it last got an answer (lost hedge races are not answers)."""
 
@@ -196,11 +210,17 @@ class Balancer:
         return second if second.in_flight < first.in_flight else first
 
     def latency(self, endpoint: Endpoint, now: float) -> float:
-        """The peak-EWMA latency estimate, decayed towards zero since the last observation."""
+        """The latency estimate: the larger of the EWMA and the recent peak, each decayed
+        towards zero since it was set (the EWMA over ``decay``, the peak over
+        PEAK_MEMORY_SECONDS)."""
+        estimate = endpoint.latency
         elapsed = now - endpoint.latency_at
-        if endpoint.latency > 0 and elapsed > 0:
-            return endpoint.latency * math.exp(-elapsed / self._decay)
-        return endpoint.latency
+        if estimate > 0 and elapsed > 0:
+            estimate *= math.exp(-elapsed / self._decay)
+        if endpoint.peak > 0:
+            peak = endpoint.peak * math.exp(-max(now - endpoint.peak_at, 0.0) / PEAK_MEMORY_SECONDS)
+            estimate = max(estimate, peak)
+        return estimate
 
     def load(self, endpoint: Endpoint, now: float) -> float:
         """Latency estimate times (requests in flight + 1), as p2c compares them."""
@@ -211,20 +231,24 @@ class Balancer:
     def observe(self, endpoint: Endpoint, seconds: float) -> None:
         """Feed one latency observation (an answer, or how long a cancelled attempt waited)."""
         now = self._clock()
-        if seconds > endpoint.latency:
-            endpoint.latency = seconds  # the peak: slower news counts at once
+        if endpoint.latency <= 0:
+            endpoint.latency = seconds  # unknown until now
         else:
             weight = math.exp(-max(now - endpoint.latency_at, 0.0) / self._decay)
             endpoint.latency = endpoint.latency * weight + seconds * (1.0 - weight)
         endpoint.latency_at = now
+        self._raise_peak(endpoint, seconds, now)
+
+    def _raise_peak(self, endpoint: Endpoint, seconds: float, now: float) -> None:
+        """Slower news counts at once, for about PEAK_MEMORY_SECONDS."""
+        if seconds > self.latency(endpoint, now):
+            endpoint.peak = seconds
+            endpoint.peak_at = now
 
     def observe_at_least(self, endpoint: Endpoint, seconds: float) -> None:
         """An attempt was cancelled after ``seconds`` without an answer (it lost a hedge
         race): a lower bound of its latency, which may raise the estimate, never lower it."""
-        now = self._clock()
-        if seconds > self.latency(endpoint, now):
-            endpoint.latency = seconds
-            endpoint.latency_at = now
+        self._raise_peak(endpoint, seconds, self._clock())
 
     def lost_race(self, loser: str, winner: str) -> None:
         """``loser``'s attempt was cancelled because ``winner`` answered first (a hedge race).
@@ -267,7 +291,7 @@ class Balancer:
         # What we knew of its latency is stale once it comes back: unknown, so its
         # next answers set the estimate afresh (it must not be avoided after it
         # recovered for what it was before the incident).
-        endpoint.latency = 0.0
+        endpoint.latency = endpoint.peak = 0.0
         if not endpoint.ejected(now) and not self._may_eject(now):
             endpoint.consecutive_failures += 1  # still remembered: probation on the next one
             return "capped"

@@ -178,7 +178,7 @@ def test_peak_ewma_avoids_a_slow_endpoint_then_tries_it_again() -> None:
     for endpoint in balancer.endpoints:
         balancer.observe(endpoint, 0.001)
     balancer.observe(slow, 0.3)  # slower news counts at once (the peak)
-    assert slow.latency == 0.3
+    assert balancer.latency(slow, clock.now) == 0.3
     picks = collections.Counter(balancer.pick().address for _ in range(1000))  # type: ignore[union-attr]
     assert picks["c"] == 0
     # Requests in flight weigh too: a fast endpoint with many in flight loses to an idle one.
@@ -219,12 +219,12 @@ def test_a_cancelled_wait_raises_the_estimate_but_never_lowers_it() -> None:
     slow = balancer.endpoints[0]
     balancer.observe(slow, 0.05)
     balancer.observe_at_least(slow, 0.003)
-    assert slow.latency == 0.05
+    assert balancer.latency(slow, clock.now) == 0.05
     balancer.observe_at_least(slow, 0.2)
-    assert slow.latency == 0.2
+    assert balancer.latency(slow, clock.now) == 0.2
     clock.now += 60.0  # 0.2 s decayed to 0.5 ms: then the bound does raise it
     balancer.observe_at_least(slow, 0.003)
-    assert slow.latency == 0.003
+    assert balancer.latency(slow, clock.now) == 0.003
 
 
 def _share_of_a_replica_always_hedged_around(stall: float) -> float:
@@ -346,3 +346,27 @@ def test_a_replica_known_only_from_lost_races_stays_out_of_the_tie_band() -> Non
             measured += 1
             to_f += endpoint.address == "f"
     assert to_f / measured <= 0.001, to_f
+
+
+def test_one_slow_answer_weighs_a_second_a_slow_replica_is_learned_in_two() -> None:
+    """The peak is the short memory: one answer 10x slower than usual (a GC pause, one
+    hedge race lost) keeps a replica out of the tie band for about a second, not for
+    ``decay x ln(10 / 1.75)`` (17 s at 10 s), which at 8 calls/s per replica left several
+    of 24 replicas out at any moment (busiest 1.54x the mean). A replica that keeps
+    answering slowly moves the EWMA, the long memory, within two answers."""
+    balancer, clock = make(("a", "b"))
+    a, b = balancer.endpoints
+    for _ in range(50):
+        clock.now += 0.125
+        balancer.observe(a, 0.002)
+        balancer.observe(b, 0.002)
+    balancer.observe(a, 0.02)  # one hiccup
+    assert balancer.latency(a, clock.now) == 0.02
+    clock.now += 2.5
+    assert balancer.latency(a, clock.now) < 1.75 * balancer.latency(b, clock.now)
+    # Slow for real: avoided, so its next answer comes seconds later and counts fully.
+    balancer.observe(a, 0.02)
+    clock.now += 3.0
+    balancer.observe(a, 0.02)
+    clock.now += 3.0
+    assert balancer.latency(a, clock.now) > 2 * 1.75 * balancer.latency(b, clock.now)
