@@ -97,6 +97,8 @@ class Endpoint:
     peak_at: float = 0.0
     answered_at: float = -math.inf
     """When an attempt on it last got an answer (lost hedge races are not answers)."""
+    fresh: bool = True
+    """No answer since it was added or its estimate was forgotten (after a failure)."""
 
     def ejected(self, now: float) -> bool:
         return now < self.ejected_until
@@ -231,7 +233,13 @@ class Balancer:
     def observe(self, endpoint: Endpoint, seconds: float) -> None:
         """Feed one latency observation (an answer, or how long a cancelled attempt waited)."""
         now = self._clock()
-        if endpoint.latency <= 0:
+        if endpoint.fresh:
+            # A first answer pays for a new connection and, on a task that just started,
+            # a cold process (the local stack saw 24 replicas booting at once answer their
+            # first call tens of milliseconds late): the short memory only. In the EWMA it
+            # kept a healthy new task out of rotation for half a minute.
+            endpoint.fresh = False
+        elif endpoint.latency <= 0:
             endpoint.latency = seconds  # unknown until now
         else:
             weight = math.exp(-max(now - endpoint.latency_at, 0.0) / self._decay)
@@ -292,6 +300,7 @@ class Balancer:
         # next answers set the estimate afresh (it must not be avoided after it
         # recovered for what it was before the incident).
         endpoint.latency = endpoint.peak = 0.0
+        endpoint.fresh = True
         if not endpoint.ejected(now) and not self._may_eject(now):
             endpoint.consecutive_failures += 1  # still remembered: probation on the next one
             return "capped"

@@ -285,7 +285,8 @@ def test_a_replica_that_answered_recently_is_not_ranked_by_a_race_it_lost() -> N
     balancer, clock = make(("a", "b"))
     a, b = balancer.endpoints
     for endpoint in (a, b):
-        balancer.on_success(endpoint, clock.now - 0.002)
+        for _ in range(2):  # the first answer counts in the short memory only
+            balancer.on_success(endpoint, clock.now - 0.002)
     clock.now += 1.0
     balancer.lost_race("a", "b")
     assert a.latency == pytest.approx(0.002)
@@ -370,3 +371,25 @@ def test_one_slow_answer_weighs_a_second_a_slow_replica_is_learned_in_two() -> N
     balancer.observe(a, 0.02)
     clock.now += 3.0
     assert balancer.latency(a, clock.now) > 2 * 1.75 * balancer.latency(b, clock.now)
+
+
+def test_a_new_tasks_slow_first_answer_does_not_keep_it_out_for_long() -> None:
+    """A first answer pays for a new connection and a cold process: 24 replicas booting at
+    once answered their first call up to tens of milliseconds late in the local stack.
+    Set into the 10 s EWMA, 50 ms against peers at 2 ms kept a healthy new task out of
+    rotation for 10 x ln(50 / 3.5) = 27 s (CI: one of 24 replicas got no call at all).
+    It counts in the short memory only; a task that answers slowly twice stays out."""
+    balancer, clock = make(("a", "b", "new", "slow"))
+    a, b, new, slow = balancer.endpoints
+    for _ in range(20):
+        clock.now += 0.1
+        for endpoint in (a, b):
+            balancer.observe(endpoint, 0.002)
+    balancer.observe(new, 0.05)
+    balancer.observe(slow, 0.05)
+    clock.now += 1.0
+    balancer.observe(slow, 0.05)  # slow again, a second later: the EWMA learns it
+    clock.now += 3.0
+    peers = balancer.latency(a, clock.now)
+    assert balancer.latency(new, clock.now) < 1.75 * peers
+    assert balancer.latency(slow, clock.now) > 5 * peers
