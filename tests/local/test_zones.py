@@ -64,6 +64,22 @@ def per_replica_by_zone(
     return {zone: sum(ns) / len(ns) for zone, ns in totals.items()}
 
 
+def least_called(counts: Counter[str]) -> str:
+    return min(counts, key=counts.__getitem__)
+
+
+def what_hello_knows_of(stack: StackProcess, address: str) -> list[str]:
+    """Each hello's /metrics lines about ``address`` (its latency estimate, its ejections):
+    why a replica got few calls, printed beside the figures."""
+    lines = []
+    for replica in stack.replicas("hello"):
+        url = f"http://{replica['address']}:{replica['port']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        lines += [f"{replica['address']} {line}" for line in text.splitlines() if address in line]
+    return lines
+
+
 async def settle(stack: StackProcess, count: int) -> dict[str, Any]:
     return await asyncio.to_thread(stack.settle, "name", count)
 
@@ -203,9 +219,16 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     status = await settle(stack, 24)
     zones = zones_of(status)
     assert placement(status) == {"local-1a": 12, "local-1b": 12}
+    counters = await asyncio.to_thread(hello_counters, stack)
     queries, counted_from = status["dns"]["queries"].get("name.internal.", 0), time.time()
     async with Load(stack.front_url, concurrency=4) as load:
-        await load.more(300)  # every hello has accumulated the new records
+        # Steady load, as the issue asks: 20 tasks that just booted answer their first
+        # calls late, and one whose first attempt loses a hedge race is known from that
+        # race alone, so it ranks 4x its winner for decay x ln(4 / 1.75) = 8.3 s
+        # (apps/discovery/balancer.py, RACE_LOSS_FACTOR): measured earlier, such a task
+        # got no call at all (CI: 23 of 24 serving).
+        warm_until = time.time() + 9.0
+        await load.until(lambda: time.time() >= warm_until, deadline=30.0)
         started = time.time()
         await load.more(2400)
         seconds = time.time() - started
@@ -231,6 +254,8 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
         dns_queries_per_hello_per_second=round(per_hello_per_second, 1),
         same_zone_share=round(same_zone_share(load, zones, started), 3),
         seconds=round(seconds, 1),
+        hello=delta(await asyncio.to_thread(hello_counters, stack), counters),
+        least_called=await asyncio.to_thread(what_hello_knows_of, stack, least_called(counts)),
     )
     await settle(stack, 4)
     assert not load.failed(), load.failed()[:5]
