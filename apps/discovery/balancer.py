@@ -215,14 +215,18 @@ class Balancer:
         """The latency estimate: the larger of the EWMA and the recent peak, each decayed
         towards zero since it was set (the EWMA over ``decay``, the peak over
         PEAK_MEMORY_SECONDS)."""
-        estimate = endpoint.latency
-        elapsed = now - endpoint.latency_at
-        if estimate > 0 and elapsed > 0:
-            estimate *= math.exp(-elapsed / self._decay)
+        estimate = self._ewma(endpoint, now)
         if endpoint.peak > 0:
             peak = endpoint.peak * math.exp(-max(now - endpoint.peak_at, 0.0) / PEAK_MEMORY_SECONDS)
             estimate = max(estimate, peak)
         return estimate
+
+    def _ewma(self, endpoint: Endpoint, now: float) -> float:
+        """The long memory alone, decayed towards zero since ``latency_at``."""
+        elapsed = now - endpoint.latency_at
+        if endpoint.latency > 0 and elapsed > 0:
+            return endpoint.latency * math.exp(-elapsed / self._decay)
+        return endpoint.latency
 
     def load(self, endpoint: Endpoint, now: float) -> float:
         """Latency estimate times (requests in flight + 1), as p2c compares them."""
@@ -237,8 +241,12 @@ class Balancer:
             # A first answer pays for a new connection and, on a task that just started,
             # a cold process (the local stack saw 24 replicas booting at once answer their
             # first call tens of milliseconds late): the short memory only. In the EWMA it
-            # kept a healthy new task out of rotation for half a minute.
+            # kept a healthy new task out of rotation for half a minute. The EWMA stays as
+            # it stands now (a race-loss floor, decayed): restamping its clock without
+            # decaying it put a floor that had decayed into the tie band back at full
+            # height, and the task out for another 8.3 s (a silent replica of 24).
             endpoint.fresh = False
+            endpoint.latency = self._ewma(endpoint, now)
         elif endpoint.latency <= 0:
             endpoint.latency = seconds  # unknown until now
         else:
@@ -261,7 +269,7 @@ class Balancer:
     def lost_race(self, loser: str, winner: str) -> None:
         """``loser``'s attempt was cancelled because ``winner`` answered first (a hedge race).
 
-        Unless the loser answered within the last ``LATENCY_DECAY_SECONDS`` (then its own
+        Unless the loser answered within the last ``decay`` seconds (then its own
         answers inform its estimate), it was the slower of the two just now and is known
         only from lost races, so its estimate rises to at least ``RACE_LOSS_FACTOR`` times
         the winner's. The bound scales with the winner: after a

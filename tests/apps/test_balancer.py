@@ -393,3 +393,28 @@ def test_a_new_tasks_slow_first_answer_does_not_keep_it_out_for_long() -> None:
     peers = balancer.latency(a, clock.now)
     assert balancer.latency(new, clock.now) < 1.75 * peers
     assert balancer.latency(slow, clock.now) > 5 * peers
+
+
+def test_a_first_answer_does_not_restart_the_decay_of_a_race_loss_floor() -> None:
+    """The 24-replica gate failure (one replica with no call in 3-4 s while the other 23
+    got 0.8-1.3x the mean): a task that has just started loses its first hedge race and
+    is ranked at 4x its winner in the long memory. Once that floor has decayed into the
+    tie band (8.3 s) the task is picked, and its first answer, which counts in the short
+    memory only, used to stamp the long memory's clock anyway: the floor was back at full
+    height and the task out for another 8.3 s, exactly the test's measuring window. The
+    first answer leaves the long memory as it stands, decayed to now."""
+    balancer, clock = make(("peer", "new"))
+    peer, new = balancer.endpoints
+    for _ in range(3):
+        balancer.observe(peer, 0.001)
+    balancer.lost_race("new", "peer")
+    floor = balancer.latency(new, clock.now)
+    assert floor == pytest.approx(4 * 0.001)
+    clock.now += 9.0  # decayed into the band: picked again
+    balancer.observe(peer, 0.001)
+    decayed = balancer.latency(new, clock.now)
+    assert decayed < 1.75 * balancer.latency(peer, clock.now)
+    balancer.on_success(new, clock.now - 0.001)  # its first answer, as fast as the peer's
+    assert balancer.latency(new, clock.now) == pytest.approx(decayed)
+    clock.now += 0.5
+    assert balancer.latency(new, clock.now) < 1.75 * balancer.latency(peer, clock.now)
