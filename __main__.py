@@ -36,6 +36,7 @@ from components.service import (
     DiscoverableService,
     DiscoverableServiceArgs,
     LoadBalancerTarget,
+    dns_name,
 )
 
 # The services' build context, relative to this directory (see components/image.py).
@@ -188,8 +189,13 @@ hello = DiscoverableService(
             # Zone-aware routing: hello reads its own zone from the task metadata endpoint
             # and places name's tasks by these subnets (docs/apps.md, "Zones").
             "ZONE_AWARE": "true" if settings.hello.zone_aware else "false",
+            # Its own Cloud Map name: hello's tasks are the callers whose spread over the
+            # zones the rule weighs (an autoscaled count the zones do not divide).
             **(
-                {"ZONE_SUBNETS": pulumi.Output.json_dumps(network.private_subnet_zones)}
+                {
+                    "ZONE_SUBNETS": pulumi.Output.json_dumps(network.private_subnet_zones),
+                    "ZONE_CALLERS": dns_name("hello", platform.namespace_name),
+                }
                 if settings.hello.zone_aware
                 else {}
             ),

@@ -26,6 +26,7 @@ ENVIRONMENT = frozenset(
         "MAX_ATTEMPTS",
         "ZONE_AWARE",
         "ZONE_SUBNETS",
+        "ZONE_CALLERS",
         # apps/hello/tuning.py
         "RETRY_STATUSES",
         "MAX_HEDGES",

@@ -180,6 +180,13 @@ class DiscoverableServiceArgs:
     autoscaled: bool = True
 
 
+def dns_name(service: str, namespace: pulumi.Input[str]) -> pulumi.Output[str]:
+    """``<service>.<namespace>``: what Cloud Map answers for the DiscoverableService named
+    ``service`` (its Cloud Map service takes the component's name). For what cannot wait
+    on the component's outputs: its own tasks' environment (hello's ZONE_CALLERS)."""
+    return pulumi.Output.concat(service, ".", namespace)
+
+
 class DiscoverableService(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str]
     service_name: pulumi.Output[str]

@@ -494,12 +494,14 @@ class Runner:
             replica.ready_at = time.time()
             svc.failures = 0
             self._register(replica)
+            spec = replica.spec
+            where = [("in Cloud Map", spec.discoverable), ("with the front", spec.load_balanced)]
             log.info(
-                "%s: healthy after %.1fs (pid %d), registered%s",
+                "%s: healthy after %.1fs (pid %d), registered %s",
                 replica.name,
                 replica.ready_at - replica.started_at,
                 process.pid,
-                " in Cloud Map" if replica.spec.discoverable else " with the front",
+                " and ".join(w for w, yes in where if yes),
             )
             self._changed(svc)  # a rebalance may now stop one
         elif replica.state is State.STARTING:

@@ -66,12 +66,16 @@ def service_specs(config: StackConfig) -> list[ServiceSpec]:
             # pointed at the stand-in.
             "DNS_SERVERS": str(config.dns),
             "DNS_REFRESH_SECONDS": str(config.dns_refresh_seconds),
-            # As the program hands it the private subnets' CIDR blocks per zone.
+            # As the program hands it the private subnets' CIDR blocks per zone, and its
+            # own Cloud Map name: its tasks are the callers whose zones the rule weighs.
             "ZONE_SUBNETS": zone_map(config).to_json(),
+            "ZONE_CALLERS": f"hello.{config.namespace}",
             **METRICS_ENV,
             **config.hello_env,
         },
-        discoverable=False,
+        # Registered in the Cloud Map stand-in as hello.<namespace>, as the program
+        # registers it, and a target of the front.
+        discoverable=True,
         load_balanced=True,
         subnets=config.subnets(config.hello_network),
     )

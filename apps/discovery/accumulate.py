@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections.abc import Callable, Sequence
 
 from apps.discovery.metrics import Registry
-from apps.discovery.records import Lookup
+from apps.discovery.records import DnsLookup, Lookup, RecordCache
 
 # Route 53 answers a MULTIVALUE query with up to eight healthy records.
 MAX_ANSWER = 8
@@ -128,3 +130,32 @@ class AccumulatingLookup:
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def every_task(
+    host: str,
+    *,
+    nameservers: Sequence[str] = (),
+    refresh_interval: float = 5.0,
+    dns_timeout: float = 0.5,
+    dns_tries: int = 2,
+    miss_probability: float = 0.001,
+    max_queries_per_second: float = 50.0,
+    registry: Registry | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RecordCache:
+    """A record cache of every healthy task of ``host``: answers accumulated per refresh
+    (above) from DNS queries sent straight to ``nameservers`` (empty: the system's)."""
+    return RecordCache(
+        host,
+        AccumulatingLookup(
+            DnsLookup(nameservers, timeout=dns_timeout, tries=dns_tries),
+            refresh_interval=refresh_interval,
+            miss_probability=miss_probability,
+            max_queries_per_second=max_queries_per_second,
+            registry=registry,
+        ),
+        refresh_interval=refresh_interval,
+        registry=registry,
+        clock=clock,
+    )

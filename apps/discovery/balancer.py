@@ -53,7 +53,8 @@ _PENALTY = 1e3
 # decaying with no answers, the floor is back within the band after
 # decay * ln(factor / 1.75), and then the replica is picked like its peers again. At 2x
 # that was 1.3 s, and a replica answering 300 ms late got 0.71% of the gray bench's calls
-# (0.07% before ties); at 4x it is out for 8.3 s per race lost. Only a replica known from
+# (0.07% before ties); at 4x it is out for 8.3 s per race lost (from its second race lost
+# with no answer in between; the first weighs about a second). Only a replica known from
 # lost races alone gets the floor, so equal replicas are not affected.
 RACE_LOSS_FACTOR = 4.0
 # How long one slow answer (or one hedge race lost) weighs: the peak's time constant.
@@ -99,6 +100,8 @@ class Endpoint:
     """When an attempt on it last got an answer (lost hedge races are not answers)."""
     fresh: bool = True
     """No answer since it was added or its estimate was forgotten (after a failure)."""
+    races_lost: int = 0
+    """Hedge races lost since its last answer (see ``Balancer.lost_race``)."""
 
     def ejected(self, now: float) -> bool:
         return now < self.ejected_until
@@ -276,6 +279,14 @@ class Balancer:
         stall of this process has inflated the estimates of every replica that answered, a
         replica known only from lost races still ranks behind them, where a fixed bound (the
         hedge delay it waited) would make it look fastest for as long as the stall decays.
+
+        The first race lost since its last answer weighs like a first answer, in the
+        short memory (PEAK_MEMORY_SECONDS): a task that has just started loses its first
+        race to a cold process, and in a boot storm (20 tasks starting on two cores) its
+        winner's estimate is inflated too, so 4x that in the 10 s memory kept a healthy
+        task out of the tie band for about 16 s. The second race lost with no answer in
+        between sets the floor in the long memory: a replica that really is slow (a gray
+        failure answers nothing before the hedge wins) pays one extra pick for this.
         """
         slow, fast = self._endpoints.get(loser), self._endpoints.get(winner)
         if slow is None or fast is None or slow is fast:
@@ -286,7 +297,12 @@ class Balancer:
             # replica that lost one race by chance must not be avoided for seconds.
             return
         floor = RACE_LOSS_FACTOR * self.latency(fast, now)
-        if floor > self.latency(slow, now):
+        slow.races_lost += 1
+        if floor <= self.latency(slow, now):
+            return
+        if slow.races_lost == 1:
+            slow.peak, slow.peak_at = floor, now
+        else:
             slow.latency = floor
             slow.latency_at = now
 
@@ -294,6 +310,7 @@ class Balancer:
         """An attempt that started at ``started_at`` got an answer: readmit fully."""
         self.observe(endpoint, self._clock() - started_at)
         endpoint.answered_at = endpoint.latency_at  # observe's clock reading: no second one
+        endpoint.races_lost = 0
         if started_at < endpoint.ejected_at:
             return
         endpoint.consecutive_failures = 0
@@ -309,6 +326,7 @@ class Balancer:
         # recovered for what it was before the incident).
         endpoint.latency = endpoint.peak = 0.0
         endpoint.fresh = True
+        endpoint.races_lost = 0
         if not endpoint.ejected(now) and not self._may_eject(now):
             endpoint.consecutive_failures += 1  # still remembered: probation on the next one
             return "capped"

@@ -39,7 +39,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from apps.discovery.accumulate import AccumulatingLookup
+from apps.discovery.accumulate import every_task
 from apps.discovery.answer import Answer, Reply, UpstreamError, expect_text
 from apps.discovery.attempt import AttemptFailed, Outgoing, send
 from apps.discovery.balancer import Balancer, Endpoint
@@ -50,7 +50,6 @@ from apps.discovery.probe import Prober
 from apps.discovery.records import (
     AddressSource,
     DiscoveryError,
-    DnsLookup,
     RecordCache,
     StaticAddresses,
     is_ip_literal,
@@ -213,19 +212,13 @@ class UpstreamClient:
         elif is_ip_literal(host):
             self._source = StaticAddresses([host])
         else:
-            self._source = RecordCache(
+            # Every task, beyond the eight records of one answer (accumulate.py).
+            self._source = every_task(
                 host,
-                # Every task, beyond the eight records of one answer (accumulate.py).
-                AccumulatingLookup(
-                    DnsLookup(
-                        settings.nameservers,
-                        timeout=settings.dns_timeout,
-                        tries=settings.dns_tries,
-                    ),
-                    refresh_interval=settings.refresh_interval,
-                    registry=registry,
-                ),
+                nameservers=settings.nameservers,
                 refresh_interval=settings.refresh_interval,
+                dns_timeout=settings.dns_timeout,
+                dns_tries=settings.dns_tries,
                 registry=registry,
                 clock=clock,
             )

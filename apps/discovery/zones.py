@@ -13,9 +13,10 @@ routing"), on the caller's side alone:
 
 Summed over all callers this sends each zone exactly its share of the capacity, so no
 task is hotter than in zone-unaware balancing, and as many calls as possible stay in
-their zone. Calls are spread evenly only if the callers are spread as ``callers`` says:
-hello cannot see the other hello tasks, so it takes the spread it is handed (see
-``ZoneRouter``).
+their zone. Calls are spread evenly only if the callers are spread as ``callers`` says,
+so the router observes it where it can: the callers' own addresses (hello's tasks, from
+their Cloud Map name, as Envoy reads its own cluster's membership) placed by the same
+zone map; with none, an even spread over the mapped zones (see ``ZoneRouter``).
 
 Zone-unaware balancing (every task, any zone) whenever the rule cannot be trusted:
 the caller's zone is unknown, a task's address is in no known zone, or there are fewer
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import TypeVar
 
-from apps.discovery.metrics import Registry
+from apps.discovery.metrics import Registry, Sample
 
 # Below this many healthy upstream tasks per zone on average, route zone-unaware.
 # AWS Service Connect turns its zone-aware routing off below two endpoints per zone.
@@ -156,10 +157,14 @@ class ZoneRouter:
 
     - ``local``: the caller's zone (None: zone-unaware);
     - ``zones``: where the upstream's addresses are (None: zone-unaware);
-    - ``callers``: each zone's share of the callers. hello cannot see the other hello
-      tasks, so the program hands it the spread it deploys them with: ECS spreads a
-      service's tasks evenly over the zones of its subnets, so by default every zone
-      of ``zones`` gets an equal share.
+    - ``callers``: each zone's share of the callers when they cannot be observed; by
+      default every zone of ``zones`` gets an equal share (ECS spreads a service's tasks
+      evenly over the zones of its subnets, as far as the count allows).
+    - ``caller_addresses``: the callers' addresses now (hello's own tasks, from the
+      record cache of their Cloud Map name), read on every pick and cheap: the spread is
+      recomputed only when a new tuple comes back. While it gives no address, or one in no
+      mapped zone, ``callers`` is used. The local zone counts at least one caller, this
+      one (a task is registered only once it is healthy, so it may not see itself yet).
     """
 
     def __init__(
@@ -168,6 +173,7 @@ class ZoneRouter:
         zones: ZoneMap | None,
         *,
         callers: Mapping[str, float] | None = None,
+        caller_addresses: Callable[[], Sequence[str]] | None = None,
         min_per_zone: float = MIN_PER_ZONE,
         rng: random.Random | None = None,
         registry: Registry | None = None,
@@ -177,14 +183,24 @@ class ZoneRouter:
         if callers is None and zones is not None:
             callers = dict.fromkeys(zones.zones, 1.0)
         self.callers = dict(callers or {})
+        self._caller_addresses = caller_addresses
+        self._callers_from: Sequence[str] | None = None
+        self._observed: dict[str, float] | None = None
         self.min_per_zone = min_per_zone
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._zone_cache: dict[str, str | None] = {}
-        self._picks = (registry or Registry()).counter(
+        registry = registry or Registry()
+        self._picks = registry.counter(
             "discovery_zone_picks_total",
             "Attempts routed by zone: same (the caller's zone), other (spilled or retried"
             " across), any (zone-unaware: no zone data, or too few tasks).",
             ("locality",),
+        )
+        registry.gauge_func(
+            "discovery_zone_callers",
+            "Callers per zone as the zone rule counts them: observed from the callers'"
+            " addresses (source=observed), or the even spread assumed (source=assumed).",
+            self._caller_samples,
         )
 
     @property
@@ -213,11 +229,41 @@ class ZoneRouter:
             if zone is None:
                 return None  # an address we cannot place: the map is stale or wrong
             counts[zone] = counts.get(zone, 0) + 1
+        callers = self.current_callers()
         total = sum(counts.values())
-        zones_present = len(set(counts) | {z for z, w in self.callers.items() if w > 0})
+        zones_present = len(set(counts) | {z for z, w in callers.items() if w > 0})
         if total == 0 or total < self.min_per_zone * zones_present:
             return None
-        return zone_shares(self.local, counts, self.callers)
+        return zone_shares(self.local, counts, callers)
+
+    def current_callers(self) -> Mapping[str, float]:
+        """The callers per zone the rule uses now: observed, else ``callers``."""
+        if self._caller_addresses is None:
+            return self.callers
+        addresses = self._caller_addresses()
+        if addresses is not self._callers_from:
+            self._callers_from = addresses
+            self._observed = self._spread(addresses)
+        return self._observed or self.callers
+
+    def _spread(self, addresses: Sequence[str]) -> dict[str, float] | None:
+        if not addresses or self.local is None:
+            return None
+        counts: dict[str, float] = {}
+        for address in addresses:
+            zone = self.zone_of(address)
+            if zone is None:
+                return None  # a caller we cannot place: the map is stale or wrong
+            counts[zone] = counts.get(zone, 0.0) + 1.0
+        counts[self.local] = max(counts.get(self.local, 0.0), 1.0)  # this caller
+        return counts
+
+    def _caller_samples(self) -> list[Sample]:
+        if not self.aware:
+            return []
+        callers = self.current_callers()
+        source = "observed" if callers is self._observed else "assumed"
+        return [({"zone": z, "source": source}, float(n)) for z, n in sorted(callers.items())]
 
     def narrow(
         self,

@@ -18,7 +18,9 @@ from apps.discovery import (
     UpstreamSettings,
     expect_text,
 )
+from apps.discovery.accumulate import every_task
 from apps.discovery.metadata import task_zone
+from apps.discovery.records import RecordCache
 from apps.discovery.zones import ZoneRouter
 from apps.hello.settings import Settings
 
@@ -76,14 +78,22 @@ def make_app(
     )
 
     async def upstream(app: web.Application) -> AsyncIterator[None]:
-        async with UpstreamClient(
-            upstream_settings(settings),
-            registry=registry,
-            metrics_prefix="hello_upstream",
-            router=await zone_router(settings, environ, registry),
-        ) as client:
-            app[UPSTREAM] = client
-            yield
+        callers = caller_records(settings, registry)
+        router = await zone_router(settings, environ, registry, callers)
+        try:
+            if router is not None and callers is not None:
+                callers.start()
+            async with UpstreamClient(
+                upstream_settings(settings),
+                registry=registry,
+                metrics_prefix="hello_upstream",
+                router=router,
+            ) as client:
+                app[UPSTREAM] = client
+                yield
+        finally:
+            if callers is not None:
+                await callers.close()
 
     app.cleanup_ctx.append(upstream)
 
@@ -106,10 +116,34 @@ def make_app(
     return app
 
 
+def caller_records(settings: Settings, registry: Registry) -> RecordCache | None:
+    """hello's own tasks (``ZONE_CALLERS``), to weigh the callers' spread over zones.
+
+    Accumulated like name's records, but with a looser miss probability (1%) and a
+    fifth of the query cap (10 a second per task): a caller missed for one refresh
+    moves its zone's share by one task, for one refresh."""
+    if settings.zone_callers is None or not settings.zone_aware:
+        return None
+    return every_task(
+        settings.zone_callers,
+        nameservers=settings.dns_servers,
+        refresh_interval=settings.dns_refresh_seconds,
+        miss_probability=0.01,
+        max_queries_per_second=10.0,
+        registry=registry,
+    )
+
+
 async def zone_router(
-    settings: Settings, environ: Mapping[str, str], registry: Registry | None = None
+    settings: Settings,
+    environ: Mapping[str, str],
+    registry: Registry | None = None,
+    callers: RecordCache | None = None,
 ) -> ZoneRouter | None:
-    """The zone-aware router, or None (zone-unaware) with one log line saying why."""
+    """The zone-aware router, or None (zone-unaware) with one log line saying why.
+
+    With ``callers`` (hello's own tasks) the callers' spread over zones is observed;
+    without, every zone of ZONE_SUBNETS counts as an equal share."""
     if not settings.zone_aware:
         log.info("zone-unaware routing: ZONE_AWARE=false")
         return None
@@ -128,9 +162,18 @@ async def zone_router(
         return None
     log.info(
         "zone-aware routing",
-        extra={"zone": found.zone, "zones": list(settings.zone_subnets.zones)},
+        extra={
+            "zone": found.zone,
+            "zones": list(settings.zone_subnets.zones),
+            "callers": callers.host if callers is not None else "assumed even",
+        },
     )
-    return ZoneRouter(found.zone, settings.zone_subnets, registry=registry)
+    return ZoneRouter(
+        found.zone,
+        settings.zone_subnets,
+        caller_addresses=(lambda: callers.records) if callers is not None else None,
+        registry=registry,
+    )
 
 
 async def run(settings: Settings) -> None:

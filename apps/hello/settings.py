@@ -51,6 +51,9 @@ class Settings:
     # from the ECS task metadata endpoint.
     zone_aware: bool = True
     zone_subnets: ZoneMap | None = None
+    # hello's own Cloud Map name (hello.internal): its tasks are the callers whose spread
+    # over zones the rule weighs; unset: an even spread over ZONE_SUBNETS' zones.
+    zone_callers: str | None = None
     # Retries, hedging, balancing, ejection and probes (apps/hello/tuning.py).
     tuning: Tuning = field(default_factory=Tuning)
 
@@ -94,6 +97,7 @@ class Settings:
             drain_seconds=env.number("DRAIN_SECONDS", cls.drain_seconds, maximum=3600, env=environ),
             zone_aware=parse_switch("ZONE_AWARE", environ.get("ZONE_AWARE", ""), default=True),
             zone_subnets=parse_zone_subnets(environ.get("ZONE_SUBNETS", "")),
+            zone_callers=parse_zone_callers(environ.get("ZONE_CALLERS", "")),
             tuning=Tuning.from_env(environ),
         )
 
@@ -120,6 +124,19 @@ def parse_zone_subnets(value: str) -> ZoneMap | None:
             f"ZONE_SUBNETS={value!r}: {exc}"
             ' (expected JSON like {"us-east-1a": ["10.0.0.0/18"], "us-east-1b": ["10.0.64.0/18"]})'
         ) from None
+
+
+def parse_zone_callers(value: str) -> str | None:
+    """A DNS name (``hello.internal``) whose A records are hello's tasks; unset: None."""
+    host = value.strip()
+    if not host:
+        return None
+    if _is_ipv4(host) or not _HOSTNAME.match(host):
+        raise EnvError(
+            f"ZONE_CALLERS={value!r}: not a DNS name"
+            " (expected hello's own Cloud Map name, like hello.internal)"
+        )
+    return host
 
 
 def parse_name_server(value: str) -> URL:

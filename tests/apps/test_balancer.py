@@ -293,7 +293,7 @@ def test_a_replica_that_answered_recently_is_not_ranked_by_a_race_it_lost() -> N
     clock.now += 60.0  # no answer from "a" for longer than the decay: the rank applies
     balancer.on_success(b, clock.now - 0.002)
     balancer.lost_race("a", "b")
-    assert a.latency >= 2 * balancer.latency(b, clock.now)
+    assert balancer.latency(a, clock.now) >= 2 * balancer.latency(b, clock.now)
 
 
 def test_equal_endpoints_share_evenly_despite_latency_noise_and_a_slow_one_is_avoided() -> None:
@@ -402,14 +402,17 @@ def test_a_first_answer_does_not_restart_the_decay_of_a_race_loss_floor() -> Non
     tie band (8.3 s) the task is picked, and its first answer, which counts in the short
     memory only, used to stamp the long memory's clock anyway: the floor was back at full
     height and the task out for another 8.3 s, exactly the test's measuring window. The
-    first answer leaves the long memory as it stands, decayed to now."""
+    first answer leaves the long memory as it stands, decayed to now. (A first race lost
+    now counts in the short memory only: here the task lost two.)"""
     balancer, clock = make(("peer", "new"))
     peer, new = balancer.endpoints
     for _ in range(3):
         balancer.observe(peer, 0.001)
     balancer.lost_race("new", "peer")
-    floor = balancer.latency(new, clock.now)
-    assert floor == pytest.approx(4 * 0.001)
+    clock.now += 1.5
+    balancer.observe(peer, 0.001)
+    balancer.lost_race("new", "peer")  # a second race lost: the floor is in the long memory
+    assert new.latency == pytest.approx(4 * 0.001)
     clock.now += 9.0  # decayed into the band: picked again
     balancer.observe(peer, 0.001)
     decayed = balancer.latency(new, clock.now)
@@ -418,3 +421,28 @@ def test_a_first_answer_does_not_restart_the_decay_of_a_race_loss_floor() -> Non
     assert balancer.latency(new, clock.now) == pytest.approx(decayed)
     clock.now += 0.5
     assert balancer.latency(new, clock.now) < 1.75 * balancer.latency(peer, clock.now)
+
+
+def test_a_new_task_that_loses_its_first_race_in_a_boot_storm_is_back_within_seconds() -> None:
+    """The fewest-called replica of 24 in the local stack (2 calls in 3.7 s, its estimate
+    7.4 ms against its peers' 1-2 ms): 20 tasks booting at once on two cores answer late,
+    so a new task's first attempt is hedged around and loses, and its peers' estimates
+    are inflated too (3 ms here). A race-loss floor of 4x that winner, in the 10 s
+    memory, kept it out of the tie band for about 16 s while the storm's estimates
+    decayed. A first race lost now weighs like a first answer, in the short memory; a
+    second one without an answer in between (a replica that really is slow) sets the
+    floor in the long memory, as before."""
+    balancer, clock = make(("peer", "new", "slow"))
+    peer, new, slow = balancer.endpoints
+    for _ in range(3):  # the storm: the peer's estimate is 3 ms, and falls as it calms
+        balancer.observe(peer, 0.003)
+    for endpoint in (new, slow):
+        balancer.lost_race(endpoint.address, "peer")
+    clock.now += 2.0
+    for _ in range(20):
+        clock.now += 0.1
+        balancer.observe(peer, 0.001)
+    assert balancer.latency(new, clock.now) < 1.75 * balancer.latency(peer, clock.now)
+    balancer.lost_race("slow", "peer")  # picked again, lost again: learned as slow
+    clock.now += 2.0
+    assert balancer.latency(slow, clock.now) > 1.75 * balancer.latency(peer, clock.now)

@@ -127,6 +127,13 @@ def test_hello_reads_zone_settings_and_refuses_bad_ones() -> None:
         Settings.from_env({**base, "ZONE_SUBNETS": '{"a": "10.0.0.0/16"}'})
     with pytest.raises(EnvError, match="ZONE_AWARE='maybe': expected true or false"):
         Settings.from_env({**base, "ZONE_AWARE": "maybe"})
+    assert settings.zone_callers is None
+    assert Settings.from_env({**base, "ZONE_CALLERS": "hello.internal"}).zone_callers == (
+        "hello.internal"
+    )
+    for bad in ("10.0.0.1", "http://hello.internal:3000/", "hello..internal"):
+        with pytest.raises(EnvError, match=f"ZONE_CALLERS='{bad}': not a DNS name"):
+            Settings.from_env({**base, "ZONE_CALLERS": bad})
 
 
 # -- the router --------------------------------------------------------------------
@@ -147,6 +154,42 @@ def test_callers_default_to_an_even_spread_over_the_mapped_zones() -> None:
     router = ZoneRouter("a", ZONES)
     assert router.callers == {"a": 1.0, "b": 1.0, "c": 1.0}
     assert router.shares(addresses(a=2, b=2, c=2)) == {"a": 1.0}
+
+
+def test_an_observed_callers_spread_keeps_every_zones_load_at_its_capacity_share() -> None:
+    """3 hellos, 2 in zone a and 1 in b (an autoscaled count the zones do not divide),
+    name 2 + 2. Assumed even, a's two hellos keep everything local and a's name tasks
+    get 2/3 of the calls (1.33x the mean); observed from hello's own records, a's hellos
+    keep 3/4 local and spill 1/4 to b, so each zone gets exactly half."""
+    name = addresses(a=2, b=2)
+    hellos = tuple(addresses(a=2, b=1))
+    in_a = ZoneRouter("a", ZONES, callers={"a": 1, "b": 1}, caller_addresses=lambda: hellos)
+    in_b = ZoneRouter("b", ZONES, callers={"a": 1, "b": 1}, caller_addresses=lambda: hellos)
+    assert in_a.current_callers() == {"a": 2.0, "b": 1.0}
+    assert in_a.shares(name) == pytest.approx({"a": 0.75, "b": 0.25})
+    assert in_b.shares(name) == {"b": 1.0}
+    to_a = 2 * in_a.shares(name)["a"]  # type: ignore[index]
+    assert to_a / len(hellos) == pytest.approx(0.5)
+    assumed = ZoneRouter("a", ZONES, callers={"a": 1, "b": 1})
+    assert assumed.shares(name) == {"a": 1.0}  # 2 of 3 hellos' calls to half the tasks
+
+
+def test_the_callers_spread_falls_back_to_even_and_counts_this_caller() -> None:
+    """No caller address yet (the first lookup pending or failed) or one in no mapped
+    zone: the even spread. A caller that does not see itself (registered only once
+    healthy) counts one in its own zone. A new tuple is a new spread."""
+    registry = Registry()
+    seen: tuple[str, ...] = ()
+    router = ZoneRouter("a", ZONES, caller_addresses=lambda: seen, registry=registry)
+    assert router.current_callers() == {"a": 1.0, "b": 1.0, "c": 1.0}
+    seen = (*addresses(b=2), "192.0.2.1")
+    assert router.current_callers() == {"a": 1.0, "b": 1.0, "c": 1.0}
+    seen = tuple(addresses(b=2, c=1))
+    assert router.current_callers() == {"a": 1.0, "b": 2.0, "c": 1.0}
+    text = registry.render()
+    assert 'discovery_zone_callers{source="observed",zone="b"} 2.0' in text
+    seen = tuple(addresses(a=3, b=2))
+    assert router.current_callers() == {"a": 3.0, "b": 2.0}
 
 
 def test_narrow_draws_one_zone_by_its_share_and_counts_the_picks() -> None:

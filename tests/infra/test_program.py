@@ -171,6 +171,9 @@ def test_services_get_the_contract_environment(run: Run, stack: str) -> None:
     }
     hello = environment(run.one(TASK, "hello"))
     zones = json.loads(hello.pop("ZONE_SUBNETS"))
+    # hello's own Cloud Map name, as registered: its tasks are the zone rule's callers.
+    registered = run.one(REGISTRY, "hello").inputs["name"]
+    assert hello.pop("ZONE_CALLERS") == f"{registered}.{s.namespace}"
     assert hello == {
         **metrics,
         "PORT": str(s.hello.port),
@@ -209,6 +212,7 @@ def test_zone_awareness_can_be_switched_off_per_stack(alternatives: Run) -> None
     hello = environment(alternatives.one(TASK, "hello"))
     assert hello["ZONE_AWARE"] == "false"
     assert "ZONE_SUBNETS" not in hello
+    assert "ZONE_CALLERS" not in hello
 
 
 def test_images_are_built_from_apps_for_the_task_architecture(run: Run, stack: str) -> None:

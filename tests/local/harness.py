@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import prom
 from local.config import ROOT
 from local.control import Client
 from tests.local.ports import free_port, random_block
@@ -321,6 +322,14 @@ def metrics(url: str) -> dict[str, float]:
         with contextlib.suppress(ValueError):
             totals[name.split("{", 1)[0]] += float(value)
     return dict(totals)
+
+
+def scrape(url: str) -> list[prom.Sample]:
+    """A service's /metrics, every sample with its labels."""
+    import urllib.request  # noqa: PLC0415 - only the metrics scrape needs it
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return prom.parse(response.read().decode())
 
 
 def hello_counters(stack: StackProcess) -> dict[str, float]:

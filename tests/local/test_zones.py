@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from bench import prom
 from local import control
-from tests.local.harness import Load, StackProcess, delta, hello_counters, metrics, report
+from tests.local.harness import Load, StackProcess, delta, hello_counters, report, scrape
 
 # The accumulating lookup's cap (apps/discovery/accumulate.py): 50 queries a second per
 # hello at most, here 25 per 0.5 s refresh.
@@ -82,8 +83,57 @@ def what_hello_knows_of(stack: StackProcess, address: str) -> list[str]:
     return lines
 
 
+def zone_routing(stack: StackProcess) -> dict[str, dict[str, Any]]:
+    """Each hello's zone routing: the callers per zone it weighs, and its picks by locality
+    (same zone, other zone, any: zone-unaware), printed beside the figures."""
+    out = {}
+    for r in stack.replicas("hello"):
+        if r["state"] != "running":
+            continue
+        samples = scrape(f"http://{r['address']}:{r['port']}/metrics")
+        out[r["address"]] = {
+            "callers": {
+                f"{s.labels['zone']} ({s.labels['source']})": s.value
+                for s in samples
+                if s.name == "discovery_zone_callers"
+            },
+            "picks": {
+                s.labels["locality"]: s.value
+                for s in samples
+                if s.name == "discovery_zone_picks_total"
+            },
+            "name_records": prom.total(samples, "discovery_dns_records", host="name.internal"),
+            "ejections": prom.total(samples, "hello_upstream_ejections_total"),
+            "panic": prom.total(samples, "hello_upstream_panic"),
+        }
+    return out
+
+
+def name_records_known(stack: StackProcess) -> list[float]:
+    """How many name addresses each running hello knows now."""
+    return [
+        prom.total(
+            scrape(f"http://{r['address']}:{r['port']}/metrics"),
+            "discovery_dns_records",
+            host="name.internal",
+        )
+        for r in stack.replicas("hello")
+        if r["state"] == "running"
+    ]
+
+
 async def settle(stack: StackProcess, count: int) -> dict[str, Any]:
-    return await asyncio.to_thread(stack.settle, "name", count)
+    """Scale name to ``count`` and wait until it runs them all, registered, and every
+    hello knows each of them: counting calls made after the scale is no such wait (200
+    calls take under half a second here, less than a refresh, and a hello still on 3 of
+    4 addresses routed zone-unaware and failed the balanced test's 95%)."""
+    status = await asyncio.to_thread(stack.settle, "name", count)
+    if count:
+        deadline = time.monotonic() + 15.0
+        while any(n != count for n in await asyncio.to_thread(name_records_known, stack)):
+            assert time.monotonic() < deadline, await asyncio.to_thread(name_records_known, stack)
+            await asyncio.sleep(0.1)
+    return status
 
 
 async def test_balanced_zones_keep_calls_in_the_callers_zone(stack: StackProcess) -> None:
@@ -93,13 +143,16 @@ async def test_balanced_zones_keep_calls_in_the_callers_zone(stack: StackProcess
     assert placement(status) == {"local-1a": 2, "local-1b": 2}
     assert placement(status, "hello") == {"local-1a": 1, "local-1b": 1}
     async with Load(stack.front_url) as load:
-        await load.more(200)  # every hello has refreshed past the scale to 4
+        await load.more(200)  # connections and estimates warm
+        before = await asyncio.to_thread(zone_routing, stack)
         measured_from = time.time()
         await load.more(600)
     share = same_zone_share(load, zones, measured_from)
     counts = load.names(since=measured_from)
     report(
         "zones balanced",
+        routing_before=before,
+        routing_after=await asyncio.to_thread(zone_routing, stack),
         requests=len(load.samples),
         failed=len(load.failed()),
         same_zone_share=round(share, 3),
@@ -125,7 +178,7 @@ async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProce
         assert placement(status) == {"local-1a": 1, "local-1b": 3}
         zones = zones_of(status)
         async with Load(stack.front_url) as load:
-            await load.more(200)  # every hello has refreshed past the scale-ups
+            await load.more(200)  # connections and estimates warm
             measured_from = time.time()
             await load.more(1200)
         counts = load.names(since=measured_from)
@@ -148,6 +201,64 @@ async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProce
         assert max(counts.values()) <= 1.5 * mean
     finally:
         await asyncio.to_thread(stack.client.rebalancing, "name", True)
+
+
+async def test_uneven_callers_are_observed_and_each_zone_gets_its_capacity_share(
+    stack: StackProcess,
+) -> None:
+    """3 hellos, 2 in one zone and 1 in the other (an autoscaled count the zones do not
+    divide; the front, like the ALB, gives each hello an equal part), name 2 + 2. Each
+    hello reads the callers' spread from hello.internal's records, so the two-hello
+    zone keeps 3/4 of its calls local and each zone's name replicas get half the calls.
+    Assumed even (ZONE_CALLERS unset), that zone's replicas got 2/3: 1.33x the mean."""
+    status = await settle(stack, 4)
+    assert placement(status) == {"local-1a": 2, "local-1b": 2}
+    zones = zones_of(status)
+    try:
+        hellos = placement(await asyncio.to_thread(stack.settle, "hello", 3), "hello")
+        assert sorted(hellos.values()) == [1, 2]
+        crowded = max(hellos, key=hellos.__getitem__)
+
+        def observed() -> list[dict[str, float]]:
+            return [
+                {
+                    s.labels["zone"]: s.value
+                    for s in scrape(f"http://{r['address']}:{r['port']}/metrics")
+                    if s.name == "discovery_zone_callers" and s.labels["source"] == "observed"
+                }
+                for r in stack.replicas("hello")
+                if r["state"] == "running"
+            ]
+
+        async with Load(stack.front_url) as load:
+            # Every hello has read hello.internal since the scale-up (0.5 s refresh).
+            deadline = time.monotonic() + 20.0
+            while not all(o == hellos for o in await asyncio.to_thread(observed)):
+                assert time.monotonic() < deadline, await asyncio.to_thread(observed)
+                await asyncio.sleep(0.25)
+            await load.more(100)
+            measured_from = time.time()
+            await load.more(1200)
+        counts = load.names(since=measured_from)
+        mean = sum(counts.values()) / 4
+        by_zone = per_replica_by_zone(counts, zones)
+        report(
+            "zones, uneven callers 2+1",
+            requests=len(load.samples),
+            failed=len(load.failed()),
+            hellos_per_zone=dict(hellos),
+            callers_observed_per_hello=observed(),
+            per_name_replica={f"{a} ({zone_of(zones, a)})": n for a, n in sorted(counts.items())},
+            per_replica_by_zone_over_mean={z: round(n / mean, 3) for z, n in by_zone.items()},
+            same_zone_share=round(same_zone_share(load, zones, measured_from), 3),
+        )
+        assert not load.failed(), load.failed()[:5]
+        # Assumed even, the crowded zone's replicas get 4/3 of the mean: far outside this.
+        assert by_zone[crowded] == pytest.approx(mean, rel=0.12)
+        assert by_zone == pytest.approx({"local-1a": mean, "local-1b": mean}, rel=0.12)
+    finally:
+        status = await asyncio.to_thread(stack.settle, "hello", 2)
+    assert placement(status, "hello") == {"local-1a": 1, "local-1b": 1}
 
 
 async def test_a_zone_down_under_load_fails_nothing_and_traffic_returns(
@@ -238,8 +349,10 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
         await load.more(2400)
         seconds = time.time() - started
     known = [
-        (await asyncio.to_thread(metrics, f"http://{r['address']}:{r['port']}/metrics")).get(
-            "discovery_dns_records"
+        prom.total(
+            await asyncio.to_thread(scrape, f"http://{r['address']}:{r['port']}/metrics"),
+            "discovery_dns_records",
+            host="name.internal",
         )
         for r in await asyncio.to_thread(stack.replicas, "hello")
     ]
