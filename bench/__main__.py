@@ -162,7 +162,8 @@ def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
 def print_zones(rows: list[zones.ZoneRow], options: zones.ZoneOptions) -> None:
     print()
     print(
-        f"Zones and scale: the local stack (2 zones, 2 hello), open loop at {options.rate:g} "
+        "Zones and scale: the local stack (2 zones, 2 hello; the last rows 3 zones, 3-4 "
+        f"hello), open loop at {options.rate:g} "
         f"req/s through its front, {zones.CLIENT_TIMEOUT:g} s client timeout; steady rows "
         f"{options.duration:g} s after {options.warmup:g} s; busiest/mean over sliding "
         f"{zones.WINDOW_SECONDS:g} s windows"

@@ -27,7 +27,14 @@ load longer than one DNS refresh):
   per hello per second;
 - **zone-unaware reference**: a second stack, the same as the first but with hello's
   ``ZONE_AWARE=false`` (``--hello-env``, as the stack config's ``hello.zoneAware: false``
-  sets it on AWS): the same-zone share a client gets that picks any replica.
+  sets it on AWS): the same-zone share a client gets that picks any replica;
+- **three zones**: a third stack in three zones, 2 name + 1 hello in each: the same-zone
+  share; then a fourth hello (2 + 1 + 1, a count the zones do not divide): each zone's
+  name replicas' load over the mean, with the callers' spread observed from
+  ``hello.internal`` (``ZONE_CALLERS``);
+- **callers assumed even**: a fourth stack, the same 2 + 1 + 1 hellos with
+  ``ZONE_CALLERS`` unset: the load the crowded zone's replicas get when each hello
+  assumes the callers are spread evenly (1.5x the mean by the rule's arithmetic).
 
 Every aim is judged on figures within one run (shares and ratios, never a wall-clock
 speed); the pure parts (windows, shares, aims, the table) are unit-tested in
@@ -72,12 +79,17 @@ MAX_DNS_QUERIES_PER_HELLO_SECOND = 50.0
 # first name replica registered in Cloud Map to its first answer. hello learns of it at
 # its next refresh (every 5 s by default), so one refresh plus a second.
 MAX_RETURN_SECONDS = 6.0
+# Uneven callers (2 + 1 + 1 hellos over three zones): each zone's name replicas get the
+# mean load, by the rule with the callers' spread observed; assumed even, the crowded
+# zone's get 1.5x. The bound leaves room for the open loop's sampling noise.
+MAX_ZONE_OVER_MEAN = 1.15
 
 WINDOW_SECONDS = 10.0
 WINDOW_STEP_SECONDS = 1.0
 CLIENT_TIMEOUT = 5.0  # above hello's 2 s request deadline: a slow answer is latency
 STALL_NOTE_MS = 20.0  # as bench.gray: the sender this late names a host stall
 ZONES = ("local-1a", "local-1b")
+THREE_ZONES = (*ZONES, "local-1c")
 # name's Cloud Map name in the local stack; hello's metrics also count hello.internal,
 # whose tasks it watches for the callers' spread over zones.
 NAME_HOST = "name.internal"
@@ -277,7 +289,8 @@ class ZoneRow:
     """One row: the calls of its measured span and what was asked of it."""
 
     label: str
-    kind: str  # "scale", "balanced", "reference", "imbalanced" or "zone-down"
+    kind: str  # "scale", "balanced", "reference", "imbalanced", "zone-down", "uneven" or
+    # "uneven-reference"
     calls: list[Call] = field(repr=False)
     start: float  # the measured span, time.time()
     end: float
@@ -290,6 +303,7 @@ class ZoneRow:
     event: str = ""
     send_lag_ms: float = 0.0
     records_known: list[int] | None = None  # discovery_dns_records per hello, at the end
+    callers: str = ""  # hellos per zone, for the uneven rows
     marks: dict[str, float] = field(default_factory=dict)  # events, time.time()
 
     @property
@@ -330,6 +344,16 @@ class ZoneRow:
     def same_zone(self) -> float | None:
         return same_zone_share(self.calls, self.zones)
 
+    @property
+    def zone_over_mean(self) -> float | None:
+        """The most loaded zone's answers per replica over the mean per replica: what zone
+        routing decides, apart from the balancing within a zone."""
+        total = sum(self.answers[r] for r in self.replicas)
+        if not self.replicas or not total:
+            return None
+        mean = total / len(self.replicas)
+        return max(per_zone(self.answers, self.replicas, self.zones).values()) / mean
+
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
@@ -355,15 +379,20 @@ HEADERS = (
     "busiest/mean (worst 10 s)",
     "per replica (worst 10 s)",
     "same zone",
+    "busiest zone/mean",
     "DNS q/hello/s",
     "back after (s)",
 )
 
 
+# Rows judged per replica over sliding windows.
+WINDOWED = ("scale", "imbalanced", "uneven")
+
+
 def table(rows: Sequence[ZoneRow]) -> str:
     cells = [list(HEADERS)]
     for row in rows:
-        worst = row.worst_window() if row.kind in ("scale", "imbalanced") else None
+        worst = row.worst_window() if row.kind in WINDOWED else None
         back = "-"
         if row.kind == "zone-down":
             back = f"{_seconds(row.back_after_registered)} ({_seconds(row.back_after_up)} from up)"
@@ -380,6 +409,9 @@ def table(rows: Sequence[ZoneRow]) -> str:
                 if worst is None
                 else f"{min(worst.counts.values())}-{max(worst.counts.values())}",
                 _pct(row.same_zone),
+                "-"
+                if row.kind not in ("uneven", "uneven-reference") or row.zone_over_mean is None
+                else f"{row.zone_over_mean:.2f}x",
                 "-"
                 if not row.dns_per_hello_second
                 else "/".join(f"{q:.1f}" for q in row.dns_per_hello_second),
@@ -401,7 +433,7 @@ def aims(rows: Sequence[ZoneRow]) -> list[Aim]:
                     f"{row.answering} of {len(row.replicas)}",
                 )
             )
-        if row.kind in ("scale", "imbalanced"):
+        if row.kind in WINDOWED:
             worst = row.worst_window()
             ratio = math.inf if worst is None else worst.busiest_over_mean
             out.append(
@@ -434,6 +466,15 @@ def aims(rows: Sequence[ZoneRow]) -> list[Aim]:
                     _pct(share),
                 )
             )
+        if row.kind == "uneven":
+            zone_ratio = row.zone_over_mean
+            out.append(
+                Aim(
+                    f"{row.label}: each zone's replicas <= {MAX_ZONE_OVER_MEAN:g}x the mean",
+                    zone_ratio is not None and zone_ratio <= MAX_ZONE_OVER_MEAN,
+                    "no answer" if zone_ratio is None else f"busiest zone {zone_ratio:.2f}x",
+                )
+            )
         if row.kind == "zone-down":
             out.append(
                 Aim(
@@ -462,6 +503,15 @@ def notes(rows: Sequence[ZoneRow]) -> list[str]:
                 f"same-zone share {_pct(row.same_zone)} with zone awareness off (no aim: the "
                 "reference a zone-unaware client gets, about 50% with even zones)"
             )
+        if row.kind in ("uneven", "uneven-reference") and row.zone_over_mean is not None:
+            zone_means = per_zone(row.answers, row.replicas, row.zones)
+            mean = sum(row.answers[r] for r in row.replicas) / len(row.replicas)
+            parts.append(
+                f"hellos per zone {row.callers}; per replica by zone over the mean "
+                + ", ".join(f"{zone} {m / mean:.2f}x" for zone, m in zone_means.items())
+            )
+            if row.kind == "uneven-reference":
+                parts.append("callers assumed even (no aim: the load ZONE_CALLERS avoids)")
         if row.kind in ("scale", "imbalanced") and row.answers:
             counts = [row.answers[r] for r in row.replicas]
             parts.append(f"answers per replica over the row {min(counts)}-{max(counts)}")
@@ -517,7 +567,7 @@ def dump_calls(row: ZoneRow, path: Path) -> None:
 
 def write_json(rows: Sequence[ZoneRow], path: Path) -> None:
     def worst(row: ZoneRow) -> float | None:
-        w = row.worst_window() if row.kind in ("scale", "imbalanced") else None
+        w = row.worst_window() if row.kind in WINDOWED else None
         return None if w is None else w.busiest_over_mean
 
     path.write_text(
@@ -535,9 +585,10 @@ def write_json(rows: Sequence[ZoneRow], path: Path) -> None:
                     "answers": dict(r.answers),
                     "worst_busiest_over_mean": worst(r),
                     "uniform_worst_busiest_over_mean": r.uniform_worst
-                    if r.kind in ("scale", "imbalanced")
+                    if r.kind in WINDOWED
                     else None,
                     "same_zone_share": r.same_zone,
+                    "busiest_zone_over_mean": r.zone_over_mean,
                     "dns_queries_per_hello_second": r.dns_per_hello_second,
                     "back_after_registered_s": r.back_after_registered,
                     "back_after_up_s": r.back_after_up,
@@ -657,7 +708,15 @@ class LocalStack:
         self.client = Client("http://127.0.0.1:1")
         self.front_url = ""
 
-    def start(self, label: str, *, name: int, hello: int, hello_env: Sequence[str] = ()) -> None:
+    def start(
+        self,
+        label: str,
+        *,
+        name: int,
+        hello: int,
+        zones: int = len(ZONES),
+        hello_env: Sequence[str] = (),
+    ) -> None:
         for attempt in range(3):
             name_net, hello_net, host = random_block()
             hosts = [str(host)]
@@ -668,7 +727,7 @@ class LocalStack:
                 "local",
                 f"--name={name}",
                 f"--hello={hello}",
-                f"--zones={len(ZONES)}",
+                f"--zones={zones}",
                 f"--name-network={name_net}",
                 f"--hello-network={hello_net}",
                 f"--front={host}:{front}",
@@ -721,11 +780,13 @@ class LocalStack:
             time.sleep(POLL_SECONDS)
         return status
 
-    def place(self, what: str, wanted: Mapping[str, int]) -> dict[str, Any]:
-        """Wait until name runs exactly ``wanted`` replicas per zone, settled."""
+    def place(self, what: str, wanted: Mapping[str, int], service: str = "name") -> dict[str, Any]:
+        """Wait until ``service`` runs exactly ``wanted`` replicas per zone, settled."""
         return self.wait_for(
             what,
-            lambda s: s["services"]["name"]["settled"] and placement(s) == Counter(wanted),
+            lambda s: (
+                s["services"][service]["settled"] and placement(s, service) == Counter(wanted)
+            ),
             SETTLE_DEADLINE,
         )
 
@@ -939,6 +1000,50 @@ class Zones:
             self.stack = original
             stack.stop()
 
+    async def three_zones(self) -> list[ZoneRow]:
+        """Balanced over three zones, then uneven callers (2 + 1 + 1 hellos), on a stack of
+        their own; then the same callers assumed even, on another."""
+        rows: list[ZoneRow] = []
+        for label, hello_env in (("three-zones", ()), ("callers-assumed", ("ZONE_CALLERS=",))):
+            stack = LocalStack(self.children, self.env, self.workdir / f"zones-{label}")
+            print(
+                f"--> starting a stack in 3 zones: 6 name, 3 hello ({label})",
+                flush=True,
+            )
+            stack.start(f"stack-{label}", name=6, hello=3, zones=3, hello_env=hello_env)
+            original, self.stack = self.stack, stack
+            try:
+                stack.place("2 name replicas per zone", dict.fromkeys(THREE_ZONES, 2))
+                if not hello_env:
+                    rows.append(
+                        await self._steady("three zones, 2+2+2 name, 1+1+1 hello", "balanced")
+                    )
+                stack.client.scale("hello", 4)  # the new one goes to the zone with fewest
+                status = stack.wait_for(
+                    "a fourth hello",
+                    lambda s: (
+                        s["services"]["hello"]["settled"]
+                        and len(placement(s, "hello")) == 3
+                        and sum(placement(s, "hello").values()) == 4
+                    ),
+                    SETTLE_DEADLINE,
+                )
+                callers = "+".join(str(placement(status, "hello")[z]) for z in THREE_ZONES)
+                kind, what = (
+                    ("uneven", "observed")
+                    if not hello_env
+                    else ("uneven-reference", "assumed even")
+                )
+                rows.append(
+                    await self._steady(
+                        f"three zones, {callers} hello, callers {what}", kind, callers=callers
+                    )
+                )
+            finally:
+                self.stack = original
+                stack.stop()
+        return rows
+
     async def rows(self) -> list[ZoneRow]:
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
@@ -954,6 +1059,7 @@ class Zones:
         ]
         self.stack.stop()
         rows.append(await self.reference())
+        rows += await self.three_zones()
         return rows
 
     def run(self) -> list[ZoneRow]:

@@ -210,3 +210,26 @@ def test_per_zone_load_separates_zone_routing_from_balancing_within_a_zone() -> 
     imbalanced = row("imbalanced", calls, [NAME_A[0], *NAME_B], end=10.0)
     assert f"busiest in the worst window {NAME_A[0]} (local-1a)" in notes([imbalanced])[0]
     assert "per replica by zone local-1a 200, local-1b 100" in notes([imbalanced])[0]
+
+
+def test_uneven_callers_row_judges_each_zones_load_and_the_reference_has_no_aim() -> None:
+    """The callers' spread decides each zone's load, not the balancing within a zone: a
+    zone whose two replicas got 1.5x the mean between them fails the 1.15x aim even with
+    the two perfectly even; the assumed-even reference is printed, not judged."""
+    replicas = NAME_A + NAME_B
+    even = [answered(t / 10, r) for t in range(200) for r in replicas]
+    ok = row("uneven", even, replicas, callers="2+1")
+    assert ok.zone_over_mean == pytest.approx(1.0)
+    assert verdicts([ok])["uneven: each zone's replicas <= 1.15x the mean"]
+    crowded = [answered(t / 10, r) for t in range(300) for r in NAME_A] + [
+        answered(t / 10, r) for t in range(100) for r in NAME_B
+    ]
+    hot = row("uneven", crowded, replicas, callers="2+1")
+    assert hot.zone_over_mean == pytest.approx(1.5)
+    assert not verdicts([hot])["uneven: each zone's replicas <= 1.15x the mean"]
+    reference = row("uneven-reference", crowded, replicas, callers="2+1")
+    assert verdicts([reference]) == {}
+    assert "1.50x" in table([reference])
+    (line,) = notes([reference])
+    assert "local-1a 1.50x, local-1b 0.50x" in line
+    assert "callers assumed even" in line
