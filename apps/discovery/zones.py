@@ -223,12 +223,9 @@ class ZoneRouter:
         """Each zone's share for these (healthy) addresses; None: route zone-unaware."""
         if not self.aware or self.local is None:
             return None
-        counts: dict[str, int] = {}
-        for address in addresses:
-            zone = self.zone_of(address)
-            if zone is None:
-                return None  # an address we cannot place: the map is stale or wrong
-            counts[zone] = counts.get(zone, 0) + 1
+        counts = self._by_zone(addresses)
+        if counts is None:
+            return None
         callers = self.current_callers()
         total = sum(counts.values())
         zones_present = len(set(counts) | {z for z, w in callers.items() if w > 0})
@@ -247,15 +244,21 @@ class ZoneRouter:
         return self._observed or self.callers
 
     def _spread(self, addresses: Sequence[str]) -> dict[str, float] | None:
-        if not addresses or self.local is None:
+        counts = self._by_zone(addresses) if addresses and self.local is not None else None
+        if counts is None or self.local is None:
             return None
-        counts: dict[str, float] = {}
+        spread = {zone: float(n) for zone, n in counts.items()}
+        spread[self.local] = max(spread.get(self.local, 0.0), 1.0)  # this caller
+        return spread
+
+    def _by_zone(self, addresses: Iterable[str]) -> dict[str, int] | None:
+        """Addresses per zone; None if one is in no zone (the map is stale or wrong)."""
+        counts: dict[str, int] = {}
         for address in addresses:
             zone = self.zone_of(address)
             if zone is None:
-                return None  # a caller we cannot place: the map is stale or wrong
-            counts[zone] = counts.get(zone, 0.0) + 1.0
-        counts[self.local] = max(counts.get(self.local, 0.0), 1.0)  # this caller
+                return None
+            counts[zone] = counts.get(zone, 0) + 1
         return counts
 
     def _caller_samples(self) -> list[Sample]:
