@@ -244,11 +244,12 @@ class ZoneRouter:
         return self._observed or self.callers
 
     def _spread(self, addresses: Sequence[str]) -> dict[str, float] | None:
-        counts = self._by_zone(addresses) if addresses and self.local is not None else None
-        if counts is None or self.local is None:
+        local = self.local
+        counts = self._by_zone(addresses) if addresses else None
+        if counts is None or local is None:
             return None
         spread = {zone: float(n) for zone, n in counts.items()}
-        spread[self.local] = max(spread.get(self.local, 0.0), 1.0)  # this caller
+        spread[local] = max(spread.get(local, 0.0), 1.0)  # this caller
         return spread
 
     def _by_zone(self, addresses: Iterable[str]) -> dict[str, int] | None:

@@ -348,14 +348,7 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
         started = time.time()
         await load.more(2400)
         seconds = time.time() - started
-    known = [
-        prom.total(
-            await asyncio.to_thread(scrape, f"http://{r['address']}:{r['port']}/metrics"),
-            "discovery_dns_records",
-            host="name.internal",
-        )
-        for r in await asyncio.to_thread(stack.replicas, "hello")
-    ]
+    known = await asyncio.to_thread(name_records_known, stack)
     after = (await asyncio.to_thread(stack.status))["dns"]["queries"].get("name.internal.", 0)
     per_hello_per_second = (after - queries) / 2 / (time.time() - counted_from)
     counts = load.names(since=started)
