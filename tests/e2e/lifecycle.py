@@ -30,6 +30,10 @@ from typing import Any, Protocol
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# The project's guardrails (policy/), run on every preview and update as the workflows run
+# them (`policyPacks: policy`): a mandatory violation fails the e2e run, against the values
+# a real account gives back.
+POLICY_PACK = ROOT / "policy"
 PROJECT = "fargate-service-discovery"
 DESIRED_COUNT_KEY = f"{PROJECT}:name.desiredCount"
 # Autoscaling owns name's count once the service exists (desiredCount is ignored after
@@ -435,7 +439,12 @@ class AutomationStack:
         return str(self._stack.name)
 
     def up(self) -> Update:
-        result = self._stack.up(on_output=self._log, on_error=self._log, color="never")
+        result = self._stack.up(
+            on_output=self._log,
+            on_error=self._log,
+            color="never",
+            policy_packs=[str(POLICY_PACK)],
+        )
         return Update(
             outputs={k: v.value for k, v in result.outputs.items()},
             change_summary=result.summary.resource_changes or {},
@@ -443,7 +452,11 @@ class AutomationStack:
 
     def preview(self) -> Preview:
         result = self._stack.preview(
-            on_output=self._log, on_error=self._log, color="never", diff=True
+            on_output=self._log,
+            on_error=self._log,
+            color="never",
+            diff=True,
+            policy_packs=[str(POLICY_PACK)],
         )
         return Preview(result.change_summary, result.stdout)
 

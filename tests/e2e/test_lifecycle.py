@@ -591,6 +591,10 @@ def test_the_adapter_reads_the_sdk_results_and_sets_config_by_path() -> None:
             assert kwargs["on_output"] == lines.append
             assert kwargs["on_error"] == lines.append
     assert sdk.calls[1][1]["diff"] is True
+    # The policy pack runs on the real account's preview and update, as in the workflows.
+    for op, kwargs in sdk.calls[:2]:
+        assert kwargs["policy_packs"] == [str(lifecycle.ROOT / "policy")], op
+    assert (lifecycle.POLICY_PACK / "PulumiPolicy.yaml").is_file()
 
 
 def test_a_stack_whose_config_file_exists_is_not_created(tmp_path: Path) -> None:
