@@ -83,15 +83,21 @@ def what_hello_knows_of(stack: StackProcess, address: str) -> list[str]:
     return lines
 
 
+def running_hellos_metrics(stack: StackProcess) -> dict[str, list[prom.Sample]]:
+    """Each running hello's /metrics samples, by its address."""
+    return {
+        r["address"]: scrape(f"http://{r['address']}:{r['port']}/metrics")
+        for r in stack.replicas("hello")
+        if r["state"] == "running"
+    }
+
+
 def zone_routing(stack: StackProcess) -> dict[str, dict[str, Any]]:
     """Each hello's zone routing: the callers per zone it weighs, and its picks by locality
     (same zone, other zone, any: zone-unaware), printed beside the figures."""
     out = {}
-    for r in stack.replicas("hello"):
-        if r["state"] != "running":
-            continue
-        samples = scrape(f"http://{r['address']}:{r['port']}/metrics")
-        out[r["address"]] = {
+    for address, samples in running_hellos_metrics(stack).items():
+        out[address] = {
             "callers": {
                 f"{s.labels['zone']} ({s.labels['source']})": s.value
                 for s in samples
@@ -112,13 +118,8 @@ def zone_routing(stack: StackProcess) -> dict[str, dict[str, Any]]:
 def name_records_known(stack: StackProcess) -> list[float]:
     """How many name addresses each running hello knows now."""
     return [
-        prom.total(
-            scrape(f"http://{r['address']}:{r['port']}/metrics"),
-            "discovery_dns_records",
-            host="name.internal",
-        )
-        for r in stack.replicas("hello")
-        if r["state"] == "running"
+        prom.total(samples, "discovery_dns_records", host="name.internal")
+        for samples in running_hellos_metrics(stack).values()
     ]
 
 
@@ -223,11 +224,10 @@ async def test_uneven_callers_are_observed_and_each_zone_gets_its_capacity_share
             return [
                 {
                     s.labels["zone"]: s.value
-                    for s in scrape(f"http://{r['address']}:{r['port']}/metrics")
+                    for s in samples
                     if s.name == "discovery_zone_callers" and s.labels["source"] == "observed"
                 }
-                for r in stack.replicas("hello")
-                if r["state"] == "running"
+                for samples in running_hellos_metrics(stack).values()
             ]
 
         async with Load(stack.front_url) as load:
