@@ -200,7 +200,7 @@ class HelloSettings(ServiceSettings):
     dns_refresh_seconds: int
     # It scales on the load balancer's requests per task per minute (ALBRequestCountPerTarget).
     target_requests_per_task: int = field(default=1000, kw_only=True)
-    # Prefer name tasks in hello's own availability zone (ZONE_AWARE; apps/discovery/zones.py):
+    # Prefer name tasks in hello's own availability zone (ZONE_AWARE; aiohttp_discovery/zones.py):
     # cross-zone traffic costs $0.01/GB each way.
     zone_aware: bool = field(default=True, kw_only=True)
 

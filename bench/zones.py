@@ -72,7 +72,7 @@ from local.control import Client, ControlError
 MAX_BUSIEST_OVER_MEAN = 1.5  # no name replica above 1.5x the mean, in any 10 s window
 MIN_SAME_ZONE_SHARE = 0.95  # balanced zones: calls answered in the caller's zone
 # "DNS calls per hello per second stay bounded": the accumulating lookup's own cap
-# (apps/discovery/accumulate.py, max_queries_per_second: 5% of the VPC resolver's 1,024
+# (aiohttp_discovery/accumulate.py, max_queries_per_second: 5% of the VPC resolver's 1,024
 # packets per second per network interface).
 MAX_DNS_QUERIES_PER_HELLO_SECOND = 50.0
 # "Traffic returns to the zone within a few seconds of it recovering": from the zone's

@@ -5,7 +5,7 @@ NAT gateways per the chosen strategy), or an existing VPC whose ids come from co
 paths expose the same outputs, so nothing downstream knows which one ran.
 
 `private_subnet_zones` (zone -> the private subnets' CIDR blocks) is what hello needs to tell
-which zone a name task's address is in (ZONE_SUBNETS, apps/discovery/zones.py). It comes from
+which zone a name task's address is in (ZONE_SUBNETS, aiohttp_discovery/zones.py). It comes from
 `aws.ec2.get_subnet` lookups of the private subnet ids on both paths: invokes, not resources,
 so a lookup inside `apply` (needed for a new VPC, whose ids exist only after creation) creates
 nothing; for a new VPC they run once awsx has created the subnets.

@@ -2,7 +2,7 @@
 
 ECS registers each running task's private address in the Cloud Map service, which answers
 `<service>.<namespace>` with an A record per healthy task; callers balance across them on the
-client side (apps/discovery). The service's security group admits nothing until a caller is
+client side (apps/aiohttp-discovery). The service's security group admits nothing until a caller is
 allowed in with `allow_from`, which opens exactly one flow: TCP to this service's port, from
 that caller's group.
 """

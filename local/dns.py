@@ -9,7 +9,7 @@ per registered task of each service, as Route 53 serves it to the tasks in the V
   when more are registered: a new eight per query (``Answers.RANDOM``, the default), or the
   same eight to the same resolver while the registered set is unchanged
   (``Answers.PER_RESOLVER``): Route 53 documents only that different resolvers get
-  different combinations, and hello's accumulated lookup (apps/discovery/accumulate.py)
+  different combinations, and hello's accumulated lookup (aiohttp_discovery/accumulate.py)
   needs answers that vary, so the local stack can play the case where they do not;
 - a name with no registered address does not exist: NXDOMAIN, with the zone's SOA in
   the authority section (negative TTL 0, so no resolver caches the absence);

@@ -13,8 +13,8 @@ from ipaddress import IPv4Network
 
 import aiohttp
 from aiohttp import web
+from aiohttp_discovery.zones import ZoneMap
 
-from apps.discovery.zones import ZoneMap
 from local.api import METADATA_PREFIX, control_app
 from local.config import Endpoint, StackConfig
 from local.dns import CloudMapStandIn, Registry

@@ -32,9 +32,15 @@ def load_lock() -> dict[str, Any]:
         return tomllib.load(f)
 
 
+# The workspace's member: the discovery client's distribution.
+MEMBER = Path("apps") / "aiohttp-discovery"
+
+
 def copy_project(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "uv.lock"):
         shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / MEMBER).mkdir(parents=True)
+    shutil.copy(ROOT / MEMBER / "pyproject.toml", tmp_path / MEMBER / "pyproject.toml")
     return tmp_path
 
 
@@ -67,8 +73,8 @@ def test_the_lock_is_universal_and_hashed() -> None:
     assert "supported-markers" not in lock  # no `environments` restriction in pyproject.toml
     assert lock["requires-python"] == ">=3.11"
     for package in lock["package"]:
-        if "virtual" in package["source"]:
-            continue  # the project itself
+        if {"virtual", "editable"} & package["source"].keys():
+            continue  # the project itself and its workspace member (built from source)
         files = [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]
         assert files, package["name"]
         assert all(f["hash"].startswith("sha256:") for f in files), package["name"]
@@ -93,8 +99,13 @@ def export_command() -> list[str]:
 def test_the_image_lock_is_exported_from_uv_lock_without_the_groups() -> None:
     args = export_command()
     assert "--frozen" in args  # from uv.lock as it is, never re-resolved
-    assert "--no-default-groups" in args  # default-groups is "all": drop every group
-    for flag in ("--group", "--only-group", "--all-groups", "--dev", "--no-hashes"):
+    assert "--no-default-groups" in args  # default-groups is "all": drop every group...
+    # ...but the build backend the images build the discovery client with
+    assert args[args.index("--group") + 1] == "image-build"
+    assert args.count("--group") == 1
+    # The workspace member is built from its source tree in the image, not from an index.
+    assert "--no-emit-workspace" in args
+    for flag in ("--only-group", "--all-groups", "--dev", "--no-hashes"):
         assert flag not in args, flag
 
 
@@ -132,11 +143,15 @@ def test_every_package_the_images_install_is_pinned_and_hashed() -> None:
         assert all(h.startswith("sha256:") and len(h) == 7 + 64 for h in hashes), req.name
 
 
-def runtime_closure(lock: dict[str, Any]) -> dict[str, str]:
-    """name -> version of the project's [project] dependencies and all they need, from uv.lock."""
+def runtime_closure(lock: dict[str, Any], group: str | None = None) -> dict[str, str]:
+    """name -> version of the project's [project] dependencies (or those of one ``group``)
+    and all they need, from uv.lock."""
     packages = {p["name"]: p for p in lock["package"]}
     (project,) = [p for p in lock["package"] if "virtual" in p["source"]]
-    todo = [d["name"] for d in project["dependencies"]]  # not dev-dependencies: the groups
+    if group is None:
+        todo = [d["name"] for d in project["dependencies"]]  # not dev-dependencies: the groups
+    else:
+        todo = [d["name"] for d in project["dev-dependencies"][group]]
     seen: dict[str, str] = {}
     while todo:
         name = todo.pop()
@@ -147,11 +162,16 @@ def runtime_closure(lock: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_images_get_the_services_runtime_dependencies_only() -> None:
-    closure = runtime_closure(load_lock())
-    assert {"aiohttp", "aiodns", "uvloop"} <= closure.keys()
+    lock = load_lock()
+    closure = runtime_closure(lock)
+    assert {"aiohttp", "aiodns", "uvloop", "aiohttp-discovery"} <= closure.keys()
     assert not closure.keys() & NOT_RUNTIME
+    # The discovery client is built from its source tree (no pin); its backend is pinned.
+    del closure["aiohttp-discovery"]
+    build = runtime_closure(lock, "image-build")
+    assert set(build) == {"flit-core"}
     pins = {canonicalize_name(r.name): str(r.specifier)[2:] for r, _ in image_requirements()}
-    assert pins == closure
+    assert pins == closure | build
 
 
 def test_the_local_virtualenv_runs_the_images_versions() -> None:

@@ -23,7 +23,7 @@ milliseconds since the epoch).
 
 The writer reads counters through one narrow interface, a `Source`: a function returning the
 current cumulative values. `collector_counters` builds one from a prometheus-client registry's
-`collect()` (what the services use: apps.discovery.metrics.Registry.collector_registry);
+`collect()` (what the services use: aiohttp_discovery.metrics.Registry.collector_registry);
 `exposition_counters` from any registry's Prometheus text.
 """
 

@@ -7,7 +7,7 @@ Two paths share the stream:
   times cheaper than a LogRecord through handlers and formatters.
 - ``configure_logging`` routes everything else (startup, drain, DNS served
   stale...) through the standard ``logging`` module, formatted as JSON, so
-  libraries such as ``apps.discovery`` log the normal way.
+  libraries such as ``aiohttp_discovery`` log the normal way.
 
 Lines are flushed one by one: a task's last words before SIGKILL must not sit
 in a buffer, and the container runtime reads stdout through a pipe.

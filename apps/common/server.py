@@ -38,11 +38,11 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
+from aiohttp_discovery.metrics import CONTENT_TYPE, Registry
 
 from apps.common import emf
 from apps.common.env import EnvError
 from apps.common.logs import AccessLog, configure_logging
-from apps.discovery.metrics import CONTENT_TYPE, Registry
 
 log = logging.getLogger("apps.server")
 

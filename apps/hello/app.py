@@ -8,20 +8,20 @@ import socket
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
-
-from apps.common.logs import AccessLog
-from apps.common.server import Lifecycle, base_app, log_fields, serve
-from apps.discovery import (
+from aiohttp_discovery import (
     Registry,
     UpstreamClient,
     UpstreamError,
     UpstreamSettings,
     expect_text,
 )
-from apps.discovery.accumulate import every_task
-from apps.discovery.metadata import task_zone
-from apps.discovery.records import RecordCache
-from apps.discovery.zones import ZoneRouter
+from aiohttp_discovery.accumulate import every_task
+from aiohttp_discovery.metadata import task_zone
+from aiohttp_discovery.records import RecordCache
+from aiohttp_discovery.zones import ZoneRouter
+
+from apps.common.logs import AccessLog
+from apps.common.server import Lifecycle, base_app, log_fields, serve
 from apps.hello.settings import Settings
 
 log = logging.getLogger("apps.hello")

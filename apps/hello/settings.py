@@ -8,11 +8,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from aiohttp_discovery.zones import ZoneMap, ZoneMapError
 from yarl import URL
 
 from apps.common import env
 from apps.common.env import EnvError
-from apps.discovery.zones import ZoneMap, ZoneMapError
 from apps.hello.tuning import Tuning
 
 _EXAMPLE = "http://name.internal:3000/"
@@ -23,7 +23,7 @@ _HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 # Floors, so that a typo cannot turn a setting into a storm or a service that never
 # answers. The refresh interval is how often each hello task refreshes from DNS, whatever
 # its load (one refresh in flight at most); a refresh is one query, or several when
-# answers hold 8 records, capped at 50 queries a second per task (apps/discovery/
+# answers hold 8 records, capped at 50 queries a second per task (aiohttp_discovery/
 # accumulate.py): 5% of the VPC resolver's 1,024 packets per second per network
 # interface. 0.1 s is also below the 0.5 s that one lookup may take anyway. 1e-9 was
 # accepted before and made thousands of queries a second.
@@ -46,7 +46,7 @@ class Settings:
     # Behind the ALB, ECS deregisters the target (and waits out the target group's
     # deregistration delay) before sending SIGTERM, so hello need not linger.
     drain_seconds: float = 0.0
-    # Zone-aware routing (apps/discovery/zones.py): on unless ZONE_AWARE=false, and only
+    # Zone-aware routing (aiohttp_discovery/zones.py): on unless ZONE_AWARE=false, and only
     # with ZONE_SUBNETS (the private subnets' CIDR blocks per zone) and a zone of our own
     # from the ECS task metadata endpoint.
     zone_aware: bool = True

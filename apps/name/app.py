@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp_discovery.metrics import Registry
 
 from apps.common import env
 from apps.common.logs import AccessLog
 from apps.common.server import Lifecycle, base_app, serve
-from apps.discovery.metrics import Registry
 from apps.name.names import NAMES
 
 # In-flight requests get this long to finish once the drain is over. name's

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp_discovery.metrics import Registry
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps import ENVIRONMENT
 from apps.common.logs import AccessLog
-from apps.discovery.metrics import Registry
 from apps.name.app import make_app as make_name_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+from aiohttp_discovery.accumulate import AccumulatingLookup, queries_needed
+from aiohttp_discovery.metrics import Registry
+from aiohttp_discovery.records import LookupFailed
 
-from apps.discovery.accumulate import AccumulatingLookup, queries_needed
-from apps.discovery.metrics import Registry
-from apps.discovery.records import LookupFailed
 from tests.apps.support import run
 
 

@@ -4,8 +4,7 @@ import collections
 import random
 
 import pytest
-
-from apps.discovery.balancer import Balancer
+from aiohttp_discovery.balancer import Balancer
 
 
 class Clock:

@@ -1,8 +1,7 @@
 """The retry budget alone: retries bounded by a ratio of requests plus a floor and a burst."""
 
 import pytest
-
-from apps.discovery.budget import RetryBudget
+from aiohttp_discovery.budget import RetryBudget
 
 
 class Clock:

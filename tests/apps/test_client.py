@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from aiohttp_discovery import Registry, Reply, UpstreamClient, UpstreamError, UpstreamSettings
+from aiohttp_discovery.records import RecordCache
 from yarl import URL
 
-from apps.discovery import Registry, Reply, UpstreamClient, UpstreamError, UpstreamSettings
-from apps.discovery.records import RecordCache
 from tests.apps.support import (
     NAME,
     FakeDns,

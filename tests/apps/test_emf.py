@@ -18,12 +18,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp_discovery import Registry, UpstreamClient, UpstreamError, UpstreamSettings
+from aiohttp_discovery.records import StaticAddresses
 from yarl import URL
 
 from apps.common import emf
 from apps.common.env import EnvError
-from apps.discovery import Registry, UpstreamClient, UpstreamError, UpstreamSettings
-from apps.discovery.records import StaticAddresses
 from components import alarms
 from tests.apps.support import Service, run, services, wait_for
 

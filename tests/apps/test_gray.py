@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiohttp_discovery import Registry, UpstreamClient, UpstreamSettings
+from aiohttp_discovery.balancer import RACE_LOSS_FACTOR
 from yarl import URL
 
-from apps.discovery import Registry, UpstreamClient, UpstreamSettings
-from apps.discovery.balancer import RACE_LOSS_FACTOR
 from tests.apps.support import NAME, FakeDns, Replica, run, sample
 
 IPS = [f"127.0.0.{n}" for n in range(2, 6)]

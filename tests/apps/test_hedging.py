@@ -3,8 +3,7 @@
 import random
 
 import pytest
-
-from apps.discovery.hedging import HedgeDelay
+from aiohttp_discovery.hedging import HedgeDelay
 
 
 def test_until_enough_answers_are_seen_the_delay_is_the_cap() -> None:

@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from aiohttp import web
+from aiohttp_discovery.metrics import Registry
 from yarl import URL
 
 from apps.common.logs import AccessLog
 from apps.common.server import Lifecycle
-from apps.discovery.metrics import Registry
 from apps.hello.app import make_app
 from apps.hello.settings import Settings
 from tests.apps.support import NAME, FakeDns, RawServer, Replica, never_answer, run, sample

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp_discovery import UpstreamSettings
+from aiohttp_discovery.metrics import Registry
 from yarl import URL
 
 from apps.common import server
-from apps.discovery import UpstreamSettings
-from apps.discovery.metrics import Registry
 from apps.name.app import make_app
 from tests.apps.support import ROOT, Service, quiet_log, run, services
 

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import signal
 import socket
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_dependencies_come_from_the_lock_pinned_hashed_and_as_wheels(service: st
     (tests/test_lock.py); these flags make pip install that and nothing else."""
     steps = instructions(service)
     runs = " ".join(args for keyword, args in steps if keyword == "RUN")
-    assert runs.count("pip install") == 1
+    assert runs.count("pip install") == 2  # the lock, then the discovery client
     install = runs[runs.index("pip install") :].split("&&")[0]
     words = shlex.split(install)
     assert "--require-hashes" in words  # a package without a matching hash is refused
@@ -90,6 +91,28 @@ def test_dependencies_come_from_the_lock_pinned_hashed_and_as_wheels(service: st
     (source,) = [w for i, w in enumerate(words) if i and words[i - 1] == "-r"]
     # The one file -r reads is the lock, copied in from the build context as it is.
     assert ("COPY", f"requirements.lock {source}") in steps
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_discovery_client_is_installed_from_its_distribution_not_copied(service: str) -> None:
+    """The images install aiohttp-discovery like any dependency: its source tree is built
+    in the build stage with the backend the lock pinned (no index, no dependency resolved
+    beyond the lock), and the runtime stage carries no copy of it beside the services."""
+    steps = instructions(service)
+    assert ("COPY", "aiohttp-discovery/ /tmp/aiohttp-discovery/") in steps
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    installs = [part for part in runs.split("&&") if "pip install" in part]
+    (library,) = [shlex.split(i) for i in installs if "/tmp/aiohttp-discovery" in i]
+    for flag in ("--no-index", "--no-deps", "--no-build-isolation", "--no-cache-dir"):
+        assert flag in library
+    lock = (APPS / "requirements.lock").read_text()
+    backend = tomllib.loads((APPS / "aiohttp-discovery" / "pyproject.toml").read_text())
+    assert backend["build-system"]["requires"][0].startswith("flit_core")
+    assert "\nflit-core==" in lock, "the build backend is pinned and hashed in the lock"
+    removed = runs.split("/opt/venv/bin/pip uninstall")[1].split("&&")[0]
+    assert "flit-core" in removed, "the backend leaves the image"
+    copies = " ".join(args for keyword, args in final_stage(service) if keyword == "COPY")
+    assert "discovery" not in copies
 
 
 def test_dockerignore_keeps_caches_and_tests_out() -> None:

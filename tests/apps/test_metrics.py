@@ -1,8 +1,8 @@
 """The registry front over prometheus-client: exposition, sharing families, shape checks."""
 
 import pytest
+from aiohttp_discovery.metrics import CONTENT_TYPE, Registry
 
-from apps.discovery.metrics import CONTENT_TYPE, Registry
 from tests.apps.support import sample
 
 

@@ -6,9 +6,9 @@ import asyncio
 import logging
 
 import pytest
+from aiohttp_discovery.metrics import Registry
+from aiohttp_discovery.records import DiscoveryError, DnsLookup, LookupFailed, RecordCache
 
-from apps.discovery.metrics import Registry
-from apps.discovery.records import DiscoveryError, DnsLookup, LookupFailed, RecordCache
 from tests.apps.support import NAME, FakeDns, run, sample
 
 
@@ -141,7 +141,7 @@ def test_stale_records_are_served_when_dns_fails(
         finally:
             await cache.close()
 
-    with caplog.at_level(logging.WARNING, logger="apps.discovery"):
+    with caplog.at_level(logging.WARNING, logger="aiohttp_discovery"):
         run(scenario())
     text = registry.render()
     assert sample(text, "discovery_dns_failures_total", host=NAME, reason=reason) == 3

@@ -4,7 +4,7 @@ The second caller is a small "orders" service on loopback that takes JSON by
 POST: nothing about hello or name. Whether a failed call may be repeated
 depends on the method (RFC 9110 9.2.2) and on whether the request could have
 reached a server: only a connection that was never established proves it did
-not (apps/discovery/attempt.py).
+not (aiohttp_discovery/attempt.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
+from aiohttp_discovery import Answer, Registry, UpstreamClient, UpstreamError, UpstreamSettings
 from yarl import URL
 
-from apps.discovery import Answer, Registry, UpstreamClient, UpstreamError, UpstreamSettings
 from tests.apps.support import NAME, FakeDns, RawServer, run, sample
 
 IPS = [f"127.0.0.{n}" for n in range(2, 5)]

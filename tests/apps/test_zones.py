@@ -9,12 +9,12 @@ from ipaddress import IPv4Network
 
 import pytest
 from aiohttp import web
+from aiohttp_discovery.balancer import Balancer
+from aiohttp_discovery.metadata import METADATA_VARIABLE, task_zone
+from aiohttp_discovery.metrics import Registry
+from aiohttp_discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, zone_shares
 
 from apps.common.env import EnvError
-from apps.discovery.balancer import Balancer
-from apps.discovery.metadata import METADATA_VARIABLE, task_zone
-from apps.discovery.metrics import Registry
-from apps.discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, zone_shares
 from apps.hello.app import zone_router
 from apps.hello.settings import Settings
 from tests.apps.support import run

@@ -8,10 +8,10 @@ from ipaddress import IPv4Address
 
 import aiodns
 import pytest
+from aiohttp_discovery.accumulate import AccumulatingLookup
+from aiohttp_discovery.records import DnsLookup
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from apps.discovery.accumulate import AccumulatingLookup
-from apps.discovery.records import DnsLookup
 from local.dns import MAX_ANSWERS, Answers, CloudMapStandIn, Outage, Registry, lookup
 from tests.local.ports import free_port
 

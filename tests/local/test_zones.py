@@ -23,7 +23,7 @@ from bench import prom
 from local import control
 from tests.local.harness import Load, StackProcess, delta, hello_counters, report, scrape
 
-# The accumulating lookup's cap (apps/discovery/accumulate.py): 50 queries a second per
+# The accumulating lookup's cap (aiohttp_discovery/accumulate.py): 50 queries a second per
 # hello at most, here 25 per 0.5 s refresh.
 MAX_QUERIES_PER_SECOND = 50.0
 
@@ -168,7 +168,7 @@ async def test_imbalanced_zones_load_every_name_replica_evenly(stack: StackProce
     """1 name replica in zone a, 3 in b, one hello in each: a's hello keeps half its calls
     local and spills half to b, so each zone's replicas get a quarter each (only-local
     routing gives a's replica 2x), and within b the balancer spreads evenly: no replica
-    above 1.5x the mean (ties between equal replicas' loads, apps/discovery/balancer.py)."""
+    above 1.5x the mean (ties between equal replicas' loads, aiohttp_discovery/balancer.py)."""
     await settle(stack, 0)
     await asyncio.to_thread(stack.client.rebalancing, "name", False)
     try:
@@ -323,11 +323,11 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
     replica is hot or starved. The aim (busiest at most 1.5x the mean) is the benchmark's
     to judge (``./dev bench --only-zones``): here 1.19-1.42x (3 s of load, 100 calls per
     replica: a random pick alone gives about 1.25x), so the test allows 1.6x. It fails
-    without ties between equal replicas' loads (apps/discovery/balancer.py): 1.83-1.94x,
+    without ties between equal replicas' loads (aiohttp_discovery/balancer.py): 1.83-1.94x,
     the fewest at 0.07-0.09x the mean; and with a new task's first answer in the 10 s
     EWMA one replica got no call at all in a CI run (23 of 24 serving); so it did, in 3 of
     5 gate runs, while a task's first answer restamped the clock of its race-loss floor
-    without decaying it (apps/discovery/balancer.py, ``observe``: out for 8.3 s more,
+    without decaying it (aiohttp_discovery/balancer.py, ``observe``: out for 8.3 s more,
     the measuring window). The fewest is printed, not bounded: over 3 s a replica that
     really stalled (one answer 50x late) is rightly avoided for ln(50 / 1.75) = 3.4 s
     (the short memory), and CI saw 16 calls of a mean of 100."""
@@ -341,7 +341,7 @@ async def test_24_name_replicas_all_serve_evenly_beyond_eight_dns_records(
         # Steady load, as the issue asks: 20 tasks that just booted answer their first
         # calls late, and one whose first attempt loses a hedge race is known from that
         # race alone, so it ranks 4x its winner for decay x ln(4 / 1.75) = 8.3 s
-        # (apps/discovery/balancer.py, RACE_LOSS_FACTOR): measured earlier, such a task
+        # (aiohttp_discovery/balancer.py, RACE_LOSS_FACTOR): measured earlier, such a task
         # got no call at all (CI: 23 of 24 serving).
         warm_until = time.time() + 9.0
         await load.until(lambda: time.time() >= warm_until, deadline=30.0)

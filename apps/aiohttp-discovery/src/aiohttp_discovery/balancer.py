@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
-from apps.discovery.zones import ZoneRouter
+from aiohttp_discovery.zones import ZoneRouter
 
 # Load of an address with requests in flight but no latency observed yet
 # (Finagle's "penalty"): high, so a new address gets one request before more.
@@ -198,7 +198,7 @@ class Balancer:
         self.panicking = not available or len(healthy) < self._panic_share * len(self._endpoints)
         pool = candidates if self.panicking else available
         if self._router is not None:
-            # One zone, drawn by its share of the healthy tasks (apps/discovery/zones.py);
+            # One zone, drawn by its share of the healthy tasks (aiohttp_discovery/zones.py);
             # a retry or a hedge takes an untried task of that zone, or crosses zones.
             basis = self.endpoints if self.panicking else healthy
             pool = list(self._router.narrow(pool, _address, basis))

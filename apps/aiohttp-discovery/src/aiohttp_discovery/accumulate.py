@@ -43,8 +43,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from apps.discovery.metrics import Registry
-from apps.discovery.records import DnsLookup, Lookup, RecordCache
+from aiohttp_discovery.metrics import Registry
+from aiohttp_discovery.records import DnsLookup, Lookup, RecordCache
 
 # Route 53 answers a MULTIVALUE query with up to eight healthy records.
 MAX_ANSWER = 8

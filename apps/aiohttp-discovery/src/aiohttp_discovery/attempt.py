@@ -27,7 +27,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from apps.discovery.answer import Answer
+from aiohttp_discovery.answer import Answer
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ status in ``retry_statuses`` (5xx by default), an idempotent call (GET, HEAD,
 PUT, DELETE, OPTIONS, or any call made with ``idempotent=True``) is retried on a
 *different* task, up to ``max_attempts`` and while the retry budget allows. A
 POST or PATCH is retried only when the request provably never reached a server
-(the connection was never established: see ``apps.discovery.attempt``).
+(the connection was never established: see ``aiohttp_discovery.attempt``).
 
 **Hedging.** An idempotent call whose attempt has not answered after the hedge
 delay (recent answers' p97, within a floor and a cap) sends one more attempt to
@@ -39,24 +39,24 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from apps.discovery.accumulate import every_task
-from apps.discovery.answer import Answer, Reply, UpstreamError, expect_text
-from apps.discovery.attempt import AttemptFailed, Outgoing, send
-from apps.discovery.balancer import Balancer, Endpoint
-from apps.discovery.budget import RetryBudget
-from apps.discovery.hedging import HedgeDelay
-from apps.discovery.metrics import Registry, Sample
-from apps.discovery.probe import Prober
-from apps.discovery.records import (
+from aiohttp_discovery.accumulate import every_task
+from aiohttp_discovery.answer import Answer, Reply, UpstreamError, expect_text
+from aiohttp_discovery.attempt import AttemptFailed, Outgoing, send
+from aiohttp_discovery.balancer import Balancer, Endpoint
+from aiohttp_discovery.budget import RetryBudget
+from aiohttp_discovery.hedging import HedgeDelay
+from aiohttp_discovery.metrics import Registry, Sample
+from aiohttp_discovery.probe import Prober
+from aiohttp_discovery.records import (
     AddressSource,
     DiscoveryError,
     RecordCache,
     StaticAddresses,
     is_ip_literal,
 )
-from apps.discovery.zones import ZoneRouter
+from aiohttp_discovery.zones import ZoneRouter
 
-log = logging.getLogger("apps.discovery")
+log = logging.getLogger("aiohttp_discovery")
 
 #: Methods that may be repeated without changing the outcome (RFC 9110, 9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import TypeVar
 
-from apps.discovery.metrics import Registry, Sample
+from aiohttp_discovery.metrics import Registry, Sample
 
 # Below this many healthy upstream tasks per zone on average, route zone-unaware.
 # AWS Service Connect turns its zone-aware routing off below two endpoints per zone.

@@ -18,14 +18,14 @@ The pieces, each usable alone:
 See docs/apps.md for the API and the reasoning behind each choice.
 """
 
-from apps.discovery.answer import Answer, Reply, UpstreamError, expect_text
-from apps.discovery.balancer import Balancer, Endpoint
-from apps.discovery.budget import RetryBudget
-from apps.discovery.client import IDEMPOTENT_METHODS, UpstreamClient, UpstreamSettings
-from apps.discovery.hedging import HedgeDelay
-from apps.discovery.metrics import Registry
-from apps.discovery.probe import Prober
-from apps.discovery.records import (
+from aiohttp_discovery.answer import Answer, Reply, UpstreamError, expect_text
+from aiohttp_discovery.balancer import Balancer, Endpoint
+from aiohttp_discovery.budget import RetryBudget
+from aiohttp_discovery.client import IDEMPOTENT_METHODS, UpstreamClient, UpstreamSettings
+from aiohttp_discovery.hedging import HedgeDelay
+from aiohttp_discovery.metrics import Registry
+from aiohttp_discovery.probe import Prober
+from aiohttp_discovery.records import (
     AddressSource,
     DiscoveryError,
     DnsLookup,

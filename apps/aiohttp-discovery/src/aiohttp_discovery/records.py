@@ -34,9 +34,9 @@ from typing import Protocol
 import aiodns
 import pycares
 
-from apps.discovery.metrics import Registry, Sample
+from aiohttp_discovery.metrics import Registry, Sample
 
-log = logging.getLogger("apps.discovery")
+log = logging.getLogger("aiohttp_discovery")
 
 
 class DiscoveryError(Exception):

@@ -17,9 +17,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from apps.discovery.balancer import Balancer, Endpoint
+from aiohttp_discovery.balancer import Balancer, Endpoint
 
-log = logging.getLogger("apps.discovery")
+log = logging.getLogger("aiohttp_discovery")
 
 
 class Prober:
