@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from apps import ENVIRONMENT
-from bench import gray, report, zones
+from bench import gray, report, zones, zonestats
 from bench.procs import Children, HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
@@ -135,8 +135,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--no-gray and --only-gray exclude each other")
     if args.only_zones and (args.no_zones or args.only_gray):
         parser.error("--only-zones excludes --no-zones and --only-gray")
-    if args.zones_rate <= 0 or args.zones_duration < zones.WINDOW_SECONDS:
-        parser.error(f"need --zones-rate > 0 and --zones-duration >= {zones.WINDOW_SECONDS:g}")
+    if args.zones_rate <= 0 or args.zones_duration < zonestats.WINDOW_SECONDS:
+        parser.error(f"need --zones-rate > 0 and --zones-duration >= {zonestats.WINDOW_SECONDS:g}")
     if args.zones_warmup < 0:
         parser.error("--zones-warmup must be >= 0")
     return args
@@ -159,23 +159,23 @@ def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
         print(aim.line())
 
 
-def print_zones(rows: list[zones.ZoneRow], options: zones.ZoneOptions) -> None:
+def print_zones(rows: list[zonestats.ZoneRow], options: zones.ZoneOptions) -> None:
     print()
     print(
         "Zones and scale: the local stack (2 zones, 2 hello; the last rows 3 zones, 3-4 "
         f"hello), open loop at {options.rate:g} "
         f"req/s through its front, {zones.CLIENT_TIMEOUT:g} s client timeout; steady rows "
         f"{options.duration:g} s after {options.warmup:g} s; busiest/mean over sliding "
-        f"{zones.WINDOW_SECONDS:g} s windows"
+        f"{zonestats.WINDOW_SECONDS:g} s windows"
     )
     print()
-    print(zones.table(rows))
+    print(zonestats.table(rows))
     print()
-    for line in zones.notes(rows):
+    for line in zonestats.notes(rows):
         print(line)
     print()
     print("Aims (issue 12), judged on this run's shares and ratios; informational:")
-    for aim in zones.aims(rows):
+    for aim in zonestats.aims(rows):
         print(aim.line())
 
 
@@ -282,7 +282,7 @@ def main(argv: Sequence[str]) -> int:
             measured = zone_rows.run()
             print_zones(measured, zone_options)
             if args.json is not None:
-                zones.write_json(measured, args.json.with_suffix(".zones.json"))
+                zonestats.write_json(measured, args.json.with_suffix(".zones.json"))
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
         code = 130
