@@ -89,7 +89,6 @@ class Endpoint:
     # When the current (or last) ejection began; attempts that started earlier
     # cannot change this endpoint's state.
     ejected_at: float = -math.inf
-    ejection_reason: str = ""
     latency: float = 0.0
     """EWMA latency estimate in seconds, as of ``latency_at`` (the long memory)."""
     latency_at: float = 0.0
@@ -147,7 +146,8 @@ class Balancer:
         self._decay = decay
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
-        self._router = router
+        self.router = router
+        """Narrows each pick to one zone (``ZoneRouter``), or None: zone-unaware."""
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
         self.ejections = 0
@@ -197,11 +197,11 @@ class Balancer:
         # Panic: with too few healthy, ignore health (never eject all).
         self.panicking = not available or len(healthy) < self._panic_share * len(self._endpoints)
         pool = candidates if self.panicking else available
-        if self._router is not None:
+        if self.router is not None:
             # One zone, drawn by its share of the healthy tasks (aiohttp_discovery/zones.py);
             # a retry or a hedge takes an untried task of that zone, or crosses zones.
             basis = self.endpoints if self.panicking else healthy
-            pool = list(self._router.narrow(pool, _address, basis))
+            pool = list(self.router.narrow(pool, _address, basis))
         n = len(pool)
         if n == 1:
             return pool[0]
@@ -316,7 +316,7 @@ class Balancer:
         endpoint.consecutive_failures = 0
         endpoint.ejected_until = 0.0
 
-    def on_failure(self, endpoint: Endpoint, started_at: float, reason: str = "") -> str:
+    def on_failure(self, endpoint: Endpoint, started_at: float) -> str:
         """An attempt failed. Returns "ejected", "capped" (the cap held it in) or ""."""
         if started_at < endpoint.ejected_at:
             return ""  # same incident as the current ejection
@@ -334,7 +334,6 @@ class Balancer:
         period = min(self._max, self._base * 2.0 ** (endpoint.consecutive_failures - 1))
         endpoint.ejected_at = now
         endpoint.ejected_until = now + period
-        endpoint.ejection_reason = reason
         self.ejections += 1
         return "ejected"
 
