@@ -11,12 +11,15 @@ text, scalars as text. Already-decoded values (dicts, ints) are accepted too.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, TypeVar, cast
 
 import pulumi
@@ -1100,12 +1103,47 @@ def default_tag_problems(value: object, project: str, stack: str) -> list[str]:
     return []
 
 
+def aws_config_keys() -> frozenset[str]:
+    """Every config key the installed AWS provider reads (`aws:region`, `aws:defaultTags`, ...).
+
+    Read from the pulumi_aws package's own config module (pulumi_aws/config/vars.py, one
+    `__config__.get('<key>')` per key) without importing the provider, so the list follows the
+    locked provider version."""
+    spec = importlib.util.find_spec("pulumi_aws")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pulumi_aws is not installed: run ./dev setup")
+    source = Path(next(iter(spec.submodule_search_locations)), "config", "vars.py").read_text()
+    keys = frozenset(re.findall(r"__config__\.get\w*\('(\w+)'", source))
+    if "region" not in keys:
+        raise RuntimeError(f"no config keys found in {spec.origin}: has pulumi_aws changed?")
+    return keys
+
+
+def provider_key_problems(full_keys: Iterable[str]) -> list[str]:
+    """Keys in the `aws:` namespace the provider does not read: a typo (`aws:regoin`) would
+    otherwise be ignored without a word, and the stack deploy where the environment points."""
+    known = aws_config_keys()
+    problems = []
+    for full_key in sorted(full_keys):
+        namespace, _, key = full_key.partition(":")
+        if namespace != "aws" or key in known:
+            continue
+        near = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean aws:{near[0]}?" if near else ""
+        problems.append(
+            f"{full_key}: unknown key of the aws provider{hint} "
+            "(its keys: pulumi_aws/config/vars.py)"
+        )
+    return problems
+
+
 def load() -> Settings:
     """The running stack's settings; raises ConfigError before any resource is registered."""
     project = pulumi.get_project()
     tags = pulumi.Config("aws").get("defaultTags")
     stack = pulumi.get_stack()
     problems = default_tag_problems(tags, project, stack)
+    problems += provider_key_problems(pulumi.runtime.get_config_env())
     settings = None
     try:
         settings = parse_settings(
