@@ -173,8 +173,9 @@ class ServiceSettings:
 
     cpu: int
     memory: int
-    # The task count at creation; afterwards Application Auto Scaling owns the count, within
-    # min_count..max_count (components/autoscaling.py), and `pulumi up` leaves it alone.
+    # The task count a new service starts with: desiredCount moved into min_count..max_count.
+    # Afterwards Application Auto Scaling owns the count (components/autoscaling.py), and
+    # `pulumi up` leaves it alone (components/service.py, ignore_changes).
     desired_count: int
     port: int
     # Seconds the service keeps serving after SIGTERM while DNS forgets it (DRAIN_SECONDS).
@@ -656,14 +657,11 @@ def _service_fields(
                 f"{path}.minCount",
                 f"{low} exceeds {path}.maxCount ({high}); allowed: at most {path}.maxCount",
             )
-        elif not low <= desired <= high:
-            # Application Auto Scaling would move the count into the range at once: a count
-            # outside it only means the file says something that never happens.
-            reader.fail(
-                f"{path}.desiredCount",
-                f"{desired} is outside {path}.minCount..{path}.maxCount ({low}..{high}), the "
-                f"range autoscaling keeps the count in; allowed: {low} to {high}",
-            )
+        else:
+            # desiredCount is the count a new service starts with, inside the range: Application
+            # Auto Scaling would move a count outside it at once. So a changed range never makes
+            # the file invalid (`pulumi config set --path name.minCount 4` works as written).
+            desired = min(max(desired, low), high)
     return {
         "cpu": cpu,
         "memory": memory,
