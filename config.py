@@ -11,12 +11,15 @@ text, scalars as text. Already-decoded values (dicts, ints) are accepted too.
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, TypeVar, cast
 
 import pulumi
@@ -170,8 +173,9 @@ class ServiceSettings:
 
     cpu: int
     memory: int
-    # The task count at creation; afterwards Application Auto Scaling owns the count, within
-    # min_count..max_count (components/autoscaling.py), and `pulumi up` leaves it alone.
+    # The task count a new service starts with: desiredCount moved into min_count..max_count.
+    # Afterwards Application Auto Scaling owns the count (components/autoscaling.py), and
+    # `pulumi up` leaves it alone (components/service.py, ignore_changes).
     desired_count: int
     port: int
     # Seconds the service keeps serving after SIGTERM while DNS forgets it (DRAIN_SECONDS).
@@ -387,8 +391,75 @@ class _Reader:
         return section
 
 
+# No value of this program nests deeper than 2 (network.publicSubnetIds: an object holding a
+# list; aws:defaultTags: {tags: {...}}). A value nested thousands deep is a mistake, and Python's
+# json would end it in a RecursionError that names no key: it is measured first, without recursion.
+NESTING_MAX = 16
+
+
+def nesting(value: object) -> int:
+    """How deep `value` nests: a scalar 0, `[]` or `{}` 1, `[[1]]` 2; JSON text is measured as
+    the value it encodes (without decoding it). Iterative, so any depth is measured."""
+    if isinstance(value, str):
+        return _text_nesting(value)
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(cast(dict[object, object], item).values())
+        elif isinstance(item, list | tuple):
+            children = list(cast(list[object], item))
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _text_nesting(text: str) -> int:
+    if not text.lstrip().startswith(("[", "{")):
+        return 0  # a scalar as Pulumi stores it, not JSON
+    deepest = depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def too_deep(value: object) -> str | None:
+    """Why `value` is refused for its nesting alone, or None."""
+    depth = nesting(value)
+    if depth <= NESTING_MAX:
+        return None
+    return (
+        f"nested {depth} levels deep; allowed: at most {NESTING_MAX} (no setting of this "
+        "program nests deeper than 2)"
+    )
+
+
+SHOWN_MAX = 80
+
+
 def _show(value: object) -> str:
-    return json.dumps(value) if not isinstance(value, str) else repr(value)
+    """`value` as the message quotes it: JSON or repr, cut short past SHOWN_MAX characters."""
+    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if len(shown) <= SHOWN_MAX:
+        return shown
+    return f"{shown[: SHOWN_MAX - 3]}... ({len(shown)} characters)"
 
 
 def _integer(value: object) -> int:
@@ -586,14 +657,11 @@ def _service_fields(
                 f"{path}.minCount",
                 f"{low} exceeds {path}.maxCount ({high}); allowed: at most {path}.maxCount",
             )
-        elif not low <= desired <= high:
-            # Application Auto Scaling would move the count into the range at once: a count
-            # outside it only means the file says something that never happens.
-            reader.fail(
-                f"{path}.desiredCount",
-                f"{desired} is outside {path}.minCount..{path}.maxCount ({low}..{high}), the "
-                f"range autoscaling keeps the count in; allowed: {low} to {high}",
-            )
+        else:
+            # desiredCount is the count a new service starts with, inside the range: Application
+            # Auto Scaling would move a count outside it at once. So a changed range never makes
+            # the file invalid (`pulumi config set --path name.minCount 4` works as written).
+            desired = min(max(desired, low), high)
     return {
         "cpu": cpu,
         "memory": memory,
@@ -923,6 +991,16 @@ def parse_settings(
         _stack_name(reader, stack)
     for unknown in sorted(set(raw) - set(TOP_LEVEL_KEYS)):
         reader.fail(unknown, f"unknown key; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    # Measured before anything decodes or prints a value: past NESTING_MAX a key is reported and
+    # then read as unset.
+    shallow: dict[str, object] = {}
+    for key, value in raw.items():
+        why = too_deep(value)
+        if why is None:
+            shallow[key] = value
+        elif key in TOP_LEVEL_KEYS:
+            reader.fail(key, why)
+    raw = shallow
 
     architecture = reader.check(
         "architecture",
@@ -1008,16 +1086,53 @@ def _project_values(project: str) -> Iterator[tuple[str, object]]:
 def default_tag_problems(value: object, project: str, stack: str) -> list[str]:
     """`aws:defaultTags` must tag every resource Project=<project>, Stack=<stack>: the CI deploy
     role (deploy/github_oidc/identity.py) may change only resources that carry those tags."""
+    want = {"Project": project, "Stack": stack}
+    shown = ", ".join(f"{k}: {v}" for k, v in want.items())
+    why = too_deep(value)
+    if why is not None:
+        return [f"aws:defaultTags: {why}; must be {{tags: {{{shown}}}}}"]
     try:
         decoded = json.loads(value) if isinstance(value, str) else value
     except ValueError:
         decoded = None
     tags = decoded.get("tags") if isinstance(decoded, dict) else None
-    want = {"Project": project, "Stack": stack}
     if not isinstance(tags, dict) or any(tags.get(k) != v for k, v in want.items()):
-        shown = ", ".join(f"{k}: {v}" for k, v in want.items())
         return [f"aws:defaultTags: must be {{tags: {{{shown}}}}} (found {_show(value)})"]
     return []
+
+
+def aws_config_keys() -> frozenset[str]:
+    """Every config key the installed AWS provider reads (`aws:region`, `aws:defaultTags`, ...).
+
+    Read from the pulumi_aws package's own config module (pulumi_aws/config/vars.py, one
+    `__config__.get('<key>')` per key) without importing the provider, so the list follows the
+    locked provider version."""
+    spec = importlib.util.find_spec("pulumi_aws")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pulumi_aws is not installed: run ./dev setup")
+    source = Path(next(iter(spec.submodule_search_locations)), "config", "vars.py").read_text()
+    keys = frozenset(re.findall(r"__config__\.get\w*\('(\w+)'", source))
+    if "region" not in keys:
+        raise RuntimeError(f"no config keys found in {spec.origin}: has pulumi_aws changed?")
+    return keys
+
+
+def provider_key_problems(full_keys: Iterable[str]) -> list[str]:
+    """Keys in the `aws:` namespace the provider does not read: a typo (`aws:regoin`) would
+    otherwise be ignored without a word, and the stack deploy where the environment points."""
+    known = aws_config_keys()
+    problems = []
+    for full_key in sorted(full_keys):
+        namespace, _, key = full_key.partition(":")
+        if namespace != "aws" or key in known:
+            continue
+        near = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean aws:{near[0]}?" if near else ""
+        problems.append(
+            f"{full_key}: unknown key of the aws provider{hint} "
+            "(its keys: pulumi_aws/config/vars.py)"
+        )
+    return problems
 
 
 def load() -> Settings:
@@ -1026,6 +1141,7 @@ def load() -> Settings:
     tags = pulumi.Config("aws").get("defaultTags")
     stack = pulumi.get_stack()
     problems = default_tag_problems(tags, project, stack)
+    problems += provider_key_problems(pulumi.runtime.get_config_env())
     settings = None
     try:
         settings = parse_settings(

@@ -243,7 +243,8 @@ def parser() -> argparse.ArgumentParser:
         "--no-replace",
         action="store_false",
         dest="replace_crashed",
-        help="do not replace crashed replicas (ECS does)",
+        help="leave a crashed replica down; by default it is replaced, as ECS replaces a "
+        "stopped task",
     )
     add("--health-interval", type=float, default=d.health_interval, help="front's checks")
     add("--healthy-threshold", type=int, default=d.healthy_threshold)

@@ -94,6 +94,15 @@ class Client:
             time.sleep(0.2)
 
 
+def _replica_row(r: dict[str, Any], last: str) -> str:
+    """One replica, running or stopped: address, zone, pid, state, health, then `last`."""
+    return (
+        f"  {r['address'] + ':' + str(r['port']):<21} {r.get('zone') or '-':<9}"
+        f" pid {r['pid'] or '-':<8} {r['state']:<9}"
+        f" health {r.get('health', '-'):<8} {last}"
+    )
+
+
 def render(status: dict[str, Any]) -> str:
     lines = [f"front {status['front']['url']}"]
     for target in status["front"]["targets"]:
@@ -114,16 +123,11 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"{name}: desired {svc['desired']}, {settled}")
         for r in svc["replicas"]:
             registered = "registered" if r["registered"] else "not registered"
-            lines.append(
-                f"  {r['address'] + ':' + str(r['port']):<21} {r.get('zone', ''):<9}"
-                f" pid {r['pid'] or '-':<8} {r['state']:<9}"
-                f" health {r.get('health', '-'):<8} {registered}"
-            )
+            lines.append(_replica_row(r, registered))
+        # Stopped replicas in the same columns (no health check runs on them): the last
+        # column says how each ended.
         for r in list(svc["finished"])[-3:]:
-            lines.append(
-                f"  {r['address']}:{r['port']:<6} pid {r['pid'] or '-':<8} {r['state']:<9}"
-                f" exit {r['returncode']}"
-            )
+            lines.append(_replica_row(r, f"exit {r['returncode']}"))
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -127,6 +128,15 @@ class Stack:
     async def start(self) -> None:
         """Bind everything, start the replicas, and return once they all serve."""
         config = self.config
+        clashes = busy_addresses(config)
+        if clashes:
+            # Every clash at once, so one run names every option to change; no guess at
+            # what holds an address: `ss -ltnup` names it.
+            raise StackError(
+                f"cannot listen on {len(clashes)} address(es):\n"
+                + "\n".join(f"  {clash}" for clash in clashes)
+                + "\nfree them, or move the stack with the options named (python -m local --help)"
+            )
         _bind("DNS stand-in", config.dns, "--dns", self.dns.start)
         self._started.append("dns")
         await _abind("front", config.front, "--front", self.front.start())
@@ -242,7 +252,37 @@ async def _abind(what: str, where: Endpoint, option: str, start: Awaitable[None]
 
 def _bind_message(what: str, where: Endpoint, option: str, error: OSError) -> str:
     reason = error.strerror or str(error)
-    return f"{what}: cannot listen on {where}: {reason} (another stack running? see {option})"
+    return f"{what}: cannot listen on {where}: {reason} (to move it: {option})"
+
+
+def busy_addresses(config: StackConfig) -> list[str]:
+    """The stack's own listeners (DNS stand-in on UDP and TCP, front, control endpoint) whose
+    address cannot be bound now, each with the option that moves it: every clash, not the
+    first, and not why (what holds a port is not this program's to guess)."""
+    listeners = [
+        ("DNS stand-in", config.dns, "--dns", (socket.SOCK_DGRAM, socket.SOCK_STREAM)),
+        ("front", config.front, "--front", (socket.SOCK_STREAM,)),
+        ("control endpoint", config.control, "--control", (socket.SOCK_STREAM,)),
+    ]
+    clashes: list[str] = []
+    owners: dict[tuple[Endpoint, int], str] = {}
+    for what, where, option, kinds in listeners:
+        for kind in kinds:
+            protocol = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+            label = f"{where}/{protocol} ({what}, {option})"
+            if (where, kind) in owners:
+                clashes.append(f"{label}: also given to the {owners[where, kind]}")
+                continue
+            owners[where, kind] = what
+            with socket.socket(socket.AF_INET, kind) as probe:
+                if kind == socket.SOCK_STREAM:
+                    # As the listeners themselves bind: a connection in TIME_WAIT is no clash.
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((str(where.host), where.port))
+                except OSError as error:
+                    clashes.append(f"{label}: {error.strerror or error}")
+    return clashes
 
 
 class StackError(RuntimeError):

@@ -71,6 +71,11 @@ def steps(root: Path, pytest_args: Sequence[str]) -> list[tuple[str, list[str]]]
                 [tool("zizmor"), "--offline", "--strict-collection", "--quiet", ".github"],
             )
         )
+    # Every stack's config, checked as `pulumi up` will check it (tools/check.py), so a stack
+    # file that cannot deploy fails here, not at the deploy.
+    stacks = [p for p in found("Pulumi.*.y*ml") if (root / "tools" / "check.py").is_file()]
+    if stacks:
+        out.append(("stack files", [sys.executable, "-m", "tools.check", "--quiet", *stacks]))
     out.append(("pytest", [sys.executable, "-m", "pytest", *pytest_args]))
     return out
 

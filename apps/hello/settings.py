@@ -195,10 +195,11 @@ def _parse_dns_server(item: str, whole: str) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise bad("is not an IP address") from None
-    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
-        raise bad("has a port outside 1-65535")
-    text = f"[{address}]" if address.version == 6 and port else str(address)
-    return f"{text}:{int(port)}" if port else text
+    number = None if port is None else env.parse_port(port)
+    if port is not None and number is None:
+        raise bad("has no port from 1 to 65535 (ASCII digits 0-9)")
+    text = f"[{address}]" if address.version == 6 and number else str(address)
+    return f"{text}:{number}" if number else text
 
 
 def _is_ipv4(host: str) -> bool:

@@ -101,11 +101,12 @@ def parse_statuses(value: str) -> frozenset[int]:
         item = raw.strip().lower()
         if item == "5xx":
             statuses |= _FIVE_XX
-        elif item.isdigit() and 400 <= int(item) <= 599:
-            statuses.add(int(item))
-        else:
+            continue
+        status = env.parse_integer(item)
+        if status is None or not 400 <= status <= 599:
             raise EnvError(
                 f"RETRY_STATUSES={value!r}: {raw.strip()!r} is not a status from 400 to 599 "
-                "(expected 5xx or a list like 502,503,504)"
+                "in ASCII digits (expected 5xx or a list like 502,503,504)"
             )
+        statuses.add(status)
     return frozenset(statuses)

@@ -71,6 +71,8 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
             **with_values(DEV, {"name.cpu": 300, "hello.port": 70000, "dnsTTL": 5}),
             # Tagged as another stack: the CI deploy role scopes its writes by these tags.
             "aws:defaultTags": json.dumps({"tags": {"Project": PROJECT, "Stack": "prod"}}),
+            # A typo in a provider key, which the provider itself would ignore.
+            "aws:regoin": "eu-west-1",
         },
         "__main__.py",
     ),

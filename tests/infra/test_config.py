@@ -461,3 +461,65 @@ def test_the_domain_example_in_the_prod_stack_file_is_valid() -> None:
     domain = example[f"{PROJECT}:domain"]
     s = parse_settings({**raw_of("prod"), "domain": domain}, region="us-east-1", stack="prod")
     assert s.domain == Domain("hello.example.com", None, "example.com")
+
+
+def deeply_nested(levels: int) -> list[object]:
+    """``[[[...]]]``, ``levels`` lists deep, built without recursion."""
+    outer: list[object] = []
+    inner = outer
+    for _ in range(levels - 1):
+        child: list[object] = []
+        inner.append(child)
+        inner = child
+    return outer
+
+
+DEEP = 10_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        # As Pulumi stores an object: JSON text (json.loads would raise RecursionError).
+        ({"name": "[" * DEEP + "]" * DEEP}, "name"),
+        ({"network": '{"cidrBlock": ' + "[" * DEEP + "]" * DEEP + "}"}, "network"),
+        # Already decoded (a YAML stack file read by ./dev check); json.dumps would recurse.
+        ({"hello": {"port": deeply_nested(DEEP)}}, "hello"),
+        ({"capacity": deeply_nested(DEEP)}, "capacity"),
+    ],
+    ids=["json-text", "json-text-inside-an-object", "decoded-inside-an-object", "decoded"],
+)
+def test_a_value_nested_ten_thousand_deep_is_refused_naming_its_key(
+    raw: dict[str, object], key: str
+) -> None:
+    found = problems(raw)
+    assert found == [
+        f"{PROJECT}:{key}: nested {config.nesting(raw[key])} levels deep; allowed: at most "
+        f"{config.NESTING_MAX} (no setting of this program nests deeper than 2)"
+    ]
+    assert config.nesting(raw[key]) >= DEEP
+
+
+def test_nesting_is_measured_as_json_reads_it() -> None:
+    assert config.nesting("internal") == 0
+    assert config.nesting("[not json") == 1
+    assert config.nesting('{"a": "[[[[", "b": [1, {"c": "\\"]]"}]}') == 3
+    assert config.nesting('["\\"[[[[", 1]') == 1  # an escaped quote does not end the string
+    assert config.nesting({"tags": {"Project": "x"}}) == 2
+    assert config.nesting(deeply_nested(5)) == 5
+
+
+def test_deep_default_tags_are_refused_naming_the_key() -> None:
+    found = config.default_tag_problems("{" * DEEP + "}" * DEEP, PROJECT, "dev")
+    assert found == [
+        f"aws:defaultTags: nested {DEEP} levels deep; allowed: at most {config.NESTING_MAX} (no "
+        f"setting of this program nests deeper than 2); must be {{tags: {{Project: {PROJECT}, "
+        "Stack: dev}}"
+    ]
+
+
+def test_a_long_value_is_quoted_short() -> None:
+    (found,) = problems({"namespace": "x" * 5000})
+    assert "'xxxxxxxx" in found
+    assert "... (5002 characters) is not a valid DNS name" in found
+    assert len(found) < 400

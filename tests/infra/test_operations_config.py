@@ -3,6 +3,8 @@ providers (Fargate Spot), zone redundancy and the alarm e-mail. Pure: config.par
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import config
@@ -25,8 +27,6 @@ BAD = [
     ({"name": {"minCount": 0, "desiredCount": 1}}, "name.minCount", "allowed: 1 to 5000"),
     ({"hello": {"maxCount": 0}}, "hello.maxCount", "allowed: 1 to 5000"),
     ({"name": {"minCount": 5, "maxCount": 4}}, "name.minCount", "at most name.maxCount"),
-    ({"hello": {"desiredCount": 9}}, "hello.desiredCount", "allowed: 1 to 4"),
-    ({"name": {"desiredCount": 0}}, "name.desiredCount", "allowed: 1 to 4"),
     ({"name": {"targetCpuPercent": 95}}, "name.targetCpuPercent", "allowed: 10 to 90"),
     ({"hello": {"targetCpuPercent": 50}}, "hello.targetCpuPercent", "unknown key"),
     ({"name": {"targetRequestsPerTask": 50}}, "name.targetRequestsPerTask", "unknown key"),
@@ -80,6 +80,29 @@ def test_each_bad_value_is_reported_under_its_full_key(
     assert len(found) == 1, found
     assert found[0].startswith(f"fargate-service-discovery:{key}: "), found
     assert allowed in found[0], found
+
+
+@pytest.mark.parametrize(
+    ("service", "desired", "expected"),
+    [({"desiredCount": 9}, 9, 4), ({"desiredCount": 0}, 0, 1), ({"desiredCount": 3}, 3, 3)],
+)
+def test_a_new_service_starts_with_desired_count_moved_into_the_range(
+    service: dict[str, int], desired: int, expected: int
+) -> None:
+    """desiredCount is the count a service is created with, inside minCount..maxCount (1..4
+    here): autoscaling would move a count outside the range at once, so the program does."""
+    s = parse_settings({"name": service, "hello": service})
+    assert s.name.desired_count == s.hello.desired_count == expected
+
+
+def test_raising_min_count_alone_is_valid_on_both_stacks() -> None:
+    """The documented scaling step, `pulumi config set --path name.minCount 4`, on stack files
+    whose desiredCount (2, 3) is below the new floor: the floor wins, nothing is refused."""
+    for stack in ("dev", "prod"):
+        raw = raw_of(stack)
+        name = json.loads(str(raw["name"])) | {"minCount": 4}
+        s = parse_settings(raw | {"name": json.dumps(name)})
+        assert (s.name.min_count, s.name.desired_count) == (4, 4), stack
 
 
 def test_good_production_values_parse() -> None:

@@ -610,6 +610,8 @@ def test_bad_config_stops_the_program_before_any_resource(runs: Runs) -> None:
     assert f"{PROJECT}:hello.port: 70000 is out of range" in run.error
     # A key the program does not know is caught too (read from the language host's config).
     assert f"{PROJECT}:dnsTTL: unknown key" in run.error
+    # And one in the aws provider's namespace, which the provider would ignore without a word.
+    assert "aws:regoin: unknown key of the aws provider; did you mean aws:region?" in run.error
     assert run.resources == []
     assert run.invokes == []
 
