@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import json
 import math
 import sys
@@ -140,6 +141,27 @@ def percentile(latencies: Sequence[float], requests: int, p: float) -> float:
     if rank <= 0 or rank > len(latencies):
         return math.inf
     return latencies[rank - 1]
+
+
+def listen_overflows(netstat: str) -> int | None:
+    """``TcpExt: ListenOverflows`` from the text of ``/proc/net/netstat``: connection attempts
+    the kernel dropped because a listening socket's accept queue was full (None: not
+    there). Host-wide (every process of this network namespace); each such attempt costs
+    its client a SYN retransmit, 1 s later, whatever the server does once it accepts."""
+    lines = [line.split() for line in netstat.splitlines()]
+    for names, values in itertools.pairwise(lines):
+        if names and names[0] == "TcpExt:" and values and values[0] == "TcpExt:":
+            table = dict(zip(names[1:], values[1:], strict=False))
+            found = table.get("ListenOverflows")
+            return int(found) if found is not None and found.isdigit() else None
+    return None
+
+
+def read_listen_overflows() -> int | None:
+    try:
+        return listen_overflows(Path("/proc/net/netstat").read_text())
+    except OSError:
+        return None
 
 
 def summary(shots: Sequence[Shot], send_lag: float) -> dict[str, object]:

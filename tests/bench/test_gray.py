@@ -52,6 +52,39 @@ def test_aims_are_ratios_to_the_healthy_row() -> None:
     assert "1 of 6 frozen" in table([healthy, frozen])
 
 
+def test_a_healthy_row_with_failures_is_no_reference_for_the_tail_aims() -> None:
+    """Its p99 is infinite (a failed request counts as infinitely slow): a ratio to it would
+    pass any row, however slow, so every tail aim misses and says why."""
+    failing = row("6 healthy", [1.0] * 980, 1000)  # 20 of 1000 timed out
+    slow = row("1 of 6 slow, 2000 ms", [1.0] * 990 + [900.0] * 10, 1000)
+    judged = {a.text: (a.passed, a.detail) for a in aims([failing, slow])}
+    assert judged["1 of 6 slow, 2000 ms: 100% success"][0]
+    for p in ("p99", "p99.9"):
+        passed, detail = judged[f"1 of 6 slow, 2000 ms: {p} <= 5x healthy"]
+        assert not passed
+        assert detail.endswith("/ inf ms = infx (no reference: the healthy row failed requests)")
+
+
+def test_connection_attempts_dropped_on_full_accept_queues_are_named_in_the_notes() -> None:
+    """A request whose connection attempt the kernel dropped (a full accept queue) waits
+    1 s for its SYN to be sent again: a 1 s timeout that hello never saw. The rows count
+    them from /proc/net/netstat, and the notes say so."""
+    netstat = (
+        "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n"
+        "TcpExt: 0 3407 3407\n"
+        "IpExt: InNoRoutes\n"
+        "IpExt: 0\n"
+    )
+    assert openloop.listen_overflows(netstat) == 3407
+    assert openloop.listen_overflows("IpExt: InNoRoutes\nIpExt: 0\n") is None
+    dropped = row("6 healthy", [1.0] * 100, 100, listen_overflows=135)
+    assert notes([dropped, row("1 of 6 frozen", [1.0] * 100, 100, listen_overflows=0)]) == [
+        "  6 healthy: the kernel dropped 135 connection attempt(s) on full accept queues "
+        "meanwhile (host-wide; each waits 1 s for its SYN to be sent again, whatever hello "
+        "does once it accepts)"
+    ]
+
+
 def test_a_host_stall_seen_by_the_load_generator_is_named_in_the_notes() -> None:
     """A row can miss its aims because the machine stalled, not because of hello: a
     370 ms stall alone puts ~110 requests of a 300 req/s row behind it (the p99.9 of a
