@@ -88,7 +88,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     add("--no-frozen", action="store_true", help="skip the extra 'replica frozen' row")
     add("--no-paced", action="store_true", help="skip the extra paced (unsaturated) rows")
-    add("--no-gray", action="store_true", help="skip the gray-failure rows (issue 9)")
+    add("--no-gray", action="store_true", help="skip the gray-failure rows")
     add("--only-gray", action="store_true", help="only the gray-failure rows (no wrk/nginx)")
     add("--gray-rate", type=float, default=300.0, help="gray rows: open-loop req/s (default 300)")
     add("--gray-duration", type=float, default=30.0, help="gray rows: seconds each (default 30)")
@@ -98,7 +98,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=10.0,
         help="gray rows: seconds every replica stays down (default 10)",
     )
-    add("--no-zones", action="store_true", help="skip the zone and scale rows (issue 12)")
+    add("--no-zones", action="store_true", help="skip the zone and scale rows")
     add(
         "--only-zones",
         action="store_true",
