@@ -1,4 +1,4 @@
-"""The benchmark of issue 2: hello's discovery client beside an nginx keep-alive proxy.
+"""The benchmark: hello's discovery client beside an nginx keep-alive proxy, and more.
 
 ``./dev bench`` (``python -m bench``) starts, on loopback, a Cloud Map stand-in
 (``local.dns``), three name replicas, one hello and one nginx proxying to the same
@@ -14,8 +14,10 @@ Modules:
 - ``procs``: starting and always stopping child processes;
 - ``orphan``: makes a child die with the bench, even when the bench is SIGKILLed;
 - ``run``: the scenario, row by row;
-- ``gray``, ``openloop``, ``slowname``: the gray-failure rows (issue 9);
-- ``zones``: discovery at scale and by zone on the real local stack (issue 12).
+- ``openloop``: the open-loop load of the gray and the zone rows;
+- ``gray``, ``slowname``: the gray-failure rows (a replica frozen, slow, or all down);
+- ``zones``: discovery at scale and by zone on the real local stack, the stacks and
+  rows; ``zonestats``: those rows' figures and aims, pure functions of the calls.
 
 docs/bench.md has the method and the figures.
 """

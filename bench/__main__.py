@@ -1,10 +1,12 @@
-"""``python -m bench`` (``./dev bench``): hello beside an nginx keep-alive proxy, on loopback.
+"""``python -m bench`` (``./dev bench``): hello's discovery client measured, on loopback.
 
-Needs nginx and wrk (Debian: ``apt-get install nginx wrk``), except with ``--only-zones``
-(issue 12's rows on the local stack alone); ``--install`` installs them with apt-get when
-run as root. Prints a table, hello's ratios to nginx and
-PASS/MISS per aim of issue 2. The aims are informational: the exit code is 0
-unless the harness itself failed (1), a tool is missing (2) or it was interrupted (130).
+Rows: hello beside an nginx keep-alive proxy (wrk), gray failures, the client as a
+library, and zones and scale on the local stack. Needs nginx and wrk (Debian: ``apt-get
+install nginx wrk``) for the rows beside nginx only, so not with ``--only-gray``,
+``--only-client`` or ``--only-zones``; ``--install`` installs them with apt-get when run
+as root. Prints each group's table, its ratios and PASS/MISS per aim. The aims are
+informational: the exit code is 0 unless the harness itself failed (1), a tool is missing
+(2) or it was interrupted (130).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from apps import ENVIRONMENT
-from bench import gray, report, zones
+from bench import client, clientrows, gray, report, zones, zonestats
 from bench.procs import Children, HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
@@ -98,6 +100,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=10.0,
         help="gray rows: seconds every replica stays down (default 10)",
     )
+    add("--no-client", action="store_true", help="skip the client rows (the library alone)")
+    add(
+        "--only-client",
+        action="store_true",
+        help="only the client rows: cost per call, a slow upstream, a 10 MiB answer (no wrk/nginx)",
+    )
+    add(
+        "--client-requests",
+        type=int,
+        default=2000,
+        help="client cost row: calls per slice (default 2000)",
+    )
+    add(
+        "--client-rounds",
+        type=int,
+        default=5,
+        help="client cost row: interleaved slices per variant (default 5)",
+    )
     add("--no-zones", action="store_true", help="skip the zone and scale rows")
     add(
         "--only-zones",
@@ -135,8 +155,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--no-gray and --only-gray exclude each other")
     if args.only_zones and (args.no_zones or args.only_gray):
         parser.error("--only-zones excludes --no-zones and --only-gray")
-    if args.zones_rate <= 0 or args.zones_duration < zones.WINDOW_SECONDS:
-        parser.error(f"need --zones-rate > 0 and --zones-duration >= {zones.WINDOW_SECONDS:g}")
+    if args.only_client and (args.no_client or args.only_gray or args.only_zones):
+        parser.error("--only-client excludes --no-client, --only-gray and --only-zones")
+    if args.client_requests < 1 or args.client_rounds < 1:
+        parser.error("need --client-requests >= 1 and --client-rounds >= 1")
+    if args.zones_rate <= 0 or args.zones_duration < zonestats.WINDOW_SECONDS:
+        parser.error(f"need --zones-rate > 0 and --zones-duration >= {zonestats.WINDOW_SECONDS:g}")
     if args.zones_warmup < 0:
         parser.error("--zones-warmup must be >= 0")
     return args
@@ -154,28 +178,62 @@ def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
     for line in gray.notes(rows):
         print(line)
     print()
-    print("Aims (issue 9), judged on this run's ratios; informational:")
+    print("Aims (gray failures), judged on this run's ratios; informational:")
     for aim in gray.aims(rows):
         print(aim.line())
 
 
-def print_zones(rows: list[zones.ZoneRow], options: zones.ZoneOptions) -> None:
+def print_zones(rows: list[zonestats.ZoneRow], options: zones.ZoneOptions) -> None:
     print()
     print(
         "Zones and scale: the local stack (2 zones, 2 hello; the last rows 3 zones, 3-4 "
         f"hello), open loop at {options.rate:g} "
         f"req/s through its front, {zones.CLIENT_TIMEOUT:g} s client timeout; steady rows "
         f"{options.duration:g} s after {options.warmup:g} s; busiest/mean over sliding "
-        f"{zones.WINDOW_SECONDS:g} s windows"
+        f"{zonestats.WINDOW_SECONDS:g} s windows"
     )
     print()
-    print(zones.table(rows))
+    print(zonestats.table(rows))
     print()
-    for line in zones.notes(rows):
+    for line in zonestats.notes(rows):
         print(line)
     print()
-    print("Aims (issue 12), judged on this run's shares and ratios; informational:")
-    for aim in zones.aims(rows):
+    print("Aims (zones and scale), judged on this run's shares and ratios; informational:")
+    for aim in zonestats.aims(rows):
+        print(aim.line())
+
+
+def print_client(results: clientrows.ClientResults, options: client.ClientOptions) -> None:
+    print()
+    print(
+        "The client as a library: aiohttp_discovery.UpstreamClient against a bare "
+        "aiohttp.ClientSession to one of the same replicas (127.0.0.21-23), each "
+        "measurement in a process of its own"
+    )
+    print()
+    print(
+        f"Cost per call: CPU time of the calling process, {options.rounds} interleaved "
+        f"slices of {options.requests:,} calls per variant, {results.concurrency} in flight"
+    )
+    print()
+    print(clientrows.cost_table(results))
+    print()
+    print(f"Every task {options.slow_seconds:g} s late: {options.slow_calls} calls")
+    print()
+    print(clientrows.slow_table(results.slow))
+    print()
+    print(
+        f"A {options.big_bytes / clientrows.MIB:g} MiB answer, each read in a fresh process: "
+        "peak RSS above the RSS just before the read"
+    )
+    print()
+    print(clientrows.big_table(results.big))
+    print()
+    for line in clientrows.notes(results):
+        print(line)
+    print()
+    print("Aims (the client as a library), judged on this run's ratios; informational:")
+    for aim in clientrows.aims(results):
         print(aim.line())
 
 
@@ -202,7 +260,7 @@ def print_report(results: Results, options: Options) -> None:
         if notes:
             print(f"  {row.label}: {'; '.join(notes)}")
     print()
-    print("Aims (issue 2), judged on this run's ratios; informational:")
+    print("Aims (hello beside nginx), judged on this run's ratios; informational:")
     for aim in report.aims(results.nginx, results.hello, results.hello_killed):
         print(aim.line())
     if results.nginx_paced and results.hello_paced and results.paced_delay_ms:
@@ -216,8 +274,12 @@ def print_report(results: Results, options: Options) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    wrk_rows = not (args.only_zones or args.only_gray or args.only_client)
+    gray_rows = not (args.no_gray or args.only_zones or args.only_client)
+    client_rows = not (args.no_client or args.only_zones or args.only_gray)
+    zone_rows_on = not (args.no_zones or args.only_gray or args.only_client)
     found: Tools | None = None
-    if not args.only_zones:
+    if wrk_rows:
         try:
             found = tools(may_install=args.install)
         except (HarnessError, subprocess.CalledProcessError) as exc:
@@ -245,10 +307,9 @@ def main(argv: Sequence[str]) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     print(f"bench: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work directory {workdir}")
-    if found is not None:
-        for key, value in versions(found).items():
-            print(f"  {key}: {value}")
-    bench = Bench(options, found, workdir) if found is not None else None
+    for key, value in versions(found).items():
+        print(f"  {key}: {value}")
+    bench = Bench(options, found, workdir) if wrk_rows or gray_rows else None
     gray_options = gray.GrayOptions(
         rate=args.gray_rate, duration=args.gray_duration, outage=args.gray_outage
     )
@@ -259,30 +320,37 @@ def main(argv: Sequence[str]) -> int:
     # as every other row's processes do: they measure the documented defaults.
     env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
     zone_rows = zones.Zones(Children(workdir), env, workdir, zone_options)
+    client_options = client.ClientOptions(requests=args.client_requests, rounds=args.client_rounds)
+    library = client.ClientRows(Children(workdir), env, workdir, client_options)
     code = 0
     try:
         if bench is not None:
-            if args.only_gray:
-                bench.start_dns()
-            else:
+            if wrk_rows:
                 bench.start()
                 results = bench.run()
                 print_report(results, options)
                 if args.json is not None:
                     args.json.write_text(results.to_json() + "\n")
-            if not args.no_gray:
+            else:
+                bench.start_dns()
+            if gray_rows:
                 stack = gray.Gray(bench, gray_options)
                 stack.start()
                 rows = stack.run()
                 print_gray(rows, gray_options)
                 if args.json is not None:
                     gray.write_json(rows, args.json.with_suffix(".gray.json"))
-            bench.close()  # the zone rows want the machine to themselves
-        if not (args.no_zones or args.only_gray):
+            bench.close()  # the client and zone rows want the machine to themselves
+        if client_rows:
+            measured_client = library.run()
+            print_client(measured_client, client_options)
+            if args.json is not None:
+                clientrows.write_json(measured_client, args.json.with_suffix(".client.json"))
+        if zone_rows_on:
             measured = zone_rows.run()
             print_zones(measured, zone_options)
             if args.json is not None:
-                zones.write_json(measured, args.json.with_suffix(".zones.json"))
+                zonestats.write_json(measured, args.json.with_suffix(".zones.json"))
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
         code = 130
@@ -295,6 +363,8 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         zone_rows.close()
+        library.close()
+        library.children.stop_all()
         if bench is not None:
             bench.close()
         if args.keep or code == 1:

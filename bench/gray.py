@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from bench import prom
+from bench import openloop, prom
+from bench.openloop import STALL_NOTE_MS
 from bench.procs import Child, Children, HarnessError
-from bench.report import markdown_table
+from bench.report import Aim, markdown_table
 from bench.run import HTTP, Bench, free_port, http_get, wait_until
 
 ADDRESSES = tuple(f"127.0.0.{n}" for n in range(11, 17))
@@ -46,10 +47,6 @@ POLL_SECONDS = 0.05
 MAX_TAIL_RATIO = 5.0  # one replica frozen or slow: p99 and p99.9 within 5x of healthy
 MAX_HEDGE_SHARE = 0.05  # healthy: hedges at most 5% more attempts
 MAX_RECOVERY_SECONDS = 3.0  # after the full outage, each replica back within 3 s
-# The load generator late by this much names a host stall in the notes: every
-# request due during it waits, whatever hello does (a 370 ms stall alone puts
-# ~110 requests of a 300 req/s row behind it: p99.9 of a 9,000-request row).
-STALL_NOTE_MS = 20.0
 
 
 @dataclass(frozen=True)
@@ -82,10 +79,7 @@ class GrayRow:
 
     def percentile(self, p: float) -> float:
         """Over every request sent; a failed one counts as infinitely slow."""
-        rank = math.ceil(round(p / 100.0 * self.requests, 6))  # 99.9% of 1000 is 999
-        if rank <= 0 or rank > len(self.latencies_ms):
-            return math.inf
-        return self.latencies_ms[rank - 1]
+        return openloop.percentile(self.latencies_ms, self.requests, p)
 
     @property
     def max_ms(self) -> float:
@@ -381,16 +375,6 @@ def table(rows: Sequence[GrayRow]) -> str:
             ]
         )
     return markdown_table(cells)
-
-
-@dataclass(frozen=True)
-class Aim:
-    text: str
-    passed: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"  {'PASS' if self.passed else 'MISS'}  {self.text:<56} {self.detail}"
 
 
 def aims(rows: Sequence[GrayRow]) -> list[Aim]:

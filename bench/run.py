@@ -149,7 +149,8 @@ def wait_until(what: str, ready: Callable[[], bool], seconds: float, child: Chil
 
 
 class Bench:
-    def __init__(self, options: Options, tools: Tools, workdir: Path) -> None:
+    def __init__(self, options: Options, tools: Tools | None, workdir: Path) -> None:
+        """``tools`` None: only the DNS stand-in and children (the gray rows), no wrk rows."""
         self.options = options
         self.tools = tools
         self.workdir = workdir
@@ -164,6 +165,11 @@ class Bench:
         self._script.write_text(wrk.script())
         self.env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
         self._runs = 0
+
+    def _tools(self) -> Tools:
+        if self.tools is None:
+            raise HarnessError("the rows beside nginx need nginx and wrk")
+        return self.tools
 
     # -- the stack -------------------------------------------------------------
 
@@ -238,7 +244,7 @@ class Bench:
         conf = prefix / "nginx.conf"
         conf.write_text(render(site))
         # -e: nginx opens its compiled-in error log before reading the config.
-        argv = [self.tools.nginx, "-p", str(prefix), "-e", str(prefix / "nginx-error.log")]
+        argv = [self._tools().nginx, "-p", str(prefix), "-e", str(prefix / "nginx-error.log")]
         argv += ["-c", str(conf)]
         # SIGTERM if the bench dies: nginx's fast shutdown, which stops its workers too.
         nginx = self.children.start("nginx", Children.program(argv, signal.SIGTERM), self.env)
@@ -296,7 +302,7 @@ class Bench:
     ) -> tuple[wrk.WrkResult, str]:
         self._runs += 1
         script = script or self._script
-        argv = wrk.command(self.tools.wrk, url, seconds, self.options.load, script)
+        argv = wrk.command(self._tools().wrk, url, seconds, self.options.load, script)
         # wrk can take SIGKILL: it holds nothing that needs an orderly stop.
         child = self.children.start(
             f"wrk-{self._runs}", Children.program(argv, signal.SIGKILL), self.env
@@ -481,7 +487,7 @@ class Bench:
         )
 
 
-def versions(tools: Tools) -> Mapping[str, str]:
+def versions(tools: Tools | None) -> Mapping[str, str]:
     """What produced the figures, for the report's header."""
     import importlib.metadata as metadata  # noqa: PLC0415 - only needed here
     import subprocess  # noqa: PLC0415
@@ -497,12 +503,18 @@ def versions(tools: Tools) -> Mapping[str, str]:
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    found = {}
+    if tools is not None:
+        found = {
+            "nginx": first_line([tools.nginx, "-v"]).removeprefix("nginx version: "),
+            "wrk": first_line([tools.wrk, "--version"]).split(" [")[0],
+        }
     return {
-        "nginx": first_line([tools.nginx, "-v"]).removeprefix("nginx version: "),
-        "wrk": first_line([tools.wrk, "--version"]).split(" [")[0],
+        **found,
         "python": sys.version.split()[0],
         "aiohttp": package("aiohttp"),
         "uvloop": package("uvloop"),
+        "aiohttp-discovery": package("aiohttp-discovery"),
         "cpus": str(os.cpu_count()),
         "load average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }

@@ -1,26 +1,33 @@
 """The Cloud Map stand-in: an authoritative DNS server for the namespace, built on dnslib.
 
-What it mirrors: a Cloud Map private DNS namespace (``internal``) holding one A record
-per registered task of each service, as Route 53 serves it to the tasks in the VPC:
+What it mirrors: a Cloud Map private DNS namespace (``internal``) holding one A record per
+registered IPv4 address and one AAAA record per registered IPv6 address of each service,
+as Route 53 serves them to the tasks in the VPC:
 
 - ``<service>.<namespace>`` answers the registered addresses with TTL 0 (the seed's
-  ``DnsRecords: [{TTL: 0, Type: A}]``), so every lookup sees the current registry;
-- like Cloud Map's MULTIVALUE routing, at most eight records per answer, chosen at random
-  when more are registered: a new eight per query (``Answers.RANDOM``, the default), or the
-  same eight to the same resolver while the registered set is unchanged
-  (``Answers.PER_RESOLVER``): Route 53 documents only that different resolvers get
-  different combinations, and hello's accumulated lookup (aiohttp_discovery/accumulate.py)
-  needs answers that vary, so the local stack can play the case where they do not;
-- a name with no registered address does not exist: NXDOMAIN, with the zone's SOA in
-  the authority section (negative TTL 0, so no resolver caches the absence);
-- a known name asked for another type (AAAA, TXT...) gets NOERROR with no answers;
+  ``DnsRecords: [{TTL: 0, Type: A}]``; a service with ``Type: AAAA`` as well gets its
+  instances' ``AWS_INSTANCE_IPV6`` as AAAA records), so every lookup sees the current
+  registry: an A query gets the IPv4 addresses, an AAAA query the IPv6 ones, ANY both;
+- like Cloud Map's MULTIVALUE routing, at most eight records of each type per answer,
+  chosen at random when more are registered: a new eight per query (``Answers.RANDOM``,
+  the default), or the same eight to the same resolver while the registered set of that
+  type is unchanged (``Answers.PER_RESOLVER``): Route 53 documents only that different
+  resolvers get different combinations, and hello's accumulated lookup
+  (aiohttp_discovery/accumulate.py) needs answers that vary, so the local stack can play
+  the case where they do not;
+- a name with no registered address of either type does not exist: NXDOMAIN, with the
+  zone's SOA in the authority section (negative TTL 0, so no resolver caches the absence);
+- a known name asked for a type it has no record of (AAAA of an IPv4-only service, A of
+  an IPv6-only one, TXT...) gets NOERROR with no answers and the SOA (NODATA);
 - names outside the namespace are REFUSED: this server is authoritative only, never a
   recursive resolver (``ra`` is off in every reply).
 
 The :class:`Registry` is the service-instance table Cloud Map keeps; the runner (the
-local ECS) registers a replica once it is healthy and deregisters it on scale-in or once
-it notices a crash. Reads and writes come from different threads (dnslib answers each
-query on its own thread), hence the lock.
+local ECS) registers a replica's IPv4 address once it is healthy and deregisters it on
+scale-in or once it notices a crash. IPv6 addresses are registered the same way, by tests
+(``registry.register("name", IPv6Address("::1"))``): a dual-stack instance is its IPv4
+and its IPv6 address, each registered, and deregistered, on its own. Reads and writes
+come from different threads (dnslib answers each query on its own thread), hence the lock.
 
 Outages for fault tests: :meth:`CloudMapStandIn.stop` takes the namespace off the air in
 one of three ways (see :class:`Outage`) and :meth:`CloudMapStandIn.start` brings it back.
@@ -36,15 +43,19 @@ import time
 import types
 from collections import Counter
 from dataclasses import dataclass
-from ipaddress import IPv4Address
-from typing import Any
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, TypeVar
 
-from dnslib import CLASS, OPCODE, QTYPE, RCODE, RR, SOA, A, DNSLabel, DNSRecord
+from dnslib import AAAA, CLASS, OPCODE, QTYPE, RCODE, RR, SOA, A, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 # Route 53 answers a multivalue-answer query with up to eight healthy records.
 MAX_ANSWERS = 8
 SHUTDOWN_POLL_SECONDS = 0.1
+
+# One registered address: an A record if IPv4, an AAAA record if IPv6.
+Address = IPv4Address | IPv6Address
+_Ip = TypeVar("_Ip", IPv4Address, IPv6Address)
 
 
 class Outage(enum.StrEnum):
@@ -68,28 +79,46 @@ class Answers(enum.StrEnum):
 
 
 class Registry:
-    """Registered addresses per service: the instance table of a Cloud Map service."""
+    """Registered addresses per service: the instance table of a Cloud Map service.
+
+    IPv4 and IPv6 addresses live side by side (A and AAAA records of the same name); an
+    address registered twice is one record, as DNS has no duplicate records in a set.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # service -> address -> when it was registered (time.time(), for status/tests)
-        self._instances: dict[str, dict[IPv4Address, float]] = {}
+        self._instances: dict[str, dict[Address, float]] = {}
 
-    def register(self, service: str, address: IPv4Address) -> None:
+    def register(self, service: str, address: Address) -> None:
+        if not isinstance(address, IPv4Address | IPv6Address):
+            raise TypeError(f"expected an IPv4Address or IPv6Address, got {address!r}")
         with self._lock:
             self._instances.setdefault(service, {}).setdefault(address, time.time())
 
-    def deregister(self, service: str, address: IPv4Address) -> bool:
+    def deregister(self, service: str, address: Address) -> bool:
         """Remove one instance; return whether it was registered."""
         with self._lock:
             instances = self._instances.get(service, {})
             return instances.pop(address, None) is not None
 
     def addresses(self, service: str) -> list[IPv4Address]:
-        with self._lock:
-            return sorted(self._instances.get(service, {}))
+        """The IPv4 addresses (A records), sorted."""
+        return self.records(service)[0]
 
-    def snapshot(self) -> dict[str, dict[IPv4Address, float]]:
+    def ipv6_addresses(self, service: str) -> list[IPv6Address]:
+        """The IPv6 addresses (AAAA records), sorted."""
+        return self.records(service)[1]
+
+    def records(self, service: str) -> tuple[list[IPv4Address], list[IPv6Address]]:
+        """The IPv4 and the IPv6 addresses, sorted, read at one instant."""
+        with self._lock:
+            registered = list(self._instances.get(service, {}))
+        ipv4 = sorted(a for a in registered if isinstance(a, IPv4Address))
+        ipv6 = sorted(a for a in registered if isinstance(a, IPv6Address))
+        return ipv4, ipv6
+
+    def snapshot(self) -> dict[str, dict[Address, float]]:
         """Every service's instances with their registration times (a copy)."""
         with self._lock:
             return {name: dict(instances) for name, instances in self._instances.items()}
@@ -158,22 +187,31 @@ class _Resolver(BaseResolver):  # type: ignore[misc]
             return
         labels = qname.stripSuffix(self.zone.origin).label
         service = labels[0].decode("ascii", "replace").lower() if len(labels) == 1 else ""
-        addresses = self.registry.addresses(service) if service else []
-        if not addresses:
+        ipv4, ipv6 = self.registry.records(service) if service else ([], [])
+        if not ipv4 and not ipv6:
             reply.header.rcode = RCODE.NXDOMAIN
             reply.add_auth(self.zone.soa)
             return
-        if qtype not in (QTYPE.A, QTYPE.ANY):
-            reply.add_auth(self.zone.soa)  # NOERROR, no data: the name has only A records
-            return
-        if len(addresses) > self.max_answers:
-            rng: random.Random | types.ModuleType = random
-            if self.answers is Answers.PER_RESOLVER:
-                # The same draw for the same resolver and registered set.
-                rng = random.Random(f"{client}|{','.join(map(str, addresses))}")  # noqa: S311
-            addresses = rng.sample(addresses, self.max_answers)
-        for address in addresses:
-            reply.add_answer(RR(qname, QTYPE.A, ttl=0, rdata=A(str(address))))
+        # Each type is its own record set, capped and drawn on its own (MULTIVALUE).
+        if qtype in (QTYPE.A, QTYPE.ANY):
+            for address in self._pick(ipv4, QTYPE.A, client):
+                reply.add_answer(RR(qname, QTYPE.A, ttl=0, rdata=A(str(address))))
+        if qtype in (QTYPE.AAAA, QTYPE.ANY):
+            for address6 in self._pick(ipv6, QTYPE.AAAA, client):
+                reply.add_answer(RR(qname, QTYPE.AAAA, ttl=0, rdata=AAAA(str(address6))))
+        if not reply.rr:
+            reply.add_auth(self.zone.soa)  # NOERROR, no data: no record of that type
+
+    def _pick(self, addresses: list[_Ip], rtype: int, client: str) -> list[_Ip]:
+        """At most ``max_answers`` of one type's addresses (see :class:`Answers`)."""
+        if len(addresses) <= self.max_answers:
+            return addresses
+        rng: random.Random | types.ModuleType = random
+        if self.answers is Answers.PER_RESOLVER:
+            # The same draw for the same resolver, record type and registered set.
+            seed = f"{client}|{QTYPE[rtype]}|{','.join(map(str, addresses))}"
+            rng = random.Random(seed)  # noqa: S311
+        return rng.sample(addresses, self.max_answers)
 
 
 class _Handler(DNSHandler):  # type: ignore[misc]

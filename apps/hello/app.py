@@ -13,12 +13,10 @@ from aiohttp_discovery import (
     UpstreamClient,
     UpstreamError,
     UpstreamSettings,
+    ZoneRouting,
     expect_text,
 )
-from aiohttp_discovery.accumulate import every_task
-from aiohttp_discovery.metadata import task_zone
-from aiohttp_discovery.records import RecordCache
-from aiohttp_discovery.zones import ZoneRouter
+from aiohttp_discovery.metadata import METADATA_VARIABLE
 
 from apps.common.logs import AccessLog
 from apps.common.server import Lifecycle, base_app, log_fields, serve
@@ -36,7 +34,15 @@ _ERROR_BODIES = {
 }
 
 
+# name answers a short line of text: anything longer is not name's answer.
+MAX_BODY_BYTES = 64 * 1024
+
+
 def upstream_settings(settings: Settings) -> UpstreamSettings:
+    """hello's call to name, tuned for what name is: a short text answer in about a
+    millisecond, in the same VPC. The client's defaults are for any upstream (15 s for a
+    call, an attempt may use all of it); hello answers the ALB within 2 s and gives each
+    of its 3 attempts a third of that, so a stuck task costs a third, not all of it."""
     tuning = settings.tuning
     return UpstreamSettings(
         url=settings.name_server,
@@ -44,7 +50,9 @@ def upstream_settings(settings: Settings) -> UpstreamSettings:
         refresh_interval=settings.dns_refresh_seconds,
         connect_timeout=settings.connect_timeout_seconds,
         request_timeout=settings.request_timeout_seconds,
+        attempt_timeout=settings.request_timeout_seconds / settings.max_attempts,
         max_attempts=settings.max_attempts,
+        max_body_bytes=MAX_BODY_BYTES,
         headers={"Accept": "text/plain, text/*;q=0.9"},
         retry_statuses=tuning.retry_statuses,
         max_hedges=tuning.max_hedges,
@@ -54,8 +62,24 @@ def upstream_settings(settings: Settings) -> UpstreamSettings:
         latency_decay=tuning.latency_decay_seconds,
         max_ejection_percent=tuning.max_ejection_percent,
         panic_threshold_percent=tuning.panic_threshold_percent,
+        probe_path="/health",
         probe_interval=tuning.probe_interval_seconds,
         probe_timeout=tuning.probe_timeout_seconds,
+    )
+
+
+def zone_routing(settings: Settings, environ: Mapping[str, str]) -> ZoneRouting | None:
+    """The client's zone-aware routing from hello's settings, or None with a log line."""
+    if not settings.zone_aware:
+        log.info("zone-unaware routing: ZONE_AWARE=false")
+        return None
+    if settings.zone_subnets is None:
+        log.warning("zone-unaware routing: ZONE_SUBNETS is not set")
+        return None
+    return ZoneRouting(
+        subnets=settings.zone_subnets,
+        callers=settings.zone_callers,
+        metadata_uri=environ.get(METADATA_VARIABLE, ""),
     )
 
 
@@ -78,22 +102,14 @@ def make_app(
     )
 
     async def upstream(app: web.Application) -> AsyncIterator[None]:
-        callers = caller_records(settings, registry)
-        router = await zone_router(settings, environ, registry, callers)
-        try:
-            if router is not None and callers is not None:
-                callers.start()
-            async with UpstreamClient(
-                upstream_settings(settings),
-                registry=registry,
-                metrics_prefix="hello_upstream",
-                router=router,
-            ) as client:
-                app[UPSTREAM] = client
-                yield
-        finally:
-            if callers is not None:
-                await callers.close()
+        async with UpstreamClient(
+            upstream_settings(settings),
+            registry=registry,
+            metrics_prefix="hello_upstream",
+            zone_routing=zone_routing(settings, environ),
+        ) as client:
+            app[UPSTREAM] = client
+            yield
 
     app.cleanup_ctx.append(upstream)
 
@@ -114,66 +130,6 @@ def make_app(
 
     app.router.add_get("/", index)
     return app
-
-
-def caller_records(settings: Settings, registry: Registry) -> RecordCache | None:
-    """hello's own tasks (``ZONE_CALLERS``), to weigh the callers' spread over zones.
-
-    Accumulated like name's records, but with a looser miss probability (1%) and a
-    fifth of the query cap (10 a second per task): a caller missed for one refresh
-    moves its zone's share by one task, for one refresh."""
-    if settings.zone_callers is None or not settings.zone_aware:
-        return None
-    return every_task(
-        settings.zone_callers,
-        nameservers=settings.dns_servers,
-        refresh_interval=settings.dns_refresh_seconds,
-        miss_probability=0.01,
-        max_queries_per_second=10.0,
-        registry=registry,
-    )
-
-
-async def zone_router(
-    settings: Settings,
-    environ: Mapping[str, str],
-    registry: Registry | None = None,
-    callers: RecordCache | None = None,
-) -> ZoneRouter | None:
-    """The zone-aware router, or None (zone-unaware) with one log line saying why.
-
-    With ``callers`` (hello's own tasks) the callers' spread over zones is observed;
-    without, every zone of ZONE_SUBNETS counts as an equal share."""
-    if not settings.zone_aware:
-        log.info("zone-unaware routing: ZONE_AWARE=false")
-        return None
-    if settings.zone_subnets is None:
-        log.warning("zone-unaware routing: ZONE_SUBNETS is not set")
-        return None
-    found = await task_zone(environ)
-    if found.zone is None:
-        log.warning("zone-unaware routing: own zone unknown", extra={"reason": found.reason})
-        return None
-    if found.zone not in settings.zone_subnets.blocks:
-        log.warning(
-            "zone-unaware routing: own zone is not in ZONE_SUBNETS",
-            extra={"zone": found.zone, "zones": list(settings.zone_subnets.zones)},
-        )
-        return None
-    log.info(
-        "zone-aware routing",
-        extra={
-            "zone": found.zone,
-            "zones": list(settings.zone_subnets.zones),
-            "callers": callers.host if callers is not None else "assumed even",
-        },
-    )
-    return ZoneRouter(
-        found.zone,
-        settings.zone_subnets,
-        caller_addresses=(lambda: callers.records) if callers is not None else None,
-        registry=registry,
-    )
 
 
 async def run(settings: Settings) -> None:

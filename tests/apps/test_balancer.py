@@ -143,7 +143,7 @@ def test_at_most_max_ejection_percent_are_ejected_at_once() -> None:
     """Envoy's max_ejection_percent: a burst of failures (every task at once, or our own
     network) cannot sideline most tasks and pile the load onto the rest."""
     balancer, clock = make(tuple("abcdef"), max_ejection_percent=50)
-    outcomes = [balancer.on_failure(e, clock.now, "connect_error") for e in balancer.endpoints]
+    outcomes = [balancer.on_failure(e, clock.now) for e in balancer.endpoints]
     assert outcomes == ["ejected"] * 3 + ["capped"] * 3
     assert len(balancer.ejected()) == 3
     # The capped ones are not ejected, but on probation: one request at a time.

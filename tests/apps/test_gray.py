@@ -33,6 +33,11 @@ async def client_for(
         "dns_tries": 1,
         # Hedge after 30 ms at most, even before 20 answers have set the delay.
         "hedge_max_delay": 0.03,
+        # hello's shape (apps/hello/app.py): bounded attempts, probes of /health.
+        "connect_timeout": 0.25,
+        "request_timeout": 2.0,
+        "attempt_timeout": 2.0 / 3,
+        "probe_path": "/health",
     } | overrides
     settings = UpstreamSettings(**options)  # type: ignore[arg-type]
     async with UpstreamClient(settings, registry=registry, rng=random.Random(11)) as client:

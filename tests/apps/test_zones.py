@@ -9,13 +9,14 @@ from ipaddress import IPv4Network
 
 import pytest
 from aiohttp import web
+from aiohttp_discovery import UpstreamClient, UpstreamSettings
 from aiohttp_discovery.balancer import Balancer
 from aiohttp_discovery.metadata import METADATA_VARIABLE, task_zone
 from aiohttp_discovery.metrics import Registry
-from aiohttp_discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, zone_shares
+from aiohttp_discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, ZoneRouting, zone_shares
 
 from apps.common.env import EnvError
-from apps.hello.app import zone_router
+from apps.hello.app import zone_routing
 from apps.hello.settings import Settings
 from tests.apps.support import run
 
@@ -315,35 +316,76 @@ def test_the_zone_comes_from_the_task_metadata_endpoint(
         assert why in reason
 
 
-def test_hello_routes_by_zone_only_with_its_zone_and_the_map_and_says_why_not(
+def test_zone_routing_needs_the_callers_zone_in_the_map_and_says_why_not(
     metadata_server: dict[str, object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    base = {"NAME_SERVER": "http://name.internal:3000/", "ZONE_SUBNETS": ZONES.to_json()}
+    """One argument turns zone-aware routing on inside the client; a zone that cannot be
+    known (not on ECS, or not in the map) routes zone-unaware with one line saying why,
+    in the message text itself (what the stdlib's default formatter shows)."""
+    other = ZoneMap.of({"x": ["10.9.0.0/16"]})
+
+    async def router_of(routing: ZoneRouting) -> ZoneRouter | None:
+        settings = UpstreamSettings(url="http://10.0.0.1:3000/")
+        async with UpstreamClient(settings, zone_routing=routing) as client:
+            return client.balancer.router
 
     async def scenario() -> list[ZoneRouter | None]:
         runner, url = await serve_metadata(metadata_server)
         try:
-            env = {**base, METADATA_VARIABLE: url}
             return [
-                await zone_router(Settings.from_env(env), env),
-                await zone_router(Settings.from_env({**env, "ZONE_AWARE": "false"}), env),
-                await zone_router(Settings.from_env(base), base),
-                await zone_router(
-                    Settings.from_env({**env, "ZONE_SUBNETS": '{"x": ["10.9.0.0/16"]}'}), env
-                ),
+                await router_of(ZoneRouting(subnets=ZONES, metadata_uri=url)),
+                await router_of(ZoneRouting(subnets=ZONES, metadata_uri="")),
+                await router_of(ZoneRouting(subnets=other, metadata_uri=url)),
+                await router_of(ZoneRouting(subnets=ZONES, zone="b", metadata_uri="")),
             ]
         finally:
             await runner.cleanup()
 
-    with caplog.at_level(logging.INFO, logger="apps.hello"):
-        aware, off, no_metadata, not_mapped = run(scenario())
+    with caplog.at_level(logging.INFO, logger="aiohttp_discovery"):
+        aware, no_metadata, not_mapped, given = run(scenario())
     assert aware is not None
     assert (aware.local, aware.zones) == ("a", ZONES)
-    assert (off, no_metadata, not_mapped) == (None, None, None)
-    messages = [r.getMessage() for r in caplog.records]
-    assert messages == [
-        "zone-aware routing",
+    assert (no_metadata, not_mapped) == (None, None)
+    assert given is not None
+    assert given.local == "b"
+    messages = [r.getMessage() for r in caplog.records if r.name == "aiohttp_discovery"]
+    assert messages[0].startswith("10.0.0.1: zone-aware routing from a")
+    assert messages[1] == (
+        "10.0.0.1: zone-unaware routing: own zone unknown"
+        f" ({METADATA_VARIABLE} is not set (not running on ECS))"
+    )
+    assert messages[2] == (
+        "10.0.0.1: zone-unaware routing: own zone a is not among the subnets' zones x"
+    )
+    assert messages[3].startswith("10.0.0.1: zone-aware routing from b")
+
+
+def test_zone_routing_is_checked_at_construction() -> None:
+    with pytest.raises(ValueError, match=r"ZoneRouting.zone: 'q' is not one of"):
+        ZoneRouting(subnets=ZONES, zone="q")
+    with pytest.raises(ZoneMapError, match=r"ZoneRouting.subnets: zone a:"):
+        ZoneRouting(subnets={"a": ["10.0.0.0/33"]})
+    with pytest.raises(TypeError, match=r"ZoneRouting.subnets"):
+        ZoneRouting(subnets=["10.0.0.0/8"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"ZoneRouting.min_per_zone"):
+        ZoneRouting(subnets=ZONES, min_per_zone=0)
+    dual = ZoneRouting(subnets={"a": ["10.0.0.0/18", "2600:1f18:0:1::/64"], "b": ["10.0.64.0/18"]})
+    assert dual.zone_map.zone_of("2600:1f18:0:1::7") == "a"
+    assert dual.zone_map.zone_of("10.0.64.9") == "b"
+    assert dual.zone_map.zone_of("2600:1f18:0:2::7") is None
+
+
+def test_hello_passes_its_zone_settings_or_says_why_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = {"NAME_SERVER": "http://name.internal:3000/", "ZONE_SUBNETS": ZONES.to_json()}
+    with caplog.at_level(logging.INFO, logger="apps.hello"):
+        on = zone_routing(Settings.from_env(base), {METADATA_VARIABLE: "http://x/v4"})
+        off = zone_routing(Settings.from_env({**base, "ZONE_AWARE": "false"}), {})
+        unmapped = zone_routing(Settings.from_env({"NAME_SERVER": base["NAME_SERVER"]}), {})
+    assert on == ZoneRouting(subnets=ZONES, metadata_uri="http://x/v4")
+    assert (off, unmapped) == (None, None)
+    assert [r.getMessage() for r in caplog.records] == [
         "zone-unaware routing: ZONE_AWARE=false",
-        "zone-unaware routing: own zone unknown",
-        "zone-unaware routing: own zone is not in ZONE_SUBNETS",
+        "zone-unaware routing: ZONE_SUBNETS is not set",
     ]

@@ -10,10 +10,12 @@ from ipaddress import IPv4Network
 import pytest
 
 from bench.__main__ import parse_args
-from bench.zones import (
+from bench.openloop import Shot
+from bench.zonestats import (
     Call,
     ZoneRow,
     aims,
+    call_of,
     first_answer_from,
     notes,
     parse_answer,
@@ -50,6 +52,16 @@ def test_an_answer_names_the_hello_and_the_name_replica_that_served_it() -> None
     assert zone_of(ZONES, "127.30.0.66") == "local-1b"
     assert zone_of(ZONES, "127.30.1.2") == "local-1a"
     assert zone_of(ZONES, "127.99.0.1") is None
+
+
+def test_a_request_of_the_load_is_answered_only_when_its_answer_names_both_replicas() -> None:
+    body = b"Hello (from ip-127-30-1-2) Ada (from ip-127-30-0-66)\n"
+    assert call_of(Shot(1.0, 3.5, 200, body)) == Call(1.0, 3.5, HELLO_A, NAME_B[0])
+    assert call_of(Shot(1.0, 3.5, 200, b"Hello (from ip-127-30-1-2) Ada")) == Call(
+        1.0, None, failure="HTTP 200"
+    )
+    assert call_of(Shot(1.0, 3.5, 503, body)) == Call(1.0, None, failure="HTTP 503")
+    assert call_of(Shot(1.0, None, failure="timeout")) == Call(1.0, None, failure="timeout")
 
 
 def test_windows_slide_by_a_second_and_count_a_silent_replica_as_zero() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import aiodns
 import pytest
@@ -39,8 +39,24 @@ def a_records(reply: DNSRecord) -> list[str]:
     return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.A)
 
 
+def aaaa_records(reply: DNSRecord) -> list[str]:
+    return sorted(str(rr.rdata) for rr in reply.rr if rr.rtype == QTYPE.AAAA)
+
+
 def addr(text: str) -> IPv4Address:
     return IPv4Address(text)
+
+
+def addr6(text: str) -> IPv6Address:
+    return IPv6Address(text)
+
+
+def assert_no_data(reply: DNSRecord, what: str = "") -> None:
+    """NOERROR, no answer, the zone's SOA in the authority section (RFC 2308 NODATA)."""
+    assert reply.header.rcode == RCODE.NOERROR, what
+    assert reply.header.aa == 1, what
+    assert not reply.rr, what
+    assert [rr.rtype for rr in reply.auth] == [QTYPE.SOA], what
 
 
 def test_registered_addresses_are_served_with_ttl_0(
@@ -168,6 +184,139 @@ async def test_accumulated_lookups_see_every_record_and_flag_answers_that_repeat
     finally:
         await lookup.close()
         sticky.stop()
+
+
+def test_ipv6_addresses_are_served_as_aaaa_with_ttl_0(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr6("::1"))
+    registry.register("name", addr6("2001:db8::2"))
+    registry.register("name", addr6("::1"))  # the same address again: still one record
+    reply = ask(dns, "name.internal", "AAAA")
+    assert reply.header.rcode == RCODE.NOERROR
+    assert reply.header.aa == 1
+    assert reply.header.ra == 0
+    assert aaaa_records(reply) == ["2001:db8::2", "::1"]
+    assert [rr.rtype for rr in reply.rr] == [QTYPE.AAAA] * 2
+    assert {rr.ttl for rr in reply.rr} == {0}
+    assert aaaa_records(ask(dns, "NAME.Internal.", "AAAA")) == ["2001:db8::2", "::1"]
+    assert registry.ipv6_addresses("name") == [addr6("::1"), addr6("2001:db8::2")]
+    assert registry.addresses("name") == [], "addresses() are the IPv4 ones only"
+    with pytest.raises(TypeError):
+        registry.register("name", "::2")  # type: ignore[arg-type]
+
+
+def test_an_ipv6_only_name_has_no_a_records_and_unknown_names_no_aaaa(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr6("::1"))
+    for qtype in ("A", "TXT"):
+        assert_no_data(ask(dns, "name.internal", qtype), qtype)
+    assert aaaa_records(ask(dns, "name.internal", "ANY")) == ["::1"]
+    for name in ("hello.internal", "x.name.internal"):
+        reply = ask(dns, name, "AAAA")
+        assert reply.header.rcode == RCODE.NXDOMAIN, name
+        assert not reply.rr
+        (soa,) = reply.auth
+        assert soa.rtype == QTYPE.SOA
+        assert soa.rdata.times[-1] == 0
+    assert registry.deregister("name", addr6("::1"))
+    assert not registry.deregister("name", addr6("::1"))
+    assert ask(dns, "name.internal", "AAAA").header.rcode == RCODE.NXDOMAIN
+
+
+def test_a_dual_stack_name_answers_each_type_with_its_own_records(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    registry.register("name", addr("127.0.1.1"))
+    registry.register("name", addr6("::1"))
+    a = ask(dns, "name.internal", "A")
+    assert [rr.rtype for rr in a.rr] == [QTYPE.A]
+    assert a_records(a) == ["127.0.1.1"]
+    aaaa = ask(dns, "name.internal", "AAAA")
+    assert [rr.rtype for rr in aaaa.rr] == [QTYPE.AAAA]
+    assert aaaa_records(aaaa) == ["::1"]
+    both = ask(dns, "name.internal", "ANY")
+    assert (a_records(both), aaaa_records(both)) == (["127.0.1.1"], ["::1"])
+    query = DNSRecord.question("name.internal", "AAAA")
+    over_tcp = DNSRecord.parse(query.send(dns.host, dns.port, tcp=True, timeout=5))
+    assert aaaa_records(over_tcp) == ["::1"]
+    # The IPv4 address leaves: the name still exists, with AAAA only.
+    assert registry.deregister("name", addr("127.0.1.1"))
+    assert_no_data(ask(dns, "name.internal", "A"), "A after the IPv4 address left")
+    assert aaaa_records(ask(dns, "name.internal", "AAAA")) == ["::1"]
+    # And the other way round.
+    registry.register("name", addr("127.0.1.1"))
+    assert registry.deregister("name", addr6("::1"))
+    assert_no_data(ask(dns, "name.internal", "AAAA"), "AAAA after the IPv6 address left")
+    assert a_records(ask(dns, "name.internal", "A")) == ["127.0.1.1"]
+
+
+def test_at_most_eight_aaaa_records_per_answer_each_type_capped_on_its_own(
+    dns: CloudMapStandIn, registry: Registry
+) -> None:
+    ipv6 = {f"2001:db8::{i:x}" for i in range(1, 13)}
+    ipv4 = {f"127.0.1.{i}" for i in range(1, 4)}
+    for address in ipv6:
+        registry.register("name", addr6(address))
+    for address in ipv4:
+        registry.register("name", addr(address))
+    seen: set[str] = set()
+    for _ in range(30):
+        answer = aaaa_records(ask(dns, "name.internal", "AAAA"))
+        assert len(answer) == MAX_ANSWERS
+        assert set(answer) <= ipv6
+        seen.update(answer)
+    # 30 random draws of 8 from 12 leave any one address out with probability (1/3)^30.
+    assert seen == ipv6
+    # Twelve AAAA records do not crowd out the three A records, nor the other way round.
+    assert set(a_records(ask(dns, "name.internal", "A"))) == ipv4
+    both = ask(dns, "name.internal", "ANY")
+    assert set(a_records(both)) == ipv4
+    assert len(aaaa_records(both)) == MAX_ANSWERS
+    for i in range(4, 13):
+        registry.register("name", addr(f"127.0.1.{i}"))
+    both = ask(dns, "name.internal", "ANY")
+    assert (len(a_records(both)), len(aaaa_records(both))) == (MAX_ANSWERS, MAX_ANSWERS)
+
+
+def test_per_resolver_aaaa_answers_repeat_for_one_resolver(registry: Registry) -> None:
+    dns = CloudMapStandIn(
+        registry, host=HOST, port=free_port(HOST, udp_too=True), answers=Answers.PER_RESOLVER
+    )
+    dns.start()
+    try:
+        for i in range(1, 13):
+            registry.register("name", addr6(f"2001:db8::{i:x}"))
+        answers = {tuple(aaaa_records(ask(dns, "name.internal", "AAAA"))) for _ in range(10)}
+        assert len(answers) == 1
+        assert len(next(iter(answers))) == MAX_ANSWERS
+    finally:
+        dns.stop()
+
+
+async def test_the_services_resolver_reads_aaaa(dns: CloudMapStandIn, registry: Registry) -> None:
+    """aiodns (c-ares), which hello uses, asking AAAA of the stand-in on a non-standard port."""
+    registry.register("name", addr6("::1"))
+    registry.register("name", addr6("2001:db8::2"))
+    registry.register("dual", addr("127.0.1.1"))
+    registry.register("dual", addr6("::1"))
+    registry.register("v4", addr("127.0.1.1"))
+    resolver = aiodns.DNSResolver(nameservers=[f"{dns.host}:{dns.port}"], timeout=2, tries=1)
+    result = await resolver.query_dns("name.internal", "AAAA")
+    assert sorted(r.data.addr for r in result.answer) == ["2001:db8::2", "::1"]
+    assert {r.ttl for r in result.answer} == {0}
+    dual = await resolver.query_dns("dual.internal", "AAAA")
+    assert [r.data.addr for r in dual.answer] == ["::1"]
+    dual = await resolver.query_dns("dual.internal", "A")
+    assert [r.data.addr for r in dual.answer] == ["127.0.1.1"]
+    for name, qtype in (("name.internal", "A"), ("v4.internal", "AAAA")):
+        with pytest.raises(aiodns.error.DNSError) as nodata:
+            await resolver.query_dns(name, qtype)
+        assert nodata.value.args[0] == aiodns.error.ARES_ENODATA, (name, qtype)
+    with pytest.raises(aiodns.error.DNSError) as missing:
+        await resolver.query_dns("missing.internal", "AAAA")
+    assert missing.value.args[0] == aiodns.error.ARES_ENOTFOUND
 
 
 def test_tcp_is_served_too(dns: CloudMapStandIn, registry: Registry) -> None:

@@ -1,27 +1,35 @@
-"""Client-side service discovery for aiohttp services: DNS (Cloud Map) to balanced requests.
+"""Client-side service discovery for aiohttp services: DNS (AWS Cloud Map) to balanced calls.
 
-The pieces, each usable alone:
+``UpstreamClient`` is the front: ``request()`` (an ``Answer``, read whole) and
+``stream()`` (a ``StreamedAnswer``, read in chunks), over one keep-alive
+``aiohttp.ClientSession``, with timeouts, retries by method semantics, hedging, an
+optional body cap, zone-aware routing and Prometheus metrics. The pieces behind it,
+each usable alone:
 
-- ``RecordCache`` + ``DnsLookup``: a host's A records via aiodns, cached, refreshed
-  in the background at most once per interval (single-flight), stale on failure.
+- ``RecordCache`` + ``DnsLookup``: a host's A and/or AAAA records via aiodns, cached,
+  refreshed in the background at most once per interval (single-flight), stale on failure;
 - ``Balancer``: power of two choices over peak-EWMA latency x requests in flight,
-  with ejection (exponential backoff, a cap on the share ejected, a panic threshold).
-- ``RetryBudget``: a token bucket bounding retries and hedges to a share of requests.
-- ``HedgeDelay``: when to hedge, from the recent answers' latency quantile.
-- ``Prober``: health probes of ejected addresses, readmitting them when they answer.
-- ``UpstreamClient``: all of the above behind ``request()`` (any method, path,
-  query, headers, body or JSON) returning an ``Answer``, on one keep-alive
-  ``aiohttp.ClientSession``, with timeouts, retries by method semantics, hedging,
-  a body cap and Prometheus metrics.
+  with ejection (exponential backoff, a cap on the share ejected, a panic threshold);
+- ``RetryBudget``: a token bucket bounding retries and hedges to a share of requests;
+- ``HedgeDelay``: when to hedge, from the recent answers' latency quantile;
+- ``Prober``: health probes of ejected addresses, readmitting them when they answer;
+- ``ZoneRouting``/``ZoneRouter``/``ZoneMap``: Envoy's zone-aware routing rule;
 - ``Registry``: the get-or-create front of a ``prometheus_client`` registry.
 
-See docs/apps.md for the API and the reasoning behind each choice.
+The API reference and the reasons for each default are in the distribution's README.
 """
 
-from aiohttp_discovery.answer import Answer, Reply, UpstreamError, expect_text
+from aiohttp_discovery.answer import (
+    Answer,
+    BodyTooLarge,
+    Reply,
+    StreamedAnswer,
+    UpstreamError,
+    expect_text,
+)
 from aiohttp_discovery.balancer import Balancer, Endpoint
 from aiohttp_discovery.budget import RetryBudget
-from aiohttp_discovery.client import IDEMPOTENT_METHODS, UpstreamClient, UpstreamSettings
+from aiohttp_discovery.client import IDEMPOTENT_METHODS, UpstreamClient
 from aiohttp_discovery.hedging import HedgeDelay
 from aiohttp_discovery.metrics import Registry
 from aiohttp_discovery.probe import Prober
@@ -34,12 +42,17 @@ from aiohttp_discovery.records import (
     RecordCache,
     StaticAddresses,
 )
+from aiohttp_discovery.settings import UpstreamSettings
+from aiohttp_discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, ZoneRouting
+
+__version__ = "1.0.0"
 
 __all__ = [
     "IDEMPOTENT_METHODS",
     "AddressSource",
     "Answer",
     "Balancer",
+    "BodyTooLarge",
     "DiscoveryError",
     "DnsLookup",
     "Endpoint",
@@ -52,8 +65,14 @@ __all__ = [
     "Reply",
     "RetryBudget",
     "StaticAddresses",
+    "StreamedAnswer",
     "UpstreamClient",
     "UpstreamError",
     "UpstreamSettings",
+    "ZoneMap",
+    "ZoneMapError",
+    "ZoneRouter",
+    "ZoneRouting",
+    "__version__",
     "expect_text",
 ]

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from aiohttp_discovery.metrics import Registry
-from aiohttp_discovery.records import DnsLookup, Lookup, RecordCache
+from aiohttp_discovery.records import DnsLookup, EitherFamily, Lookup, RecordCache
 
 # Route 53 answers a MULTIVALUE query with up to eight healthy records.
 MAX_ANSWER = 8
@@ -136,6 +136,7 @@ def every_task(
     host: str,
     *,
     nameservers: Sequence[str] = (),
+    record_types: Sequence[str] = ("A",),
     refresh_interval: float = 5.0,
     dns_timeout: float = 0.5,
     dns_tries: int = 2,
@@ -145,15 +146,23 @@ def every_task(
     clock: Callable[[], float] = time.monotonic,
 ) -> RecordCache:
     """A record cache of every healthy task of ``host``: answers accumulated per refresh
-    (above) from DNS queries sent straight to ``nameservers`` (empty: the system's)."""
+    (above) from DNS queries sent straight to ``nameservers`` (empty: the system's), one
+    accumulation per record type (Route 53 answers up to eight of each), each type's
+    query cap a share of ``max_queries_per_second``."""
+    per_type = max_queries_per_second / max(1, len(record_types))
     return RecordCache(
         host,
-        AccumulatingLookup(
-            DnsLookup(nameservers, timeout=dns_timeout, tries=dns_tries),
-            refresh_interval=refresh_interval,
-            miss_probability=miss_probability,
-            max_queries_per_second=max_queries_per_second,
-            registry=registry,
+        EitherFamily(
+            [
+                AccumulatingLookup(
+                    DnsLookup(nameservers, timeout=dns_timeout, tries=dns_tries, record_type=t),
+                    refresh_interval=refresh_interval,
+                    miss_probability=miss_probability,
+                    max_queries_per_second=per_type,
+                    registry=registry,
+                )
+                for t in record_types
+            ]
         ),
         refresh_interval=refresh_interval,
         registry=registry,

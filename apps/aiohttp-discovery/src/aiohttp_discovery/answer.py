@@ -1,17 +1,21 @@
-"""What a call returns: ``Answer`` (any HTTP answer) or ``UpstreamError`` (no usable answer)."""
+"""What a call returns: ``Answer`` (any HTTP answer, read whole), ``StreamedAnswer`` (its
+body read in chunks), or ``UpstreamError`` (no usable answer)."""
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from multidict import CIMultiDictProxy
 
 
 @dataclass(slots=True)
 class Answer:
-    """An upstream's HTTP answer, read whole (at most ``max_body_bytes``). Read-only by
+    """An upstream's HTTP answer, read whole (within ``max_body_bytes``, if set). Read-only by
     convention (not frozen: it is built on every call, and frozen dataclasses are slow).
 
     Any status the caller should see is an answer, 4xx included: the upstream
@@ -78,6 +82,100 @@ class UpstreamError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BodyTooLarge(UpstreamError):
+    """The answer's body exceeds the caller's ``max_body_bytes``: the caller's limit, so
+    the call is not retried elsewhere (another task would send the same body) and no
+    task is ejected. ``status`` is 502; ``limit`` is the cap."""
+
+    def __init__(self, limit: int, address: str, detail: str) -> None:
+        super().__init__(502, f"answer from {address} {detail}", 0, address, [detail])
+        self.limit = limit
+
+
+class StreamedAnswer:
+    """An upstream's HTTP answer whose body is read as it arrives (``UpstreamClient.stream``).
+
+    The status and headers are there at once; ``iter_chunks()`` (or ``async for``) yields
+    the body in chunks of at most ``size`` bytes, so memory stays bounded by the chunk
+    size and aiohttp's read buffer whatever the body's length. Reading is bounded by the
+    call's ``request_timeout`` and the caller's ``max_body_bytes``; a body cut short, or
+    not read in time, raises ``UpstreamError`` (502), the cap ``BodyTooLarge``. The
+    answer is valid inside the ``async with`` block only.
+    """
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        address: str,
+        max_body_bytes: int | None,
+        time_left: Callable[[], float],
+    ) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+        self.address = address
+        """The task that answered."""
+        self.attempts = 0
+        """Attempts started for this call, hedges included."""
+        self.hedged = False
+        self.content_type = response.content_type
+        self.charset = response.charset
+        self._cap = max_body_bytes
+        self._time_left = time_left
+        self._read = 0
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def bytes_read(self) -> int:
+        return self._read
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.iter_chunks()
+
+    async def iter_chunks(self, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+        """The body, in chunks of at most ``size`` bytes, as they arrive."""
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"iter_chunks: size must be a positive integer, not {size!r}")
+        content = self._response.content
+        while True:
+            try:
+                async with asyncio.timeout(max(self._time_left(), 0.0)):
+                    chunk = await content.read(size)
+            except TimeoutError:
+                raise self._cut("not read within the call's request_timeout") from None
+            except aiohttp.ClientError as exc:
+                raise self._cut(f"{type(exc).__name__}: {exc}") from None
+            if not chunk:
+                return
+            self._read += len(chunk)
+            if self._cap is not None and self._read > self._cap:
+                self._response.close()
+                raise BodyTooLarge(self._cap, self.address, f"body exceeds {self._cap} bytes")
+            yield chunk
+
+    async def read(self) -> bytes:
+        """The rest of the body, whole."""
+        return b"".join([chunk async for chunk in self.iter_chunks()])
+
+    def _cut(self, why: str) -> UpstreamError:
+        self._response.close()
+        detail = f"body cut after {self._read} bytes: {why}"
+        return UpstreamError(
+            502, f"answer from {self.address}: {detail}", self.attempts, self.address, [detail]
+        )
+
+    def release(self) -> None:
+        """Give the connection back (or close it, if the body was not read to its end)."""
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
 
 
 def expect_text(answer: Answer) -> str:

@@ -1,33 +1,45 @@
-"""One attempt: send a request to one address, read the answer within a cap, classify failures.
+"""One attempt: send a request to one address, take its answer, and classify any failure.
 
-**Which failures prove that the request never reached the server.** Only two:
+Every failure of an attempt is classified here and nowhere else, into a ``Failure``:
 
-- ``aiohttp.ClientConnectorError`` (connection refused, no route, reset during
-  the handshake...): raised by the connector while it *creates* a connection,
-  before a byte of the request exists on the wire;
-- ``aiohttp.ConnectionTimeoutError``: the TCP handshake (``sock_connect``) did
-  not complete in time, so there was no connection to write to.
+| failure | ``result`` | reached? |
+| --- | --- | --- |
+| ``ClientConnectorError``: refused, unreachable, handshake failed | ``connect_error`` | no |
+| ``ConnectionTimeoutError``: no handshake in ``connect_timeout`` | ``connect_timeout`` | no |
+| no answer (or, read whole, no whole body) within the attempt's time | ``timeout`` | maybe |
+| the connection cut after the request was written, or mid-body | ``connection_error`` | maybe |
+| a status in ``retry_statuses`` | ``status_5xx``, ``status_retry`` | yes |
+| anything else raised from inside (a bug, an unexpected library error) | ``error`` | maybe |
 
-Everything else may have reached the server, and a non-idempotent request
-(POST, PATCH) must not be repeated after it: ``ServerDisconnectedError`` or
-``ClientOSError`` (reset) after the request was written, typically on a pooled
-keep-alive connection the server closed at the same moment, may come after the
-server read the request and acted on it; a timeout after the connection was
-made (our per-attempt deadline, raised as ``TimeoutError``) says nothing about
-whether the server is processing it; a ``ClientPayloadError`` comes after the
-status line. A failure is ``reached=False`` only when it is one of the two above.
+**Which failures prove that the request never reached the server.** Only the first two:
+``ClientConnectorError`` is raised while the connector *creates* a connection, and
+``ConnectionTimeoutError`` when the handshake itself timed out; in both cases not a
+byte of the request exists on the wire. Everything else may come after the server read
+the request and acted on it (a pooled keep-alive connection the server closed at the
+moment it was reused looks exactly like a server that crashed mid-request), so a POST
+is not repeated after it.
+
+A body over the caller's ``max_body_bytes`` is not a failure of the attempt: the task
+answered correctly and the limit is the caller's. It raises ``BodyTooLarge`` (an
+``UpstreamError``), which ends the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl as ssllib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from aiohttp_discovery.answer import Answer
+from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer
+
+# What is read of an answer whose status is retried (for UpstreamError.answer): enough for
+# an error document, never a whole download.
+ERROR_BODY_LIMIT = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -41,101 +53,156 @@ class Outgoing:
     body: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one attempt failed. ``result``: a short word, the metric label. ``reached``:
+    the request may have reached the server. ``answered``: the server sent a status
+    line. ``answer``: the answer, when the failure is a retried status."""
+
+    result: str
+    detail: str
+    reached: bool = True
+    answered: bool = False
+    answer: Answer | None = None
+
+    def __str__(self) -> str:
+        return self.detail
+
+
 class AttemptFailed(Exception):
-    """One attempt failed.
+    """One attempt failed; ``failure`` says how."""
 
-    ``result``: a short word, the metric label. ``reached``: the request may have
-    reached the server. ``answered``: the server sent a status line. ``answer``:
-    the answer, when the failure is a retryable status.
-    """
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
 
-    def __init__(
-        self,
-        result: str,
-        detail: str,
-        *,
-        reached: bool = True,
-        answered: bool = False,
-        answer: Answer | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.result = result
-        self.reached = reached
-        self.answered = answered
-        self.answer = answer
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how an attempt sends: the same for every attempt of a client."""
+
+    session: aiohttp.ClientSession
+    connect_timeout: float
+    retry_statuses: Collection[int]
+    max_body_bytes: int | None
+    server_hostname: str | None
+    """TLS: the name the certificate must carry (the upstream's, not the task's IP)."""
+    ssl: ssllib.SSLContext | bool
+
+
+def classify(
+    exc: BaseException, *, answered: bool, seconds: float, connect_timeout: float
+) -> Failure:
+    """The one place where an exception from an attempt becomes a ``Failure``."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return Failure(
+            "connect_timeout", f"connect timed out after {connect_timeout:g}s", reached=False
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Failure("connect_error", f"connect failed: {exc.os_error}", reached=False)
+    if isinstance(exc, TimeoutError):
+        what = "body" if answered else "answer"
+        return Failure("timeout", f"no whole {what} within {seconds:.3f}s", answered=answered)
+    if isinstance(exc, aiohttp.ClientError):
+        return Failure("connection_error", f"{type(exc).__name__}: {exc}", answered=answered)
+    return Failure("error", f"unexpected {type(exc).__name__}: {exc}", answered=answered)
+
+
+def retried_status(answer: Answer) -> Failure:
+    result = "status_5xx" if answer.status >= 500 else "status_retry"
+    return Failure(result, f"answered {answer.status}", answered=True, answer=answer)
 
 
 async def send(
-    session: aiohttp.ClientSession,
+    target: Target,
     request: Outgoing,
     url: URL,
     *,
     address: str,
     seconds: float,
-    max_body_bytes: int,
-    connect_timeout: float,
-) -> Answer:
-    """Send ``request`` to ``url`` and read the answer within ``seconds``.
+    stream: bool,
+    time_left: Callable[[], float],
+) -> Answer | StreamedAnswer:
+    """Send ``request`` to ``url`` and take the answer within ``seconds``: read whole, or,
+    with ``stream``, up to its headers (the body is then the caller's to read).
 
-    Returns the answer (``attempts`` 0: the caller sets it) or raises ``AttemptFailed``.
+    Returns the answer (``attempts`` 0: the caller sets it); raises ``AttemptFailed``, or
+    ``BodyTooLarge`` when a whole read exceeds the caller's cap.
     """
     answered = False
+    response: aiohttp.ClientResponse | None = None
+    handed_over = False
     try:
-        async with (
-            asyncio.timeout(seconds),
-            session.request(
+        async with asyncio.timeout(seconds):
+            response = await target.session.request(
                 request.method,
                 url,
                 headers=request.headers,
                 data=request.body,
                 allow_redirects=False,
-            ) as response,
-        ):
-            answered = True
-            body = await _read(response, max_body_bytes)
-            return Answer(
-                status=response.status,
-                headers=response.headers,
-                body=body,
-                address=address,
-                attempts=0,
-                content_type=response.content_type,
-                charset=response.charset,
+                server_hostname=target.server_hostname,
+                ssl=target.ssl,
             )
-    except AttemptFailed:
+            answered = True
+            if response.status in target.retry_statuses:
+                cap = ERROR_BODY_LIMIT
+                if target.max_body_bytes is not None:
+                    cap = min(cap, target.max_body_bytes)
+                body = await _read(response, cap, address, truncate=True)
+                raise AttemptFailed(retried_status(_answer(response, body, address)))
+            if stream:
+                handed_over = True
+                return StreamedAnswer(
+                    response,
+                    address=address,
+                    max_body_bytes=target.max_body_bytes,
+                    time_left=time_left,
+                )
+            body = await _read(response, target.max_body_bytes, address)
+            return _answer(response, body, address)
+    except (AttemptFailed, BodyTooLarge):
         raise
-    except aiohttp.ConnectionTimeoutError:
-        raise AttemptFailed(
-            "connect_timeout", f"connect timed out after {connect_timeout:g}s", reached=False
-        ) from None
-    except aiohttp.ClientConnectorError as exc:
-        raise AttemptFailed(
-            "connect_error", f"connect failed: {exc.os_error}", reached=False
-        ) from None
-    except TimeoutError:
-        what = "body" if answered else "response"
-        raise AttemptFailed(
-            "timeout", f"{what} not received within {seconds:.3f}s", answered=answered
-        ) from None
-    except aiohttp.ClientError as exc:
-        raise AttemptFailed(
-            "connection_error", f"{type(exc).__name__}: {exc}", answered=answered
-        ) from None
-
-
-async def _read(response: aiohttp.ClientResponse, cap: int) -> bytes:
-    """The whole body, uncompressed and at most ``cap`` bytes, or AttemptFailed."""
-    encoding = response.headers.get("Content-Encoding", "identity").lower()
-    if encoding != "identity":
-        # We sent Accept-Encoding: identity; a compressed body could inflate past the cap.
-        raise AttemptFailed("bad_body", f"answered Content-Encoding {encoding}", answered=True)
-    if response.content_length is not None and response.content_length > cap:
-        raise AttemptFailed(
-            "bad_body", f"body of {response.content_length} bytes exceeds {cap}", answered=True
+    except Exception as exc:  # every other failure, classified in one place
+        failure = classify(
+            exc, answered=answered, seconds=seconds, connect_timeout=target.connect_timeout
         )
+        raise AttemptFailed(failure) from None
+    finally:
+        if response is not None and not handed_over:
+            response.release()
+
+
+def _answer(response: aiohttp.ClientResponse, body: bytes, address: str) -> Answer:
+    return Answer(
+        status=response.status,
+        headers=response.headers,
+        body=body,
+        address=address,
+        attempts=0,
+        content_type=response.content_type,
+        charset=response.charset,
+    )
+
+
+async def _read(
+    response: aiohttp.ClientResponse, cap: int | None, address: str, *, truncate: bool = False
+) -> bytes:
+    """The whole (decoded) body; over ``cap``: ``BodyTooLarge``, or its first ``cap``
+    bytes with ``truncate`` (the connection is then closed, not reused)."""
+    if cap is None:
+        return await response.read()
+    # Content-Length is the encoded size; a plain body that says it is too large is.
+    announced = response.content_length
+    plain = "Content-Encoding" not in response.headers
+    if not truncate and plain and announced is not None and announced > cap:
+        response.close()
+        raise BodyTooLarge(cap, address, f"announces {announced} bytes, over {cap}")
     body = bytearray()
     while chunk := await response.content.read(cap + 1 - len(body)):
         body += chunk
         if len(body) > cap:
-            raise AttemptFailed("bad_body", f"body exceeds {cap} bytes", answered=True)
+            response.close()
+            if truncate:
+                return bytes(body[:cap])
+            raise BodyTooLarge(cap, address, f"body exceeds {cap} bytes")
     return bytes(body)

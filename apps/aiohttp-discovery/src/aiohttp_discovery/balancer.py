@@ -7,7 +7,7 @@ down; least-loaded over all addresses herds every client onto the same one. Two
 random choices avoid both with O(1) work and no shared state. Two loads within
 1.75x or 0.5 ms of each other are a tie, broken by fewer requests in flight, then
 at random: estimates of equal replicas never agree exactly, and always taking
-the lower one put 85% of a zone's calls on one of two equal replicas. The latency
+the lower one would pile a zone's calls onto one of two equal replicas. The latency
 estimate is a *peak* EWMA with two memories: slower news (an answer, or a hedge race
 lost) counts at once but only for about PEAK_MEMORY_SECONDS, while the answers'
 EWMA (time constant ``decay``) keeps a replica that stays slow; with no answers
@@ -49,30 +49,26 @@ from aiohttp_discovery.zones import ZoneRouter
 # (Finagle's "penalty"): high, so a new address gets one request before more.
 _PENALTY = 1e3
 # A replica whose attempt lost a hedge race ranks at least this many times the winner's
-# estimate (see Balancer.lost_race). It must be well above the tie band (1.75x, below):
-# decaying with no answers, the floor is back within the band after
-# decay * ln(factor / 1.75), and then the replica is picked like its peers again. At 2x
-# that was 1.3 s, and a replica answering 300 ms late got 0.71% of the gray bench's calls
-# (0.07% before ties); at 4x it is out for 8.3 s per race lost (from its second race lost
-# with no answer in between; the first weighs about a second). Only a replica known from
-# lost races alone gets the floor, so equal replicas are not affected.
+# estimate (see Balancer.lost_race). It must sit well above the tie band (1.75x, below),
+# so a replica known only from lost races is avoided: decaying with no answers, the
+# floor is back within the band after decay * ln(factor / 1.75) (8.3 s at 4x, with the
+# 10 s decay), and then the replica is tried like its peers again. Only a replica known
+# from lost races alone gets the floor, so equal replicas are not affected.
 RACE_LOSS_FACTOR = 4.0
 # How long one slow answer (or one hedge race lost) weighs: the peak's time constant.
 # A hiccup h times the usual latency keeps a replica out of the tie band for about
-# ln(h / 1.75) of it (1.7 s for 10x). With the peak in the 10 s EWMA instead, that was
-# 17 s, and at 8 calls/s per replica several of 24 were out at any moment: the busiest
-# got 1.54x the mean and one replica none at all for 3 s (the CI failure of
-# tests/local/test_zones.py). A replica that stays slow is kept out by the EWMA, which
-# its next answer (seconds later, so weighted fully) moves.
+# ln(h / 1.75) of it (1.7 s for 10x). It must stay short: with many replicas each gets
+# few calls, and a peak that weighed for the EWMA's 10 s would keep several equal
+# replicas out of rotation at any moment. A replica that stays slow is kept out by the
+# EWMA, which its next answer (seconds later, so weighted fully) moves.
 PEAK_MEMORY_SECONDS = 1.0
-# Two loads are a tie when the larger is within 1.75x the smaller or 0.5 ms of it
-# (docs/apps.md, "Balancing"). Relative: a peak EWMA keeps an equal replica's
-# latest hiccup for seconds, so equal replicas' estimates differ by tens of
-# percent (with 1.5x the busiest of 24 loopback replicas still reached 1.43x the
-# mean). Below 2x: one request more in flight at equal latency (2x) still counts,
-# and so does the rank of a hedge race's loser (RACE_LOSS_FACTOR, 4x its winner).
-# Absolute: below a millisecond, same-zone round trips and a busy event loop's
-# scheduling jitter are a few hundred microseconds. A gray failure (50 ms,
+# Two loads are a tie when the larger is within 1.75x the smaller or 0.5 ms of it.
+# Relative: a peak EWMA keeps an equal replica's latest hiccup for a while, so equal
+# replicas' estimates differ by tens of percent, and always taking the lower one would
+# starve some of them. Below 2x: one request more in flight at equal latency (2x) still
+# counts, and so does the rank of a hedge race's loser (RACE_LOSS_FACTOR, 4x its
+# winner). Absolute: below a millisecond, same-zone round trips and a busy event
+# loop's scheduling jitter are a few hundred microseconds. A gray failure (50 ms,
 # 300 ms, 2 s against ~1 ms) is far outside both.
 _TIE_RELATIVE = 0.75
 _TIE_ABSOLUTE = 0.0005
@@ -89,7 +85,6 @@ class Endpoint:
     # When the current (or last) ejection began; attempts that started earlier
     # cannot change this endpoint's state.
     ejected_at: float = -math.inf
-    ejection_reason: str = ""
     latency: float = 0.0
     """EWMA latency estimate in seconds, as of ``latency_at`` (the long memory)."""
     latency_at: float = 0.0
@@ -147,7 +142,8 @@ class Balancer:
         self._decay = decay
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
-        self._router = router
+        self.router = router
+        """Narrows each pick to one zone (``ZoneRouter``), or None: zone-unaware."""
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
         self.ejections = 0
@@ -197,11 +193,11 @@ class Balancer:
         # Panic: with too few healthy, ignore health (never eject all).
         self.panicking = not available or len(healthy) < self._panic_share * len(self._endpoints)
         pool = candidates if self.panicking else available
-        if self._router is not None:
+        if self.router is not None:
             # One zone, drawn by its share of the healthy tasks (aiohttp_discovery/zones.py);
             # a retry or a hedge takes an untried task of that zone, or crosses zones.
             basis = self.endpoints if self.panicking else healthy
-            pool = list(self._router.narrow(pool, _address, basis))
+            pool = list(self.router.narrow(pool, _address, basis))
         n = len(pool)
         if n == 1:
             return pool[0]
@@ -242,12 +238,10 @@ class Balancer:
         now = self._clock()
         if endpoint.fresh:
             # A first answer pays for a new connection and, on a task that just started,
-            # a cold process (the local stack saw 24 replicas booting at once answer their
-            # first call tens of milliseconds late): the short memory only. In the EWMA it
-            # kept a healthy new task out of rotation for half a minute. The EWMA stays as
-            # it stands now (a race-loss floor, decayed): restamping its clock without
-            # decaying it put a floor that had decayed into the tie band back at full
-            # height, and the task out for another 8.3 s (a silent replica of 24).
+            # a cold process: it goes to the short memory only, so a healthy new task is
+            # not kept out of rotation for the EWMA's decay. The EWMA stays as it stands
+            # now (a race-loss floor, decayed): restamping its clock without decaying it
+            # would put a floor that had decayed into the tie band back at full height.
             endpoint.fresh = False
             endpoint.latency = self._ewma(endpoint, now)
         elif endpoint.latency <= 0:
@@ -316,7 +310,7 @@ class Balancer:
         endpoint.consecutive_failures = 0
         endpoint.ejected_until = 0.0
 
-    def on_failure(self, endpoint: Endpoint, started_at: float, reason: str = "") -> str:
+    def on_failure(self, endpoint: Endpoint, started_at: float) -> str:
         """An attempt failed. Returns "ejected", "capped" (the cap held it in) or ""."""
         if started_at < endpoint.ejected_at:
             return ""  # same incident as the current ejection
@@ -334,7 +328,6 @@ class Balancer:
         period = min(self._max, self._base * 2.0 ** (endpoint.consecutive_failures - 1))
         endpoint.ejected_at = now
         endpoint.ejected_until = now + period
-        endpoint.ejection_reason = reason
         self.ejections += 1
         return "ejected"
 

@@ -1,26 +1,29 @@
 """``UpstreamClient``: HTTP requests to one of a service's DNS-discovered tasks.
 
-Per call: the addresses come from the record cache (memory; DNS only on the
-very first call), the balancer picks one (p2c over peak-EWMA latency, capped
-ejection), and the attempt runs on a shared keep-alive connection pool. The
-whole call is bound by ``request_timeout``, split evenly over the attempts
-still possible, so a stuck task costs a slice of the deadline, not all of it.
+Per call: the addresses come from the record cache (memory; DNS only on the very first
+call), the balancer picks one (p2c over peak-EWMA latency, capped ejection, optionally
+by zone), and the attempt runs on a shared keep-alive connection pool. The whole call
+is bound by ``request_timeout``; one attempt by ``attempt_timeout`` (default: the time
+left), so a slow but healthy upstream is never cut off by its own retry plan.
 
-**Retries follow HTTP semantics.** After a connection error, a timeout, or a
-status in ``retry_statuses`` (5xx by default), an idempotent call (GET, HEAD,
-PUT, DELETE, OPTIONS, or any call made with ``idempotent=True``) is retried on a
-*different* task, up to ``max_attempts`` and while the retry budget allows. A
-POST or PATCH is retried only when the request provably never reached a server
-(the connection was never established: see ``aiohttp_discovery.attempt``).
+**Retries follow HTTP semantics.** After a connection error, a timeout, or a status in
+``retry_statuses`` (5xx by default), an idempotent call (GET, HEAD, PUT, DELETE,
+OPTIONS, TRACE, or any call made with ``idempotent=True``) is retried on a *different*
+task, up to ``max_attempts`` and while the retry budget allows. A POST or PATCH is
+retried only when the request provably never reached a server (``attempt.py``).
 
-**Hedging.** An idempotent call whose attempt has not answered after the hedge
-delay (recent answers' p97, within a floor and a cap) sends one more attempt to
-a different task; the first usable answer wins and the other attempt is
-cancelled. A hedge spends a retry-budget token like a retry.
+**Hedging.** An idempotent call whose attempt has not answered after the hedge delay
+(recent answers' p97, within a floor and an optional cap) sends one more attempt to a
+different task; the first usable answer wins and the other attempt is cancelled. A
+hedge spends a retry-budget token like a retry.
 
-Any answer whose status is not in ``retry_statuses`` is returned, 4xx included.
-No usable answer raises ``UpstreamError`` with the status a proxy should
-answer: 503 when no task could be reached at all, 502 when one answered badly.
+**Streams.** ``stream()`` hands over the first usable answer at its headers: retries
+and hedges happen only before that, never once the caller has read a byte.
+
+Any answer whose status is not in ``retry_statuses`` is returned, 4xx included. No
+usable answer raises ``UpstreamError`` with the status a proxy should answer: 503 when
+no task could be reached at all, 502 when one answered badly; a body over the caller's
+cap raises ``BodyTooLarge`` (502). Nothing else escapes a call.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
+import os
 import random
+import ssl as ssllib
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
@@ -40,11 +45,19 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from aiohttp_discovery.accumulate import every_task
-from aiohttp_discovery.answer import Answer, Reply, UpstreamError, expect_text
-from aiohttp_discovery.attempt import AttemptFailed, Outgoing, send
+from aiohttp_discovery.answer import (
+    Answer,
+    BodyTooLarge,
+    Reply,
+    StreamedAnswer,
+    UpstreamError,
+    expect_text,
+)
+from aiohttp_discovery.attempt import AttemptFailed, Failure, Outgoing, Target, send
 from aiohttp_discovery.balancer import Balancer, Endpoint
 from aiohttp_discovery.budget import RetryBudget
 from aiohttp_discovery.hedging import HedgeDelay
+from aiohttp_discovery.metadata import METADATA_VARIABLE, task_zone
 from aiohttp_discovery.metrics import Registry, Sample
 from aiohttp_discovery.probe import Prober
 from aiohttp_discovery.records import (
@@ -54,7 +67,8 @@ from aiohttp_discovery.records import (
     StaticAddresses,
     is_ip_literal,
 )
-from aiohttp_discovery.zones import ZoneRouter
+from aiohttp_discovery.settings import UpstreamSettings
+from aiohttp_discovery.zones import ZoneRouter, ZoneRouting
 
 log = logging.getLogger("aiohttp_discovery")
 
@@ -63,91 +77,17 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRAC
 
 _NO_JSON: Any = object()
 Query = Mapping[str, str | int | float] | Sequence[tuple[str, str | int | float]]
+Result = Answer | StreamedAnswer
 
 
-@dataclass(frozen=True)
-class UpstreamSettings:
-    """How to reach one upstream service. Defaults suit a small internal HTTP service."""
-
-    url: URL
-    """``http://host:port/path``; host is a DNS name (A records) or an IP literal.
-    The path (and query) is what ``request()`` asks for when given no ``path``."""
-    nameservers: tuple[str, ...] = ()
-    """``ip`` or ``ip:port``; empty: the system resolver (in a VPC, Route 53 Resolver)."""
-    refresh_interval: float = 5.0
-    connect_timeout: float = 0.25
-    """TCP connect. In a VPC a live task accepts in well under a millisecond; a
-    vanished one never answers, so this is what a dead address costs."""
-    request_timeout: float = 2.0
-    """The whole call, every attempt included."""
-    max_attempts: int = 3
-    """Attempts per call, hedges included, each on a different address."""
-    max_body_bytes: int = 64 * 1024
-    pool_per_address: int = 100
-    """Keep-alive connections per address (requests beyond it wait for one)."""
-    keepalive_timeout: float = 15.0
-    """Idle pooled connections close after this; keep it below the server's
-    keep-alive so the client, not the server, closes them."""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    """Sent with every request (a call's own headers override them)."""
-    dns_timeout: float = 0.5
-    dns_tries: int = 2
-    base_ejection: float = 1.0
-    max_ejection: float = 30.0
-    max_ejection_percent: float = 50.0
-    """At most this share of the addresses is ejected at once (at least one may be)."""
-    panic_threshold_percent: float = 50.0
-    """Below this share of non-ejected addresses, health is ignored."""
-    latency_decay: float = 10.0
-    """The peak-EWMA latency estimate's time constant, in seconds."""
-    retry_statuses: frozenset[int] = frozenset(range(500, 600))
-    """Answers with these statuses are failed attempts: retried, ejecting."""
-    retry_ratio: float = 0.2
-    retry_min_per_second: float = 10.0
-    retry_burst: float = 100.0
-    max_hedges: int = 1
-    """Extra attempts hedging may send per idempotent call: 1, or 0 for no hedging."""
-    hedge_quantile: float = 0.97
-    hedge_min_delay: float = 0.005
-    hedge_max_delay: float = 0.25
-    probe_path: str | None = "/health"
-    """Ejected addresses are probed with ``GET probe_path`` (None: no probes)."""
-    probe_interval: float = 1.0
-    probe_timeout: float = 0.25
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(f"UpstreamSettings: need {what}")
-
-        need(
-            self.url.scheme == "http" and bool(self.url.host), f"an http://host URL, not {self.url}"
-        )
-        need(self.max_attempts >= 1, "max_attempts >= 1")
-        need(
-            0 < self.connect_timeout <= self.request_timeout,
-            "0 < connect_timeout <= request_timeout",
-        )
-        need(self.max_body_bytes >= 0, "max_body_bytes >= 0")
-        need(0 <= self.max_ejection_percent <= 100, "0 <= max_ejection_percent <= 100")
-        need(0 <= self.panic_threshold_percent <= 100, "0 <= panic_threshold_percent <= 100")
-        need(self.latency_decay > 0, "latency_decay > 0")
-        need(all(400 <= s <= 599 for s in self.retry_statuses), "retry_statuses within 400-599")
-        need(self.max_hedges in (0, 1), "max_hedges 0 or 1")
-        need(0 < self.hedge_quantile < 1, "0 < hedge_quantile < 1")
-        need(
-            0 < self.hedge_min_delay <= self.hedge_max_delay,
-            "0 < hedge_min_delay <= hedge_max_delay",
-        )
-        need(
-            self.probe_path is None or self.probe_path.startswith("/"), "probe_path starting with /"
-        )
-        need(0 < self.probe_timeout < self.probe_interval, "0 < probe_timeout < probe_interval")
+def _url_host(address: str) -> str:
+    """An address as a URL's host: IPv6 literals in brackets."""
+    return f"[{address}]" if ":" in address else address
 
 
 async def _first_done(
-    tasks: dict[asyncio.Task[Answer], bool], delay: float | None
-) -> list[asyncio.Task[Answer]]:
+    tasks: dict[asyncio.Task[Result], bool], delay: float | None
+) -> list[asyncio.Task[Result]]:
     """The tasks done once one is, or after ``delay`` seconds (None: no limit).
 
     ``asyncio.wait(..., FIRST_COMPLETED)`` without its set building, which
@@ -174,41 +114,240 @@ async def _first_done(
     return [task for task in tasks if task.done()]
 
 
+class _Call:
+    """One call's attempts, retries and hedges: a small state machine.
+
+    Each turn of ``run`` either starts an attempt (the first, or a retry after a
+    failure), waits for the attempts running (and starts the hedge when the hedge delay
+    passes first), or stops: an answer won, or nothing more may be tried. Every failure
+    goes through ``failed``; the error at the end says what each attempt met.
+    """
+
+    __slots__ = (
+        "_client",
+        "_deadline",
+        "_hedges_left",
+        "_idempotent",
+        "_planned",
+        "_request",
+        "_running",
+        "_stream",
+        "answered",
+        "causes",
+        "last_address",
+        "last_failure",
+        "may_retry",
+        "tried",
+    )
+
+    def __init__(
+        self, client: UpstreamClient, request: Outgoing, *, idempotent: bool, stream: bool
+    ) -> None:
+        settings = client.settings
+        self._client = client
+        self._request = request
+        self._idempotent = idempotent
+        self._stream = stream
+        self._deadline = client._clock() + settings.request_timeout
+        self._hedges_left = settings.max_hedges if idempotent else 0
+        self._planned = 0
+        self._running: dict[asyncio.Task[Result], bool] = {}  # attempt -> is the hedge
+        self.tried: set[str] = set()
+        self.causes: list[str] = []
+        self.answered = False  # some task sent a status line
+        self.may_retry = True
+        self.last_address: str | None = None
+        self.last_failure: Failure | None = None
+
+    def time_left(self) -> float:
+        return self._deadline - self._client._clock()
+
+    async def run(self, addresses: Sequence[str]) -> Result:
+        client = self._client
+        self._planned = min(client.settings.max_attempts, len(addresses))
+        winner: str | None = None
+        try:
+            while True:
+                if not self._running:
+                    started = self._start_next()
+                    if started is None:
+                        break
+                    address, attempt = started
+                    if not self._may_hedge():
+                        # Nothing to race it against: await it here (no task, no timer).
+                        try:
+                            result = await attempt
+                        except AttemptFailed as exc:
+                            self.failed(address, exc.failure)
+                            continue
+                        winner = address
+                        return self._won(result, hedge=False)
+                    self._running[asyncio.create_task(attempt, name=address)] = False
+                delay = client._hedge.delay
+                hedge_due = delay is not None and self._may_hedge() and len(self._running) == 1
+                done = await _first_done(self._running, delay if hedge_due else None)
+                if not done:  # the hedge delay passed without an answer
+                    self._start_hedge()
+                    continue
+                for task in done:
+                    hedge = self._running.pop(task)
+                    try:
+                        result = task.result()
+                    except AttemptFailed as exc:
+                        self.failed(task.get_name(), exc.failure)
+                        continue
+                    winner = task.get_name()
+                    return self._won(result, hedge)
+        finally:
+            client._abandon(self._running, winner)
+        raise self._error()
+
+    def _may_hedge(self) -> bool:
+        return self._hedges_left > 0 and len(self.tried) < self._planned
+
+    def _start_next(self) -> tuple[str, Coroutine[Any, Any, Result]] | None:
+        """The next attempt (the first, or a retry), or None with the reason in ``causes``."""
+        client = self._client
+        if len(self.tried) >= self._planned or not self.may_retry:
+            return None
+        if self.time_left() <= 0:
+            self.causes.append("request_timeout reached")
+            return None
+        if self.tried:
+            if not client._budget.try_retry():
+                client._retries_denied.inc(upstream=client._upstream)
+                self.causes.append("retry budget exhausted")
+                return None
+            client._retries.inc(upstream=client._upstream)
+        return self._attempt()
+
+    def _start_hedge(self) -> None:
+        client = self._client
+        self._hedges_left -= 1
+        if not client._budget.try_retry():
+            client._retries_denied.inc(upstream=client._upstream)
+            return
+        started = self._attempt()
+        if started is not None:
+            client._hedges.inc(upstream=client._upstream)
+            address, attempt = started
+            self._running[asyncio.create_task(attempt, name=address)] = True
+
+    def _attempt(self) -> tuple[str, Coroutine[Any, Any, Result]] | None:
+        """An attempt on an address this call has not tried, with its time."""
+        client = self._client
+        endpoint = client._balancer.pick(exclude=self.tried)
+        if endpoint is None:
+            return None
+        seconds = max(self.time_left(), 0.0)
+        if client.settings.attempt_timeout is not None:
+            seconds = min(seconds, client.settings.attempt_timeout)
+        self.tried.add(endpoint.address)
+        return endpoint.address, client._attempt(endpoint, self._request, seconds, self)
+
+    def failed(self, address: str, failure: Failure) -> None:
+        self.answered = self.answered or failure.answered
+        self.last_address, self.last_failure = address, failure
+        self.causes.append(f"{address}: {failure}")
+        # Repeat only what cannot do harm twice, or never arrived.
+        self.may_retry = self._idempotent or not failure.reached
+
+    def _won(self, result: Result, hedge: bool) -> Result:
+        client = self._client
+        if hedge:
+            client._hedges_won.inc(upstream=client._upstream)
+        client._requests_ok.inc()
+        result.attempts = len(self.tried)
+        result.hedged = hedge
+        return result
+
+    def _error(self) -> UpstreamError:
+        client = self._client
+        # 502 if some upstream answered badly; 503 if none could be reached at all.
+        status, outcome = (502, "bad_gateway") if self.answered else (503, "unavailable")
+        client._requests.inc(upstream=client._upstream, outcome=outcome)
+        summary = "; ".join(self.causes) or "no address to try"
+        failure = self.last_failure
+        return UpstreamError(
+            status,
+            f"{client._upstream}: no usable answer after {len(self.tried)} attempt(s): {summary}",
+            attempts=len(self.tried),
+            address=self.last_address,
+            causes=list(self.causes),
+            answer=failure.answer if failure is not None else None,
+        )
+
+
 class UpstreamClient:
     """A reusable client for one upstream service discovered through DNS.
 
     Use as an async context manager (it owns an ``aiohttp.ClientSession``, a DNS
-    resolver and a probe timer), one instance per upstream per process::
+    resolver and its timers), one instance per upstream per process::
 
-        settings = UpstreamSettings(url=URL("http://orders.internal:8080/"))
-        async with UpstreamClient(settings) as orders:
+        async with UpstreamClient(UpstreamSettings(url="http://orders.internal:8080/")) as orders:
             answer = await orders.request("POST", "/orders", json={"sku": "b-42"})
             if answer.status == 201:
                 order = answer.json()
 
-    Metrics go to ``registry`` under ``metrics_prefix`` (``<prefix>_requests_total``...)
-    plus the ``discovery_dns_*`` families of the record cache.
+    Keyword arguments:
+
+    - ``registry``, ``metrics_prefix``: where the metrics go (``<prefix>_requests_total``...,
+      plus the record cache's ``discovery_dns_*`` families);
+    - ``zone_routing``: a ``ZoneRouting`` turns zone-aware routing on;
+    - ``ssl``: for an ``https://`` upstream, an ``ssl.SSLContext`` (or False: no
+      verification); the certificate is checked against the URL's host name, not the
+      task's address;
+    - ``trace_configs``: ``aiohttp.TraceConfig`` objects for the client's session, so
+      tracing (OpenTelemetry's aiohttp-client instrumentation) sees every attempt;
+    - ``source``: addresses from somewhere else than DNS (an ``AddressSource``);
+    - ``router``, ``rng``, ``clock``: for tests and advanced use.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - checks every argument, then builds the parts
         self,
         settings: UpstreamSettings,
         *,
         registry: Registry | None = None,
         metrics_prefix: str = "upstream",
+        zone_routing: ZoneRouting | None = None,
+        ssl: ssllib.SSLContext | bool = True,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
         source: AddressSource | None = None,
+        router: ZoneRouter | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
-        router: ZoneRouter | None = None,
     ) -> None:
+        if not isinstance(settings, UpstreamSettings):
+            raise TypeError(f"UpstreamClient: settings must be UpstreamSettings, not {settings!r}")
+        if zone_routing is not None and not isinstance(zone_routing, ZoneRouting):
+            raise TypeError(
+                f"UpstreamClient: zone_routing must be a ZoneRouting, not {zone_routing!r}"
+            )
+        if zone_routing is not None and router is not None:
+            raise ValueError("UpstreamClient: pass zone_routing or router, not both")
+        if not isinstance(ssl, ssllib.SSLContext | bool):
+            raise TypeError(f"UpstreamClient: ssl must be an ssl.SSLContext or a bool, not {ssl!r}")
+        trace_configs = tuple(trace_configs)
+        if not all(isinstance(t, aiohttp.TraceConfig) for t in trace_configs):
+            raise TypeError("UpstreamClient: trace_configs must be aiohttp.TraceConfig objects")
+        if not isinstance(metrics_prefix, str) or not metrics_prefix.isidentifier():
+            raise ValueError(
+                f"UpstreamClient: metrics_prefix must be an identifier, not {metrics_prefix!r}"
+            )
         self.settings = settings
         self._clock = clock
-        host = settings.url.host or ""
+        url = settings.target
+        host = url.host or ""
         self._upstream = host
-        self._port = settings.url.port or 80
+        self._port = url.port or 80
+        self._scheme = url.scheme
+        self._ssl = ssl
+        self._trace_configs = trace_configs
+        self._zone_routing = zone_routing
         registry = registry or Registry()
+        self._registry = registry
         if source is not None:
-            self._source = source
+            self._source: AddressSource = source
         elif is_ip_literal(host):
             self._source = StaticAddresses([host])
         else:
@@ -216,12 +355,14 @@ class UpstreamClient:
             self._source = every_task(
                 host,
                 nameservers=settings.nameservers,
+                record_types=settings.record_types,
                 refresh_interval=settings.refresh_interval,
                 dns_timeout=settings.dns_timeout,
                 dns_tries=settings.dns_tries,
                 registry=registry,
                 clock=clock,
             )
+        self._callers: RecordCache | None = None
         self._balancer = Balancer(
             base_ejection=settings.base_ejection,
             max_ejection=settings.max_ejection,
@@ -249,23 +390,22 @@ class UpstreamClient:
             interval=settings.probe_interval,
             on_result=self._probed,
         )
-        # Requests go to http://<task ip>:<port><path>; Host names the service, as
-        # it would through a load balancer. Uncompressed only: the body cap then
-        # bounds memory exactly (a compressed body could inflate far beyond it).
+        # Requests go to http://<task ip>:<port><path>; Host names the service, as it
+        # would through a load balancer (and TLS checks the certificate against it).
         headers = CIMultiDict(settings.headers)
-        headers["Host"] = host if settings.url.is_default_port() else f"{host}:{self._port}"
-        headers["Accept-Encoding"] = "identity"
+        named = _url_host(host)
+        headers["Host"] = named if url.is_default_port() else f"{named}:{self._port}"
         self._headers = headers
-        self._path_qs = settings.url.raw_path_qs or "/"
+        self._path_qs = url.raw_path_qs or "/"
         self._urls: dict[str, URL] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self._cancelled: set[asyncio.Task[Answer]] = set()
+        self._target: Target | None = None
+        self._cancelled: set[asyncio.Task[Result]] = set()
 
         p, up = metrics_prefix, ("upstream",)
         self._requests = registry.counter(
             f"{p}_requests_total",
             "Calls to the upstream, by outcome (ok: an answer was returned, bad_gateway, "
-            "unavailable).",
+            "unavailable, body_too_large).",
             ("upstream", "outcome"),
         )
         self._attempts = registry.counter(
@@ -326,7 +466,7 @@ class UpstreamClient:
         registry.gauge_func(
             f"{p}_hedge_delay_seconds",
             "How long an attempt may go unanswered before a hedge is sent.",
-            lambda: [({"upstream": self._upstream}, self._hedge.delay)],
+            self._hedge_delay_samples,
         )
         registry.gauge_func(
             f"{p}_panic",
@@ -337,37 +477,114 @@ class UpstreamClient:
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the connection pool, start resolving and probing (in the background)."""
-        if self._session is not None:
+        """Open the connection pool, start resolving and probing (in the background), and,
+        with ``zone_routing``, find this caller's zone."""
+        if self._target is not None:
             return
+        settings = self.settings
         connector = aiohttp.TCPConnector(
             limit=0,
-            limit_per_host=self.settings.pool_per_address,
-            keepalive_timeout=self.settings.keepalive_timeout,
+            limit_per_host=settings.pool_per_address,
+            keepalive_timeout=settings.keepalive_timeout,
             use_dns_cache=False,  # we connect to IP literals
         )
-        self._session = aiohttp.ClientSession(
+        session = aiohttp.ClientSession(
             connector=connector,
-            # sock_connect bounds the TCP handshake; the per-attempt deadline
-            # bounds everything else, body included.
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout),
-            auto_decompress=False,
+            # sock_connect bounds the TCP handshake; the call's and the attempt's
+            # deadlines bound everything else, body included.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout),
             raise_for_status=False,
+            trace_configs=list(self._trace_configs) or None,
         )
+        self._target = Target(
+            session=session,
+            connect_timeout=settings.connect_timeout,
+            retry_statuses=settings.retry_statuses,
+            max_body_bytes=settings.max_body_bytes,
+            server_hostname=self._upstream if self._scheme == "https" else None,
+            ssl=self._ssl,
+        )
+        if self._zone_routing is not None:
+            await self._route_by_zone(self._zone_routing)
         if isinstance(self._source, RecordCache):
             # Resolve now, so the first call usually finds addresses ready, and on a
             # timer after that, so an idle spell never leaves us with gone tasks.
             self._source.start()
-        if self.settings.probe_path is not None:
+        if settings.probe_path is not None:
             self._prober.start()
+
+    async def _route_by_zone(self, routing: ZoneRouting) -> None:
+        """Zone-aware routing if this caller's zone is known; else one log line saying why."""
+        zone = routing.zone
+        if zone is None:
+            environ: Mapping[str, str] = os.environ
+            if routing.metadata_uri is not None:
+                environ = {METADATA_VARIABLE: routing.metadata_uri}
+            found = await task_zone(environ, seconds=routing.metadata_timeout)
+            if found.zone is None:
+                log.warning(
+                    "%s: zone-unaware routing: own zone unknown (%s)",
+                    self._upstream,
+                    found.reason,
+                    extra={"upstream": self._upstream, "reason": found.reason},
+                )
+                return
+            zone = found.zone
+        zones = routing.zone_map
+        if zone not in zones.blocks:
+            log.warning(
+                "%s: zone-unaware routing: own zone %s is not among the subnets' zones %s",
+                self._upstream,
+                zone,
+                ", ".join(zones.zones),
+                extra={"upstream": self._upstream, "zone": zone},
+            )
+            return
+        if routing.callers is not None:
+            # The callers' own tasks, accumulated like the upstream's records but with a
+            # looser miss probability (1%) and a fifth of the query cap: a caller missed
+            # for one refresh moves its zone's share by one task, for one refresh.
+            settings = self.settings
+            self._callers = every_task(
+                routing.callers,
+                nameservers=settings.nameservers,
+                record_types=settings.record_types,
+                refresh_interval=settings.refresh_interval,
+                dns_timeout=settings.dns_timeout,
+                dns_tries=settings.dns_tries,
+                miss_probability=0.01,
+                max_queries_per_second=10.0,
+                registry=self._registry,
+                clock=self._clock,
+            )
+            self._callers.start()
+        callers = self._callers
+        log.info(
+            "%s: zone-aware routing from %s (zones %s; callers: %s)",
+            self._upstream,
+            zone,
+            ", ".join(zones.zones),
+            routing.callers or "assumed even",
+            extra={"upstream": self._upstream, "zone": zone},
+        )
+        self._balancer.router = ZoneRouter(
+            zone,
+            zones,
+            caller_addresses=(lambda: callers.records) if callers is not None else None,
+            min_per_zone=routing.min_per_zone,
+            registry=self._registry,
+        )
 
     async def close(self) -> None:
         await self._prober.close()
         for task in list(self._cancelled):
             await asyncio.gather(task, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._target is not None:
+            await self._target.session.close()
+            self._target = None
+        if self._callers is not None:
+            await self._callers.close()
+            self._callers = None
         await self._source.close()
 
     async def __aenter__(self) -> UpstreamClient:
@@ -395,12 +612,12 @@ class UpstreamClient:
         json: Any = _NO_JSON,
         idempotent: bool | None = None,
     ) -> Answer:
-        """Send one request to one of the upstream's tasks and return its answer.
+        """Send one request to one of the upstream's tasks and return its answer, read whole.
 
         - ``path``: an absolute path (``/orders/7``); default: the settings URL's
           path and query. ``query``: parameters added to it (encoded for you).
         - ``headers``: added to (and overriding) ``settings.headers``; ``Host`` is
-          the upstream's name and ``Accept-Encoding`` is always ``identity``.
+          the upstream's name.
         - ``body``: bytes, or text (sent as UTF-8, ``text/plain`` unless you set
           ``Content-Type``); or ``json``: any JSON-serialisable value
           (``application/json``). Not both. The body is kept for retries.
@@ -409,16 +626,44 @@ class UpstreamClient:
           PATCH no). Pass True for a POST the server deduplicates (an
           idempotency key), and it gets retries and hedges like a GET.
 
-        Returns the ``Answer`` (any status not in ``retry_statuses``, 4xx
-        included). Raises ``UpstreamError`` (502 or 503) when no usable answer came.
+        Returns the ``Answer`` (any status not in ``retry_statuses``, 4xx included).
+        Raises ``UpstreamError`` (502 or 503) when no usable answer came, ``BodyTooLarge``
+        when the body exceeds ``max_body_bytes``; ``ValueError``/``TypeError`` for
+        arguments that cannot make a request.
         """
-        method = method.upper()
-        outgoing = self._outgoing(
-            method, path=path, query=query, headers=headers, body=body, json=json
-        )
-        if idempotent is None:
-            idempotent = method in IDEMPOTENT_METHODS
-        return await self._call(outgoing, idempotent)
+        outgoing, idempotent = self._outgoing(method, path, query, headers, body, json, idempotent)
+        result = await self._call(outgoing, idempotent, stream=False)
+        assert isinstance(result, Answer)
+        return result
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str = "GET",
+        path: str | None = None,
+        *,
+        query: Query | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str | None = None,
+        json: Any = _NO_JSON,
+        idempotent: bool | None = None,
+    ) -> AsyncIterator[StreamedAnswer]:
+        """Like ``request()``, but the body is read as it arrives::
+
+            async with orders.stream("GET", "/export") as answer:
+                async for chunk in answer.iter_chunks(64 * 1024):
+                    ...
+
+        Retries and hedges happen before the answer is handed over (at its headers),
+        never after. The connection goes back to the pool when the block ends.
+        """
+        outgoing, idempotent = self._outgoing(method, path, query, headers, body, json, idempotent)
+        result = await self._call(outgoing, idempotent, stream=True)
+        assert isinstance(result, StreamedAnswer)
+        try:
+            yield result
+        finally:
+            result.release()
 
     async def get_text(self) -> Reply:
         """GET the settings URL and return its text: a shortcut over ``request()``.
@@ -432,203 +677,152 @@ class UpstreamClient:
             exc.message = f"{self._upstream}: {exc.message}"
             raise
 
-    def _outgoing(
+    def _outgoing(  # noqa: PLR0912, PLR0917 - one check per argument of request()
         self,
         method: str,
-        *,
         path: str | None,
         query: Query | None,
         headers: Mapping[str, str] | None,
         body: bytes | str | None,
         json: Any,
-    ) -> Outgoing:
+        idempotent: bool | None,
+    ) -> tuple[Outgoing, bool]:
+        """The request every attempt sends, and whether it may be repeated."""
+        if not isinstance(method, str) or not method.isascii() or not method.isalpha():
+            raise ValueError(f"method must be an HTTP method like GET, not {method!r}")
+        method = method.upper()
         if path is None and query is None:
             path_qs = self._path_qs
         else:
-            base = self.settings.url if path is None else URL(path)
+            if path is not None and not isinstance(path, str):
+                raise TypeError(f"path must be a str, not {path!r}")
+            try:
+                base = self.settings.target if path is None else URL(path)
+                if query is not None:
+                    base = base.extend_query(query)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"path or query cannot make a URL: {exc}") from None
             if not base.path.startswith("/") or base.is_absolute():
                 raise ValueError(f"path must be an absolute path like /orders, not {path!r}")
-            path_qs = (base.extend_query(query) if query is not None else base).raw_path_qs
+            path_qs = base.raw_path_qs
         merged = self._headers
         content_type = None
         if json is not _NO_JSON:
             if body is not None:
                 raise ValueError("pass body or json, not both")
-            body = jsonlib.dumps(json, separators=(",", ":")).encode()
+            try:
+                body = jsonlib.dumps(json, separators=(",", ":")).encode()
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"json is not JSON-serialisable: {exc}") from None
             content_type = "application/json"
         elif isinstance(body, str):
             body = body.encode()
             content_type = "text/plain; charset=utf-8"
+        elif body is not None and not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError(f"body must be bytes or str, not {type(body).__name__}")
+        if headers is not None and not isinstance(headers, Mapping):
+            raise TypeError(f"headers must be a mapping, not {headers!r}")
         if headers or content_type:
             merged = CIMultiDict(self._headers)
-            if content_type:
+            if content_type and not (headers and any(k.lower() == "content-type" for k in headers)):
                 merged["Content-Type"] = content_type
             for name, value in (headers or {}).items():
-                if name.lower() not in ("host", "accept-encoding"):
+                if not isinstance(name, str) or not isinstance(value, str):
+                    raise TypeError(f"headers must be str to str, not {name!r}: {value!r}")
+                if name.lower() != "host":
                     merged[name] = value
-        return Outgoing(method, path_qs, merged, body)
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        elif not isinstance(idempotent, bool):
+            raise TypeError(f"idempotent must be True, False or None, not {idempotent!r}")
+        payload = bytes(body) if body is not None else None
+        return Outgoing(method, path_qs, merged, payload), idempotent
 
-    async def _call(self, request: Outgoing, idempotent: bool) -> Answer:  # noqa: PLR0912, PLR0915
-        """Attempts, retries and hedges for one call; see the module docstring."""
-        settings = self.settings
-        deadline = self._clock() + settings.request_timeout
+    async def _call(self, request: Outgoing, idempotent: bool, *, stream: bool) -> Result:
+        """One call (``_Call``): addresses, then attempts until one answers usably."""
+        if self._target is None:
+            raise RuntimeError(
+                "UpstreamClient is not started: use `async with UpstreamClient(...)`"
+            )
         self._budget.on_request()
         try:
             addresses = await self._source.addresses()
         except DiscoveryError as exc:
             self._requests.inc(upstream=self._upstream, outcome="unavailable")
             raise UpstreamError(503, str(exc), attempts=0) from None
+        except Exception as exc:  # an address source of the caller's that broke
+            self._requests.inc(upstream=self._upstream, outcome="unavailable")
+            raise UpstreamError(
+                503, f"{self._upstream}: address source failed: {exc!r}", 0
+            ) from None
         self._balancer.update(addresses)
-        planned = min(settings.max_attempts, len(addresses))
-        hedges_left = settings.max_hedges if idempotent else 0
-        tried: set[str] = set()
-        causes: list[str] = []
-        running: dict[asyncio.Task[Answer], bool] = {}  # attempt -> is the hedge
-        answered = False
-        may_retry = True
-        last: AttemptFailed | None = None
-        last_address: str | None = None
-        winner: str | None = None
-
-        def failed(address: str, failure: AttemptFailed) -> None:
-            nonlocal answered, may_retry, last
-            answered = answered or failure.answered
-            last = failure
-            causes.append(f"{address}: {failure}")
-            # Repeat only what cannot do harm twice, or never arrived.
-            may_retry = idempotent or not failure.reached
-
-        def won(answer: Answer, hedge: bool) -> Answer:
-            nonlocal winner
-            winner = answer.address
-            if hedge:
-                self._hedges_won.inc(upstream=self._upstream)
-            self._requests_ok.inc()
-            answer.attempts = len(tried)
-            answer.hedged = hedge
-            return answer
-
+        call = _Call(self, request, idempotent=idempotent, stream=stream)
         try:
-            while True:
-                if not running:
-                    if len(tried) >= planned or not may_retry:
-                        break
-                    if deadline - self._clock() <= 0:
-                        causes.append("deadline reached")
-                        break
-                    if tried:
-                        if not self._budget.try_retry():
-                            self._retries_denied.inc(upstream=self._upstream)
-                            causes.append("retry budget exhausted")
-                            break
-                        self._retries.inc(upstream=self._upstream)
-                    attempt = self._next(request, tried, planned, deadline)
-                    if attempt is None:
-                        break
-                    last_address, coroutine = attempt
-                    if hedges_left == 0 or len(tried) >= planned:
-                        # Nothing to race it against: await it here (no task, no timer).
-                        try:
-                            return won(await coroutine, hedge=False)
-                        except AttemptFailed as failure:
-                            failed(last_address, failure)
-                            continue
-                    running[asyncio.create_task(coroutine, name=last_address)] = False
-                hedge_now = hedges_left > 0 and len(running) == 1 and len(tried) < planned
-                done = await _first_done(running, self._hedge.delay if hedge_now else None)
-                if not done:  # the hedge delay passed without an answer
-                    hedges_left -= 1
-                    if not self._budget.try_retry():
-                        self._retries_denied.inc(upstream=self._upstream)
-                        continue
-                    attempt = self._next(request, tried, planned, deadline)
-                    if attempt is not None:
-                        self._hedges.inc(upstream=self._upstream)
-                        running[asyncio.create_task(attempt[1], name=attempt[0])] = True
-                    continue
-                for task in done:
-                    hedge = running.pop(task)
-                    try:
-                        return won(task.result(), hedge)
-                    except AttemptFailed as failure:
-                        failed(task.get_name(), failure)
-        finally:
-            for task in running:  # the slower attempt of a hedged pair, or a caller gone
-                task.cancel()
-                self._cancelled.add(task)
-                task.add_done_callback(self._reap)
-                if winner is not None:
-                    self._balancer.lost_race(task.get_name(), winner)
+            return await call.run(addresses)
+        except BodyTooLarge as exc:
+            self._requests.inc(upstream=self._upstream, outcome="body_too_large")
+            exc.attempts = len(call.tried)
+            exc.causes = [*call.causes, *exc.causes]
+            raise
 
-        # 502 if some upstream answered badly; 503 if none could be reached at all.
-        status, outcome = (502, "bad_gateway") if answered else (503, "unavailable")
-        self._requests.inc(upstream=self._upstream, outcome=outcome)
-        summary = "; ".join(causes) or "no address to try"
-        raise UpstreamError(
-            status,
-            f"{self._upstream}: no usable answer after {len(tried)} attempt(s): {summary}",
-            attempts=len(tried),
-            address=last_address,
-            causes=causes,
-            answer=last.answer if last is not None else None,
-        )
+    def _abandon(self, running: Mapping[asyncio.Task[Result], bool], winner: str | None) -> None:
+        """Cancel the attempts a call no longer needs (the slower of a hedged pair, or all
+        of them when the caller went away), reaping each in the background."""
+        for task in running:
+            task.cancel()
+            self._cancelled.add(task)
+            task.add_done_callback(self._reap)
+            if winner is not None:
+                self._balancer.lost_race(task.get_name(), winner)
 
-    def _reap(self, task: asyncio.Task[Answer]) -> None:
-        """A cancelled attempt finished: forget it, and retrieve its outcome (it may
-        have failed before the cancellation arrived), so asyncio does not log it."""
+    def _reap(self, task: asyncio.Task[Result]) -> None:
+        """A cancelled attempt finished: forget it, retrieve its outcome (it may have
+        failed before the cancellation arrived, so asyncio does not log it), and give
+        back the connection of a stream that answered too late to be used."""
         self._cancelled.discard(task)
-        if not task.cancelled():
-            task.exception()
-
-    def _next(
-        self, request: Outgoing, tried: set[str], planned: int, deadline: float
-    ) -> tuple[str, Coroutine[Any, Any, Answer]] | None:
-        """An attempt on an address not yet tried, with its share of the time left."""
-        endpoint = self._balancer.pick(exclude=tried)
-        if endpoint is None:
-            return None
-        seconds = max(deadline - self._clock(), 0.0) / (planned - len(tried))
-        tried.add(endpoint.address)
-        return endpoint.address, self._attempt(endpoint, request, seconds)
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if isinstance(result, StreamedAnswer):
+            result.release()
 
     def _url(self, address: str, path_qs: str) -> URL:
         if path_qs is not self._path_qs:
-            return URL(f"http://{address}:{self._port}{path_qs}", encoded=True)
+            return URL(f"{self._scheme}://{_url_host(address)}:{self._port}{path_qs}", encoded=True)
         url = self._urls.get(address)
         if url is None:
             if len(self._urls) > 4096:  # addresses churn with tasks; stay bounded
                 self._urls.clear()
-            url = URL(f"http://{address}:{self._port}{path_qs}", encoded=True)
+            url = URL(f"{self._scheme}://{_url_host(address)}:{self._port}{path_qs}", encoded=True)
             self._urls[address] = url
         return url
 
-    async def _attempt(self, endpoint: Endpoint, request: Outgoing, seconds: float) -> Answer:
+    async def _attempt(
+        self, endpoint: Endpoint, request: Outgoing, seconds: float, call: _Call
+    ) -> Result:
         """One attempt on one endpoint, with the balancer's and the metrics' bookkeeping."""
-        session = self._session
-        if session is None:
-            raise RuntimeError("UpstreamClient used before start()")
+        target = self._target
+        assert target is not None
         started = self._clock()
         endpoint.in_flight += 1
         try:
-            answer = await send(
-                session,
+            result = await send(
+                target,
                 request,
                 self._url(endpoint.address, request.path_qs),
                 address=endpoint.address,
                 seconds=seconds,
-                max_body_bytes=self.settings.max_body_bytes,
-                connect_timeout=self.settings.connect_timeout,
+                stream=call._stream,
+                time_left=call.time_left,
             )
-            if answer.status in self.settings.retry_statuses:
-                raise AttemptFailed(
-                    "status_5xx" if answer.status >= 500 else "status_retry",
-                    f"answered {answer.status}",
-                    answered=True,
-                    answer=answer,
-                )
-        except AttemptFailed as failure:
-            self._attempts.inc(upstream=self._upstream, result=failure.result)
-            self._failed(endpoint, started, failure)
+        except AttemptFailed as exc:
+            self._attempts.inc(upstream=self._upstream, result=exc.failure.result)
+            self._failed(endpoint, started, exc.failure)
+            raise
+        except BodyTooLarge:
+            # The task answered; the limit is the caller's: no ejection, no retry.
+            self._attempts.inc(upstream=self._upstream, result="body_too_large")
+            self._balancer.on_success(endpoint, started)
             raise
         except asyncio.CancelledError:
             # Lost a hedge race (or the caller left): the wait so far is a lower
@@ -642,36 +836,48 @@ class UpstreamClient:
         self._attempts_ok.inc()
         self._balancer.on_success(endpoint, started)
         self._hedge.observe(self._clock() - started)
-        return answer
+        return result
 
-    def _failed(self, endpoint: Endpoint, started: float, failure: AttemptFailed) -> None:
-        outcome = self._balancer.on_failure(endpoint, started, failure.result)
+    def _failed(self, endpoint: Endpoint, started: float, failure: Failure) -> None:
+        outcome = self._balancer.on_failure(endpoint, started)
         if outcome == "capped":
             self._ejections_capped.inc(upstream=self._upstream)
         elif outcome == "ejected":
             self._ejections.inc(upstream=self._upstream, reason=failure.result)
+            seconds = endpoint.ejected_until - endpoint.ejected_at
             log.warning(
-                "upstream address ejected",
+                "%s: address %s ejected for %.3gs after %d consecutive failure(s): %s",
+                self._upstream,
+                endpoint.address,
+                seconds,
+                endpoint.consecutive_failures,
+                failure.detail,
                 extra={
                     "upstream": self._upstream,
                     "address": endpoint.address,
-                    "reason": str(failure),
+                    "reason": failure.detail,
                     "consecutive_failures": endpoint.consecutive_failures,
-                    "ejected_seconds": round(endpoint.ejected_until - endpoint.ejected_at, 3),
+                    "ejected_seconds": round(seconds, 3),
                 },
             )
 
     # -- probes ----------------------------------------------------------------
 
     async def _probe(self, endpoint: Endpoint) -> bool:
-        session = self._session
-        if session is None or self.settings.probe_path is None:
+        target, path = self._target, self.settings.probe_path
+        if target is None or path is None:
             return False
-        url = URL(f"http://{endpoint.address}:{self._port}{self.settings.probe_path}")
+        url = URL(f"{self._scheme}://{_url_host(endpoint.address)}:{self._port}{path}")
         try:
             async with (
                 asyncio.timeout(self.settings.probe_timeout),
-                session.get(url, headers=self._headers, allow_redirects=False) as response,
+                target.session.get(
+                    url,
+                    headers=self._headers,
+                    allow_redirects=False,
+                    server_hostname=target.server_hostname,
+                    ssl=target.ssl,
+                ) as response,
             ):
                 await response.read()
                 return 200 <= response.status < 300
@@ -682,6 +888,10 @@ class UpstreamClient:
         self._probes.inc(upstream=self._upstream, result="ok" if healthy else "failed")
 
     # -- metrics ---------------------------------------------------------------
+
+    def _hedge_delay_samples(self) -> list[Sample]:
+        delay = self._hedge.delay
+        return [] if delay is None else [({"upstream": self._upstream}, delay)]
 
     def _in_flight_samples(self) -> list[Sample]:
         return [

@@ -61,13 +61,18 @@ class Prober:
         try:
             healthy = await self._check(endpoint)
         except Exception:  # a bug must not stop probing
-            log.exception("upstream probe crashed", extra={"address": endpoint.address})
+            log.exception(
+                "upstream probe of %s crashed",
+                endpoint.address,
+                extra={"address": endpoint.address},
+            )
             healthy = False
         self._on_result(endpoint, healthy)
         if healthy and endpoint in self._balancer.ejected():
             self._balancer.readmit(endpoint)
             log.info(
-                "upstream address readmitted after a health probe",
+                "upstream address %s readmitted after a health probe",
+                endpoint.address,
                 extra={"address": endpoint.address},
             )
         return healthy

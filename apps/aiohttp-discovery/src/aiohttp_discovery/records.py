@@ -1,4 +1,4 @@
-"""Where an upstream's addresses come from: a cached, single-flight DNS A-record lookup.
+"""Where an upstream's addresses come from: a cached, single-flight DNS lookup (A, AAAA or both).
 
 ``RecordCache.addresses()`` is what a request calls. It answers from memory;
 only the very first call (nothing known yet) waits for DNS. Once the records
@@ -52,7 +52,7 @@ class LookupFailed(Exception):
 
 
 class Lookup(Protocol):
-    """Resolves a host name to its IPv4 addresses, or raises ``LookupFailed``."""
+    """Resolves a host name to its addresses, or raises ``LookupFailed``."""
 
     async def __call__(self, host: str) -> tuple[str, ...]: ...
 
@@ -78,8 +78,12 @@ _REASONS = {
 }
 
 
+_RECORDS = {"A": pycares.QUERY_TYPE_A, "AAAA": pycares.QUERY_TYPE_AAAA}
+
+
 class DnsLookup:
-    """A-record queries through aiodns (c-ares), straight to the given name servers.
+    """A or AAAA queries (``record_type``) through aiodns (c-ares), straight to the given
+    name servers.
 
     ``nameservers``: ``ip`` or ``ip:port`` strings (``[v6]:port`` for IPv6); empty
     means the system's resolv.conf (in a VPC: the Route 53 Resolver, which answers
@@ -93,8 +97,17 @@ class DnsLookup:
     """
 
     def __init__(
-        self, nameservers: Sequence[str] = (), *, timeout: float = 0.5, tries: int = 2
+        self,
+        nameservers: Sequence[str] = (),
+        *,
+        timeout: float = 0.5,
+        tries: int = 2,
+        record_type: str = "A",
     ) -> None:
+        if record_type not in _RECORDS:
+            raise ValueError(f"DnsLookup: record_type must be A or AAAA, not {record_type!r}")
+        self.record_type = record_type
+        self._query_type = _RECORDS[record_type]
         self._nameservers = list(nameservers)
         self._timeout = timeout
         self._tries = tries
@@ -113,16 +126,17 @@ class DnsLookup:
 
     async def __call__(self, host: str) -> tuple[str, ...]:
         try:
-            result = await self._get_resolver().query_dns(host, "A")
+            result = await self._get_resolver().query_dns(host, self.record_type)
         except aiodns.error.DNSError as exc:
             code = exc.args[0] if exc.args else None
             detail = exc.args[1] if len(exc.args) > 1 else str(exc)
             raise LookupFailed(_REASONS.get(code, "error"), str(detail)) from exc
-        # The answer section may also hold the CNAME chain; keep the A records.
+        # The answer section may also hold the CNAME chain; keep the records asked for.
         found = {
-            record.data.addr
+            str(ipaddress.ip_address(record.data.addr))  # IPv6 in its one canonical form
             for record in result.answer
-            if record.type == pycares.QUERY_TYPE_A and isinstance(record.data, pycares.ARecordData)
+            if record.type == self._query_type
+            and isinstance(record.data, pycares.ARecordData | pycares.AAAARecordData)
         }
         return tuple(sorted(found))
 
@@ -132,11 +146,59 @@ class DnsLookup:
             self._resolver = None
 
 
+class EitherFamily:
+    """A ``Lookup`` over several (one per record type): the union of their answers.
+
+    A dual-stack name may have records of one type only for a while (tasks placed in
+    IPv4-only subnets): a family that answers "no such record" (empty, NODATA) adds
+    nothing, and the lookup fails only if no family has an address. Any other failure
+    (timeout, SERVFAIL) fails the whole lookup, so the record cache keeps the last good
+    set rather than drop a family's tasks that are still there.
+    """
+
+    def __init__(self, lookups: Sequence[Lookup]) -> None:
+        if not lookups:
+            raise ValueError("EitherFamily needs at least one lookup")
+        self._lookups = tuple(lookups)
+
+    async def __call__(self, host: str) -> tuple[str, ...]:
+        if len(self._lookups) == 1:
+            return await self._lookups[0](host)
+        results = await asyncio.gather(
+            *(lookup(host) for lookup in self._lookups), return_exceptions=True
+        )
+        found: set[str] = set()
+        empty: LookupFailed | None = None
+        for result in results:
+            if isinstance(result, LookupFailed) and result.reason in ("empty", "nxdomain"):
+                empty = empty or result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                found.update(result)
+        if not found and empty is not None:
+            raise empty
+        return tuple(sorted(found))
+
+    async def close(self) -> None:
+        for lookup in self._lookups:
+            await lookup.close()
+
+
 class StaticAddresses:
-    """A fixed address list: for an upstream given as an IP literal (no DNS at all)."""
+    """A fixed address list: for an upstream given as an IP literal (no DNS at all), or
+    addresses known another way. Each must be an IPv4 or IPv6 address."""
 
     def __init__(self, addresses: Iterable[str]) -> None:
-        self._addresses = tuple(addresses)
+        if isinstance(addresses, str):
+            raise TypeError("StaticAddresses: expected addresses (a list of str), not one str")
+        checked = []
+        for address in addresses:
+            try:
+                checked.append(str(ipaddress.ip_address(address)))
+            except ValueError:
+                raise ValueError(f"StaticAddresses: {address!r} is not an IP address") from None
+        self._addresses = tuple(checked)
         if not self._addresses:
             raise ValueError("StaticAddresses needs at least one address")
 
@@ -272,11 +334,11 @@ class RecordCache:
             except TimeoutError:
                 raise LookupFailed("timeout", f"no answer within {self._deadline:g}s") from None
             if not found:
-                raise LookupFailed("empty", "the answer holds no A record")
+                raise LookupFailed("empty", "the answer holds no address record")
         except LookupFailed as exc:
             self._failed(exc.reason, str(exc))
         except Exception as exc:  # a bug or a resolver failure must not kill serving
-            log.exception("dns lookup crashed", extra={"host": self.host})
+            log.exception("dns lookup of %s crashed", self.host, extra={"host": self.host})
             self._failed("error", repr(exc))
         else:
             self._succeeded(found)
@@ -286,13 +348,18 @@ class RecordCache:
     def _succeeded(self, found: tuple[str, ...]) -> None:
         if found != self._records:
             before = set(self._records)
+            added, removed = sorted(set(found) - before), sorted(before - set(found))
             log.info(
-                "dns records changed",
+                "dns records of %s changed: %d now (added %s, removed %s)",
+                self.host,
+                len(found),
+                ", ".join(added) or "none",
+                ", ".join(removed) or "none",
                 extra={
                     "host": self.host,
                     "records": list(found),
-                    "added": sorted(set(found) - before),
-                    "removed": sorted(before - set(found)),
+                    "added": added,
+                    "removed": removed,
                 },
             )
             self._records = found
@@ -305,7 +372,11 @@ class RecordCache:
         now = self._clock()
         if self._records and self._resolved_at is not None:
             log.warning(
-                "dns refresh failed; serving stale records",
+                "dns refresh of %s failed (%s); serving %d stale records, %.1fs old",
+                self.host,
+                detail,
+                len(self._records),
+                now - self._resolved_at,
                 extra={
                     "host": self.host,
                     "reason": reason,
@@ -317,7 +388,9 @@ class RecordCache:
             self._next_refresh = now + self._interval
         else:
             log.error(
-                "dns lookup failed; no address known yet",
+                "dns lookup of %s failed (%s); no address known yet",
+                self.host,
+                detail,
                 extra={"host": self.host, "reason": reason, "detail": detail},
             )
             self._next_refresh = now + self._first_failure_retry

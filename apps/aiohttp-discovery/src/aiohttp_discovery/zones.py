@@ -25,8 +25,9 @@ busy or failing task would take its zone's whole share). The local zone with no
 healthy task is no special case: its share is 0, so everything spills.
 
 Pure: no I/O, no clock. ``ZoneMap`` says which zone an address is in (from the private
-subnets' CIDR blocks per zone), ``zone_shares`` is the rule, ``ZoneRouter`` applies it
-to the endpoints a balancer is about to choose from.
+subnets' CIDR blocks per zone, IPv4 and IPv6), ``zone_shares`` is the rule, ``ZoneRouter``
+applies it to the endpoints a balancer is about to choose from. ``ZoneRouting`` is what a
+caller passes to ``UpstreamClient(zone_routing=...)`` to turn all of it on.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from typing import TypeVar
 
 from aiohttp_discovery.metrics import Registry, Sample
@@ -46,6 +47,7 @@ from aiohttp_discovery.metrics import Registry, Sample
 MIN_PER_ZONE = 2.0
 
 E = TypeVar("E")
+Network = IPv4Network | IPv6Network
 
 
 class ZoneMapError(ValueError):
@@ -54,22 +56,24 @@ class ZoneMapError(ValueError):
 
 @dataclass(frozen=True)
 class ZoneMap:
-    """Which availability zone an IPv4 address is in, from CIDR blocks per zone."""
+    """Which availability zone an address is in, from CIDR blocks (IPv4 or IPv6) per zone."""
 
-    blocks: Mapping[str, tuple[IPv4Network, ...]]
+    blocks: Mapping[str, tuple[Network, ...]]
 
     def __post_init__(self) -> None:
         if not self.blocks:
             raise ZoneMapError("no zone given")
-        seen: list[tuple[str, IPv4Network]] = []
+        seen: list[tuple[str, Network]] = []
         for zone, networks in self.blocks.items():
             if not zone or not zone.isascii() or not zone.replace("-", "").isalnum():
                 raise ZoneMapError(f"{zone!r} is not a zone name (letters, digits, hyphens)")
             if not networks:
                 raise ZoneMapError(f"zone {zone} has no CIDR block")
             for network in networks:
+                if not isinstance(network, IPv4Network | IPv6Network):
+                    raise ZoneMapError(f"zone {zone}: {network!r} is not an ipaddress network")
                 for other_zone, other in seen:
-                    if network.overlaps(other):
+                    if network.version == other.version and network.overlaps(other):
                         raise ZoneMapError(
                             f"{network} ({zone}) overlaps {other} ({other_zone}):"
                             " an address would be in two zones"
@@ -82,7 +86,7 @@ class ZoneMap:
 
     def zone_of(self, address: str) -> str | None:
         try:
-            ip = IPv4Address(address)
+            ip = ipaddress.ip_address(address)
         except ValueError:
             return None
         for zone, networks in self.blocks.items():
@@ -97,7 +101,8 @@ class ZoneMap:
 
     @classmethod
     def from_json(cls, text: str) -> ZoneMap:
-        """``{"us-east-1a": ["10.0.0.0/19", ...], "us-east-1b": [...]}``, or ZoneMapError."""
+        """``{"us-east-1a": ["10.0.0.0/19", "2600:1f18::/64"], "us-east-1b": [...]}``, or
+        ZoneMapError."""
         try:
             raw = json.loads(text)
         except ValueError as exc:
@@ -105,12 +110,19 @@ class ZoneMap:
         if not isinstance(raw, dict) or not all(
             isinstance(v, list) and all(isinstance(c, str) for c in v) for v in raw.values()
         ):
-            raise ZoneMapError('expected {"<zone>": ["<IPv4 CIDR>", ...], ...}')
-        blocks: dict[str, tuple[IPv4Network, ...]] = {}
-        for zone, cidrs in raw.items():
+            raise ZoneMapError('expected {"<zone>": ["<CIDR>", ...], ...}')
+        return cls.of(raw)
+
+    @classmethod
+    def of(cls, cidrs: Mapping[str, Iterable[str]]) -> ZoneMap:
+        """From CIDR strings per zone (``{"us-east-1a": ["10.0.0.0/19"]}``), or ZoneMapError."""
+        blocks: dict[str, tuple[Network, ...]] = {}
+        for zone, blocks_of_zone in cidrs.items():
+            if isinstance(blocks_of_zone, str):
+                raise ZoneMapError(f"zone {zone}: expected a list of CIDR blocks, not a string")
             try:
-                blocks[str(zone)] = tuple(ipaddress.IPv4Network(c) for c in cidrs)
-            except ValueError as exc:
+                blocks[str(zone)] = tuple(ipaddress.ip_network(c) for c in blocks_of_zone)
+            except (ValueError, TypeError) as exc:
                 raise ZoneMapError(f"zone {zone}: {exc}") from None
         return cls(blocks)
 
@@ -306,3 +318,67 @@ class ZoneRouter:
             zone = self._rng.choices(zones, weights=[weights[z] for z in zones])[0]
         self._picks.inc(locality="same" if zone == self.local else "other")
         return by_zone[zone]
+
+
+@dataclass(frozen=True)
+class ZoneRouting:
+    """Zone-aware routing for ``UpstreamClient(zone_routing=ZoneRouting(...))``.
+
+    - ``subnets``: where the upstream's (and the callers') addresses are: a ``ZoneMap`` or
+      ``{"<zone>": ["<CIDR>", ...]}`` (on AWS: the private subnets' CIDR blocks per zone);
+    - ``zone``: this caller's zone; None (the default) reads it once at start from the ECS
+      task metadata endpoint v4: ``metadata_uri``, or by default the environment's
+      ``ECS_CONTAINER_METADATA_URI_V4`` ("" means not on ECS). Outside ECS, pass ``zone``
+      (from your platform's metadata, or a setting);
+    - ``callers``: a DNS name whose records are the callers' own tasks (your service's
+      Cloud Map name), to weigh the callers' real spread over the zones; None: an even
+      spread over ``subnets``' zones is assumed;
+    - ``min_per_zone``: below this many healthy upstream tasks per zone on average,
+      route zone-unaware (Service Connect's rule: two per zone).
+
+    When the caller's zone cannot be known (not on ECS and no ``zone``, or a zone not in
+    ``subnets``), the client routes zone-unaware and logs why once: a missing zone never
+    fails a call.
+    """
+
+    subnets: ZoneMap | Mapping[str, Sequence[str]]
+    zone: str | None = None
+    callers: str | None = None
+    min_per_zone: float = MIN_PER_ZONE
+    metadata_uri: str | None = None
+    metadata_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        subnets = self.subnets
+        if not isinstance(subnets, ZoneMap):
+            if not isinstance(subnets, Mapping):
+                raise TypeError(
+                    f"ZoneRouting.subnets: expected a ZoneMap or a mapping, not {subnets!r}"
+                )
+            try:
+                subnets = ZoneMap.of(subnets)
+            except ZoneMapError as exc:
+                raise ZoneMapError(f"ZoneRouting.subnets: {exc}") from None
+            object.__setattr__(self, "subnets", subnets)
+        if self.metadata_uri is not None and not isinstance(self.metadata_uri, str):
+            raise TypeError(f"ZoneRouting.metadata_uri: expected a str, not {self.metadata_uri!r}")
+        for name in ("zone", "callers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TypeError(
+                    f"ZoneRouting.{name}: expected a non-empty str or None, not {value!r}"
+                )
+        if self.zone is not None and self.zone not in subnets.blocks:
+            zones = ", ".join(subnets.zones)
+            raise ValueError(
+                f"ZoneRouting.zone: {self.zone!r} is not one of subnets' zones {zones}"
+            )
+        for name in ("min_per_zone", "metadata_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"ZoneRouting.{name}: must be a number > 0, not {value!r}")
+
+    @property
+    def zone_map(self) -> ZoneMap:
+        assert isinstance(self.subnets, ZoneMap)
+        return self.subnets
