@@ -39,6 +39,9 @@ UPSTREAM_RETRIES = "hello_upstream_retries_total"
 # The outcomes of a call to name (label `outcome`): answered, answered badly (502), none (503).
 OUTCOMES = ("ok", "bad_gateway", "unavailable")
 PERIOD_SECONDS = 60
+# Every alarm's description ends with where its runbook entry is: what it means, the first three
+# things to look at, the usual fixes (one section per alarm, headed by the alarm's short name).
+RUNBOOK = "docs/runbook.md"
 
 # Percent of requests answered 5xx by the load balancer or by hello. One in a hundred over three
 # of five minutes: a single failed request at low traffic stays quiet, a real failure does not.
@@ -272,7 +275,7 @@ class Alarms(pulumi.ComponentResource):
             # name (alarm_name) is the only ForceNew argument; the provider refuses to create an
             # alarm whose name exists (PutMetricAlarm would silently overwrite it).
             name=alarm_name(self._prefix, alarm),
-            alarm_description=description,
+            alarm_description=f"{description} Runbook: {RUNBOOK}#{alarm}",
             metric_queries=list(queries) if queries else None,
             threshold=threshold,
             comparison_operator=comparison,

@@ -7,6 +7,7 @@ install would.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -194,3 +195,20 @@ def test_interrupting_setup_stops_every_process_it_started(
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "processes left running after the interrupt"
+
+
+@pytest.mark.parametrize("module", ["bench.__main__", "local.config", "tools.check"])
+def test_command_help_speaks_of_the_tool_not_of_its_history(
+    module: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`./dev bench --help` (and the others) describe options, not the issues that added them."""
+    loaded = importlib.import_module(module)
+    parse = getattr(loaded, "parse_args", None) or getattr(loaded, "from_args", None)
+    if parse is None:
+        parse = loaded.main
+    with pytest.raises(SystemExit) as exited:
+        parse(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: ")
+    assert not re.search(r"\bissues? #?\d+", text, re.IGNORECASE), text

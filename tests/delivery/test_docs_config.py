@@ -279,3 +279,36 @@ def test_config_set_follows_the_cli() -> None:
         "aws:region": "eu-west-1",
         f"{PROJECT}:a": {"b": {"c": True}},
     }
+
+
+def _readme_table(heading: str) -> dict[str, list[str]]:
+    """The first table under `heading` in README.md: first cell -> the other cells."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    table: dict[str, list[str]] = {}
+    for line in rows[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        table[cells[0]] = cells[1:]
+        if not section[section.index(line) + len(line) + 1 :].startswith("| "):
+            break
+    return table
+
+
+def test_the_readme_dev_and_prod_table_says_what_the_stack_files_choose() -> None:
+    table = _readme_table("## Dev and prod")
+    for column, stack in enumerate(STACKS):
+        result = check.check_file(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
+        s = result.settings
+        assert s is not None
+        assert str(s.zones) in table["Zones, NAT gateways"][column].split(",")[0]
+        for row, service in (("name tasks", s.name), ("hello tasks", s.hello)):
+            cell = table[row][column]
+            size = f"{service.cpu / 1024:g} vCPU / {service.memory / 1024:g} GB"
+            assert cell.startswith(size), (stack, row, cell)
+            assert f"{service.desired_count} at creation" in cell, (stack, row, cell)
+            assert f"{service.min_count} to {service.max_count} on" in cell, (stack, row, cell)
+        assert table["Log retention"][column] == f"{s.log_retention_days} days"
+        assert table["hello's drain"][column] == f"{s.hello.drain_seconds} s"
+        spot = "FARGATE_SPOT" in table["Capacity"][column]
+        assert spot == s.capacity.uses_spot, stack

@@ -15,7 +15,7 @@ from components import alarms as alarm_spec
 from components import autoscaling
 from components.platform import CAPACITY_PROVIDERS
 from tests.infra.conftest import ALARM_EMAIL, SPECS, settings_for
-from tests.infra.support import PROJECT, Resource, Run, Runs
+from tests.infra.support import PROJECT, ROOT, Resource, Run, Runs
 
 ECS_SERVICE = "aws:ecs/service:Service"
 TARGET = "aws:appautoscaling/target:Target"
@@ -194,6 +194,9 @@ def test_every_alarm_notifies_the_topic_and_carries_the_stack_prefix(run: Run, k
         assert a.inputs["alarmActions"] == [topic.state["arn"]]
         assert a.inputs["okActions"] == [topic.state["arn"]]
         assert a.inputs["alarmDescription"]
+        # ...ending in its runbook entry, which exists (docs/runbook.md, a heading per alarm).
+        assert a.inputs["alarmDescription"].endswith(f" Runbook: docs/runbook.md#{a.name}")
+        assert f"\n### {a.name}\n" in (ROOT / "docs" / "runbook.md").read_text()
 
 
 def test_load_balancer_alarms_watch_this_load_balancer(run: Run) -> None:
