@@ -131,12 +131,12 @@ class _Call:
         "_planned",
         "_request",
         "_running",
-        "_stream",
         "answered",
         "causes",
         "last_address",
         "last_failure",
         "may_retry",
+        "stream",
         "tried",
     )
 
@@ -147,7 +147,7 @@ class _Call:
         self._client = client
         self._request = request
         self._idempotent = idempotent
-        self._stream = stream
+        self.stream = stream
         self._deadline = client._clock() + settings.request_timeout
         self._hedges_left = settings.max_hedges if idempotent else 0
         self._planned = 0
@@ -352,16 +352,7 @@ class UpstreamClient:
             self._source = StaticAddresses([host])
         else:
             # Every task, beyond the eight records of one answer (accumulate.py).
-            self._source = every_task(
-                host,
-                nameservers=settings.nameservers,
-                record_types=settings.record_types,
-                refresh_interval=settings.refresh_interval,
-                dns_timeout=settings.dns_timeout,
-                dns_tries=settings.dns_tries,
-                registry=registry,
-                clock=clock,
-            )
+            self._source = self._records_of(host)
         self._callers: RecordCache | None = None
         self._balancer = Balancer(
             base_ejection=settings.base_ejection,
@@ -397,6 +388,8 @@ class UpstreamClient:
         headers["Host"] = named if url.is_default_port() else f"{named}:{self._port}"
         self._headers = headers
         self._path_qs = url.raw_path_qs or "/"
+        probe = settings.probe_path
+        self._probe_path_qs = None if probe is None else URL(probe).raw_path_qs
         self._urls: dict[str, URL] = {}
         self._target: Target | None = None
         self._cancelled: set[asyncio.Task[Result]] = set()
@@ -544,18 +537,8 @@ class UpstreamClient:
             # The callers' own tasks, accumulated like the upstream's records but with a
             # looser miss probability (1%) and a fifth of the query cap: a caller missed
             # for one refresh moves its zone's share by one task, for one refresh.
-            settings = self.settings
-            self._callers = every_task(
-                routing.callers,
-                nameservers=settings.nameservers,
-                record_types=settings.record_types,
-                refresh_interval=settings.refresh_interval,
-                dns_timeout=settings.dns_timeout,
-                dns_tries=settings.dns_tries,
-                miss_probability=0.01,
-                max_queries_per_second=10.0,
-                registry=self._registry,
-                clock=self._clock,
+            self._callers = self._records_of(
+                routing.callers, miss_probability=0.01, max_queries_per_second=10.0
             )
             self._callers.start()
         callers = self._callers
@@ -573,6 +556,21 @@ class UpstreamClient:
             caller_addresses=(lambda: callers.records) if callers is not None else None,
             min_per_zone=routing.min_per_zone,
             registry=self._registry,
+        )
+
+    def _records_of(self, host: str, **accumulation: float) -> RecordCache:
+        """A record cache of every task of ``host``, resolved as the settings say."""
+        settings = self.settings
+        return every_task(
+            host,
+            nameservers=settings.nameservers,
+            record_types=settings.record_types,
+            refresh_interval=settings.refresh_interval,
+            dns_timeout=settings.dns_timeout,
+            dns_tries=settings.dns_tries,
+            registry=self._registry,
+            clock=self._clock,
+            **accumulation,
         )
 
     async def close(self) -> None:
@@ -787,15 +785,18 @@ class UpstreamClient:
             result.release()
 
     def _url(self, address: str, path_qs: str) -> URL:
+        """``path_qs`` (already encoded) on one task; the settings URL's own is cached."""
         if path_qs is not self._path_qs:
-            return URL(f"{self._scheme}://{_url_host(address)}:{self._port}{path_qs}", encoded=True)
+            return self._task_url(address, path_qs)
         url = self._urls.get(address)
         if url is None:
             if len(self._urls) > 4096:  # addresses churn with tasks; stay bounded
                 self._urls.clear()
-            url = URL(f"{self._scheme}://{_url_host(address)}:{self._port}{path_qs}", encoded=True)
-            self._urls[address] = url
+            url = self._urls[address] = self._task_url(address, path_qs)
         return url
+
+    def _task_url(self, address: str, path_qs: str) -> URL:
+        return URL(f"{self._scheme}://{_url_host(address)}:{self._port}{path_qs}", encoded=True)
 
     async def _attempt(
         self, endpoint: Endpoint, request: Outgoing, seconds: float, call: _Call
@@ -812,7 +813,7 @@ class UpstreamClient:
                 self._url(endpoint.address, request.path_qs),
                 address=endpoint.address,
                 seconds=seconds,
-                stream=call._stream,
+                stream=call.stream,
                 time_left=call.time_left,
             )
         except AttemptFailed as exc:
@@ -864,10 +865,10 @@ class UpstreamClient:
     # -- probes ----------------------------------------------------------------
 
     async def _probe(self, endpoint: Endpoint) -> bool:
-        target, path = self._target, self.settings.probe_path
-        if target is None or path is None:
+        target, path_qs = self._target, self._probe_path_qs
+        if target is None or path_qs is None:
             return False
-        url = URL(f"{self._scheme}://{_url_host(endpoint.address)}:{self._port}{path}")
+        url = self._task_url(endpoint.address, path_qs)
         try:
             async with (
                 asyncio.timeout(self.settings.probe_timeout),

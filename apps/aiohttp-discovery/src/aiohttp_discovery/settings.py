@@ -41,13 +41,13 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _seconds(
+def _number(
     name: str, value: object, *, positive: bool = True, optional: bool = False
 ) -> float | None:
     if value is None and optional:
         return None
     if not _is_number(value):
-        wanted = "a number of seconds" + (" or None" if optional else "")
+        wanted = "a number" + (" or None" if optional else "")
         raise _fail(TypeError, name, f"expected {wanted}, not {value!r}")
     number = float(value)  # type: ignore[arg-type]
     if math.isnan(number) or math.isinf(number) or number < 0 or (positive and number == 0):
@@ -65,7 +65,7 @@ def _integer(name: str, value: object, *, minimum: int) -> int:
 
 
 def _percent(name: str, value: object) -> float:
-    number = _seconds(name, value, positive=False)
+    number = _number(name, value, positive=False)
     assert number is not None
     if number > 100:
         raise _fail(ValueError, name, f"must be from 0 to 100, not {value!r}")
@@ -203,14 +203,14 @@ class UpstreamSettings:
             "probe_interval",
             "probe_timeout",
         ):
-            put(name, _seconds(name, getattr(self, name)))
+            put(name, _number(name, getattr(self, name)))
         for name in ("retry_ratio", "retry_min_per_second"):
-            put(name, _seconds(name, getattr(self, name), positive=False))
-        put("retry_burst", _seconds("retry_burst", self.retry_burst))
+            put(name, _number(name, getattr(self, name), positive=False))
+        put("retry_burst", _number("retry_burst", self.retry_burst))
         if self.retry_burst < 1:
             raise _fail(ValueError, "retry_burst", f"must be >= 1, not {self.retry_burst!r}")
-        put("attempt_timeout", _seconds("attempt_timeout", self.attempt_timeout, optional=True))
-        put("hedge_max_delay", _seconds("hedge_max_delay", self.hedge_max_delay, optional=True))
+        put("attempt_timeout", _number("attempt_timeout", self.attempt_timeout, optional=True))
+        put("hedge_max_delay", _number("hedge_max_delay", self.hedge_max_delay, optional=True))
         for name in ("max_ejection_percent", "panic_threshold_percent"):
             put(name, _percent(name, getattr(self, name)))
         _integer("max_attempts", self.max_attempts, minimum=1)
@@ -241,7 +241,7 @@ class UpstreamSettings:
         if not all(400 <= s <= 599 for s in statuses):
             raise _fail(ValueError, "retry_statuses", "statuses must be within 400-599")
         put("retry_statuses", statuses)
-        quantile = _seconds("hedge_quantile", self.hedge_quantile)
+        quantile = _number("hedge_quantile", self.hedge_quantile)
         if quantile is None or quantile >= 1:
             raise _fail(
                 ValueError,
