@@ -94,12 +94,16 @@ class BodyTooLarge(UpstreamError):
         self.limit = limit
 
 
+#: The most a streamed answer asks aiohttp for in one read (aiohttp's own read buffer).
+READ_PIECE = 64 * 1024
+
+
 class StreamedAnswer:
     """An upstream's HTTP answer whose body is read as it arrives (``UpstreamClient.stream``).
 
     The status and headers are there at once; ``iter_chunks()`` (or ``async for``) yields
-    the body in chunks of at most ``size`` bytes, so memory stays bounded by the chunk
-    size and aiohttp's read buffer whatever the body's length. Reading is bounded by the
+    the body in chunks of at most ``size`` bytes, so memory stays bounded by aiohttp's
+    read buffer (``READ_PIECE`` per read) whatever the body's length. Reading is bounded by the
     call's ``request_timeout`` and the caller's ``max_body_bytes``; a body cut short, or
     not read in time, raises ``UpstreamError`` (502), the cap ``BodyTooLarge``. The
     answer is valid inside the ``async with`` block only.
@@ -138,15 +142,21 @@ class StreamedAnswer:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.iter_chunks()
 
-    async def iter_chunks(self, size: int = 64 * 1024) -> AsyncIterator[bytes]:
-        """The body, in chunks of at most ``size`` bytes, as they arrive."""
+    async def iter_chunks(self, size: int = READ_PIECE) -> AsyncIterator[bytes]:
+        """The body, in chunks of at most ``size`` bytes, as they arrive.
+
+        Each read asks aiohttp for at most ``READ_PIECE`` bytes, whatever ``size``:
+        aiohttp's ``StreamReader.read(n)`` lets its buffer grow to about 2n before it
+        stops reading the socket, so a 1 MiB ``size`` would hold about 3 MiB at once.
+        Chunks are handed over as they come (at most ``size``, often less)."""
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ValueError(f"iter_chunks: size must be a positive integer, not {size!r}")
         content = self._response.content
+        piece = min(size, READ_PIECE)
         while True:
             try:
                 async with asyncio.timeout(max(self._time_left(), 0.0)):
-                    chunk = await content.read(size)
+                    chunk = await content.read(piece)
             except TimeoutError:
                 raise self._cut("not read within the call's request_timeout") from None
             except aiohttp.ClientError as exc:
