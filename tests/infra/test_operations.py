@@ -196,6 +196,9 @@ def test_every_alarm_notifies_the_topic_and_carries_the_stack_prefix(run: Run, k
         assert a.inputs["alarmDescription"]
         # ...ending in its runbook entry, which exists (docs/runbook.md, a heading per alarm).
         assert a.inputs["alarmDescription"].endswith(f" Runbook: docs/runbook.md#{a.name}")
+        # terraform-provider-aws (cloudwatch/metric_alarm.go) validates alarm_description with
+        # StringLenBetween(0, 1024), PutMetricAlarm's limit: a longer one fails the plan.
+        assert len(a.inputs["alarmDescription"]) <= 1024
         assert f"\n### {a.name}\n" in (ROOT / "docs" / "runbook.md").read_text()
 
 
