@@ -497,3 +497,109 @@ def test_hedges_spend_the_retry_budget() -> None:
     hedged, asked = run(scenario())
     assert hedged == 1
     assert asked == 11
+
+
+def test_a_hedge_that_wins_interrupts_the_first_attempt_and_leaves_the_caller_uncancelled() -> None:
+    """The first attempt runs in the caller's own task; a hedge that answers first
+    interrupts it with a cancellation the call takes back: the caller's task carries no
+    pending cancellation afterwards, and its next await runs normally."""
+    port = free_port()
+    slow_host, fast_host = HOSTS[0], HOSTS[1]
+
+    async def scenario() -> tuple[list[tuple[str, bool]], list[int]]:
+        outcomes, cancelling = [], []
+        async with (
+            upstream({"/": slow(0.5, "slow")}, [slow_host], port),
+            upstream({"/": slow(0.0, "fast")}, [fast_host], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/", hedge_max_delay=0.02),
+                source=StaticAddresses([slow_host, fast_host]),
+            ) as client,
+        ):
+            for _ in range(12):
+                started = time.monotonic()
+                answer = await client.request()
+                assert time.monotonic() - started < 0.4  # never waited for the slow one
+                outcomes.append((answer.text(), answer.hedged))
+                task = asyncio.current_task()
+                assert task is not None
+                cancelling.append(task.cancelling())
+                await asyncio.sleep(0.001)  # would raise a leftover cancellation
+        return outcomes, cancelling
+
+    outcomes, cancelling = run(scenario())
+    assert {text for text, _ in outcomes} == {"fast"}
+    assert any(hedged for _, hedged in outcomes)  # the slow one was tried first at least once
+    assert cancelling == [0] * 12
+
+
+def test_a_caller_that_leaves_while_a_hedge_runs_is_cancelled_and_the_hedge_too() -> None:
+    port = free_port()
+    seen_cancel: list[bool] = []
+
+    async def hang(request: web.Request) -> web.Response:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            seen_cancel.append(True)
+            raise
+        return web.Response(text="late")
+
+    async def scenario() -> tuple[bool, int]:
+        async with (
+            upstream({"/": hang}, HOSTS[:2], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/", hedge_max_delay=0.02),
+                source=StaticAddresses(HOSTS[:2]),
+            ) as client,
+        ):
+            call = asyncio.create_task(client.request())
+            await asyncio.sleep(0.2)  # the hedge is out by now
+            call.cancel()
+            try:
+                await call
+            except asyncio.CancelledError:
+                cancelled = True
+            else:
+                cancelled = False
+            await asyncio.sleep(0.2)  # both servers see their connections go
+            hedges = client._hedges.value(upstream="orders.internal")
+        return cancelled, int(hedges)
+
+    cancelled, hedges = run(scenario())
+    assert cancelled
+    assert hedges == 1
+    assert len(seen_cancel) == 2  # the first attempt and the hedge were both dropped
+
+
+def test_when_the_first_attempt_fails_while_the_hedge_runs_the_hedge_answers() -> None:
+    """The first attempt fails (a 503 after 50 ms) after the hedge went out (at 20 ms):
+    the call then awaits the hedge, whose answer (at about 120 ms) is the call's; the
+    hedge's end must not interrupt the caller, which no longer races."""
+    port = free_port()
+    requests = 0
+
+    async def first_fails(request: web.Request) -> web.Response:
+        nonlocal requests
+        requests += 1
+        if requests == 1:
+            await asyncio.sleep(0.05)
+            return web.Response(status=503)
+        await asyncio.sleep(0.1)
+        return web.Response(text="from the hedge")
+
+    async def scenario() -> tuple[str, bool, int, int]:
+        async with (
+            upstream({"/": first_fails}, HOSTS[:2], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/", hedge_max_delay=0.02),
+                source=StaticAddresses(HOSTS[:2]),
+            ) as client,
+        ):
+            answer = await client.request()
+            task = asyncio.current_task()
+            assert task is not None
+            await asyncio.sleep(0.001)
+            return answer.text(), answer.hedged, answer.attempts, task.cancelling()
+
+    assert run(scenario()) == ("from the hedge", True, 2, 0)
