@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -531,6 +532,52 @@ def test_a_hedge_that_wins_interrupts_the_first_attempt_and_leaves_the_caller_un
     assert {text for text, _ in outcomes} == {"fast"}
     assert any(hedged for _, hedged in outcomes)  # the slow one was tried first at least once
     assert cancelling == [0] * 12
+
+
+def test_a_caller_that_leaves_as_the_hedge_answers_is_cancelled_not_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hedge's answer and the caller's own cancellation arrive together: the call
+    takes back only its own interruption, and the caller's goes on (its task is
+    cancelled, with no answer handed to code that already left)."""
+    import aiohttp_discovery.client as client_module  # noqa: PLC0415
+
+    port = free_port()
+    slow_host, fast_host = HOSTS[0], HOSTS[1]
+    finished = client_module._Call._hedge_finished
+
+    def and_the_caller_leaves(call: Any, task: asyncio.Task[Any]) -> None:
+        caller = call._caller
+        finished(call, task)
+        if call._interrupted and caller is not None:
+            caller.cancel()  # the caller's own cancellation, in the same loop turn
+
+    monkeypatch.setattr(client_module._Call, "_hedge_finished", and_the_caller_leaves)
+
+    class SlowFirst(random.Random):
+        """Draws 0.0: the first pick is the first address, the slow one."""
+
+        def random(self) -> float:
+            return 0.0
+
+    async def scenario() -> bool:
+        async with (
+            upstream({"/": slow(0.5, "slow")}, [slow_host], port),
+            upstream({"/": slow(0.0, "fast")}, [fast_host], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/", hedge_max_delay=0.02),
+                source=StaticAddresses([slow_host, fast_host]),
+                rng=SlowFirst(),
+            ) as client,
+        ):
+            call = asyncio.create_task(client.request())
+            try:
+                await call
+            except asyncio.CancelledError:
+                return True
+            return False
+
+    assert run(scenario())
 
 
 def test_a_caller_that_leaves_while_a_hedge_runs_is_cancelled_and_the_hedge_too() -> None:
