@@ -650,3 +650,50 @@ def test_when_the_first_attempt_fails_while_the_hedge_runs_the_hedge_answers() -
             return answer.text(), answer.hedged, answer.attempts, task.cancelling()
 
     assert run(scenario()) == ("from the hedge", True, 2, 0)
+
+
+@pytest.mark.parametrize("kept", [256, 1])
+def test_each_answer_carries_its_own_media_type_and_charset(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Media types are parsed once per Content-Type value (the parse costs more than the
+    rest of an answer), and each answer, read whole or streamed, still carries its own:
+    whatever the order, and when the cache starts over (kept=1)."""
+    monkeypatch.setattr("aiohttp_discovery.answer._MEDIA_TYPES_KEPT", kept)
+    monkeypatch.setattr("aiohttp_discovery.answer._media_types", {})
+    port = free_port()
+    types = {
+        "/json": "application/json",
+        "/latin": "text/plain; charset=ISO-8859-1",
+        "/bytes": "application/octet-stream",
+        "/utf8": 'Text/HTML; Charset="utf-8"',
+    }
+
+    def typed(content_type: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=b"x", headers={"Content-Type": content_type})
+
+        return handler
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        async with (
+            upstream({path: typed(value) for path, value in types.items()}, HOSTS[:1], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/"),
+                source=StaticAddresses(HOSTS[:1]),
+            ) as client,
+        ):
+            seen = []
+            for path in ["/json", "/latin", "/json", "/bytes", "/utf8", "/latin", "/bytes"]:
+                answer = await client.request("GET", path)
+                seen.append((answer.content_type, answer.charset))
+            async with client.stream("GET", "/latin") as streamed:
+                seen.append((streamed.content_type, streamed.charset))
+            return seen
+
+    json_, latin = ("application/json", None), ("text/plain", "ISO-8859-1")
+    octets, utf8 = ("application/octet-stream", None), ("text/html", "utf-8")
+    assert run(scenario()) == [json_, latin, json_, octets, utf8, latin, octets, latin]
+    import aiohttp_discovery.answer  # noqa: PLC0415 - the cache the monkeypatch replaced
+
+    assert len(aiohttp_discovery.answer._media_types) <= kept  # bounded
