@@ -697,3 +697,47 @@ def test_each_answer_carries_its_own_media_type_and_charset(
     import aiohttp_discovery.answer  # noqa: PLC0415 - the cache the monkeypatch replaced
 
     assert len(aiohttp_discovery.answer._media_types) <= kept  # bounded
+
+
+def test_settings_headers_go_with_every_call_and_a_calls_own_headers_win_except_host() -> None:
+    """``settings.headers`` and Host (the upstream's name) travel with every request; a
+    call's own headers replace a setting of the same name, never Host."""
+    port = free_port()
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(
+            {name: request.headers.getall(name) for name in ("Host", "X-Team", "Authorization")}
+            | {"Content-Type": request.headers.getall("Content-Type", [])}
+        )
+
+    async def scenario() -> tuple[Any, Any]:
+        async with (
+            upstream({"/": echo}, HOSTS[:1], port, methods=("GET", "POST")),
+            UpstreamClient(
+                UpstreamSettings(
+                    url=f"http://orders.internal:{port}/",
+                    headers={"Authorization": "Bearer s", "X-Team": "a"},
+                ),
+                source=StaticAddresses(HOSTS[:1]),
+            ) as client,
+        ):
+            own = await client.request(
+                "POST", "/", headers={"X-Team": "b", "Host": "elsewhere"}, json={"n": 1}
+            )
+            plain = await client.request("GET", "/")
+            return own.json(), plain.json()
+
+    own, plain = run(scenario())
+    host = [f"orders.internal:{port}"]
+    assert own == {
+        "Host": host,
+        "X-Team": ["b"],
+        "Authorization": ["Bearer s"],
+        "Content-Type": ["application/json"],
+    }
+    assert plain == {
+        "Host": host,
+        "X-Team": ["a"],
+        "Authorization": ["Bearer s"],
+        "Content-Type": [],
+    }

@@ -51,7 +51,8 @@ class Outgoing:
     method: str
     path_qs: str
     """Absolute path and query, already percent-encoded."""
-    headers: CIMultiDict[str]
+    headers: CIMultiDict[str] | None
+    """The call's own headers (the session sends Host and ``settings.headers``)."""
     body: bytes | None
 
 

@@ -546,6 +546,8 @@ class UpstreamClient:
             # sock_connect bounds the TCP handshake; the call's and the attempt's
             # deadlines bound everything else, body included.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout),
+            # Sent with every request (aiohttp lays a call's own headers over them).
+            headers=self._headers,
             raise_for_status=False,
             trace_configs=list(self._trace_configs) or None,
         )
@@ -750,7 +752,7 @@ class UpstreamClient:
             raise ValueError(f"method must be an HTTP method like GET, not {method!r}")
         method = method.upper()
         path_qs = self._encoded(path, query)
-        merged = self._headers
+        merged: CIMultiDict[str] | None = None  # the call's own headers, over the session's
         content_type = None
         if json is not _NO_JSON:
             if body is not None:
@@ -768,7 +770,7 @@ class UpstreamClient:
         if headers is not None and not isinstance(headers, Mapping):
             raise TypeError(f"headers must be a mapping, not {headers!r}")
         if headers or content_type:
-            merged = CIMultiDict(self._headers)
+            merged = CIMultiDict()
             if content_type and not (headers and any(k.lower() == "content-type" for k in headers)):
                 merged["Content-Type"] = content_type
             for name, value in (headers or {}).items():
@@ -943,7 +945,7 @@ class UpstreamClient:
                 asyncio.timeout(self.settings.probe_timeout),
                 target.session.get(
                     url,
-                    headers=self._headers,
+                    headers=None,  # the session's: Host and settings.headers
                     allow_redirects=False,
                     server_hostname=target.server_hostname,
                     ssl=target.ssl,
