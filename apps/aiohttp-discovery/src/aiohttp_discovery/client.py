@@ -114,6 +114,10 @@ async def _first_done(
     return [task for task in tasks if task.done()]
 
 
+class _HedgeWon(Exception):
+    """The hedge answered while the first attempt still ran inline (``_Call._inline``)."""
+
+
 class _Call:
     """One call's attempts, retries and hedges: a small state machine.
 
@@ -124,10 +128,12 @@ class _Call:
     """
 
     __slots__ = (
+        "_caller",
         "_client",
         "_deadline",
         "_hedges_left",
         "_idempotent",
+        "_interrupted",
         "_planned",
         "_request",
         "_running",
@@ -152,6 +158,8 @@ class _Call:
         self._hedges_left = settings.max_hedges if idempotent else 0
         self._planned = 0
         self._running: dict[asyncio.Task[Result], bool] = {}  # attempt -> is the hedge
+        self._caller: asyncio.Task[Any] | None = None  # while an attempt runs inline
+        self._interrupted = False  # a hedge's answer cancelled the caller's wait
         self.tried: set[str] = set()
         self.causes: list[str] = []
         self.answered = False  # some task sent a status line
@@ -173,16 +181,17 @@ class _Call:
                     if started is None:
                         break
                     address, attempt = started
-                    if not self._may_hedge():
-                        # Nothing to race it against: await it here (no task, no timer).
-                        try:
-                            result = await attempt
-                        except AttemptFailed as exc:
-                            self.failed(address, exc.failure)
-                            continue
-                        winner = address
-                        return self._won(result, hedge=False)
-                    self._running[asyncio.create_task(attempt, name=address)] = False
+                    try:
+                        result = await self._inline(attempt)
+                    except AttemptFailed as exc:
+                        self.failed(address, exc.failure)
+                        continue
+                    except _HedgeWon:
+                        winner, result = self._take_hedge()
+                        client._balancer.lost_race(address, winner)
+                        return self._won(result, hedge=True)
+                    winner = address
+                    return self._won(result, hedge=False)
                 delay = client._hedge.delay
                 hedge_due = delay is not None and self._may_hedge() and len(self._running) == 1
                 done = await _first_done(self._running, delay if hedge_due else None)
@@ -201,6 +210,57 @@ class _Call:
         finally:
             client._abandon(self._running, winner)
         raise self._error()
+
+    async def _inline(self, attempt: Coroutine[Any, Any, Result]) -> Result:
+        """Await ``attempt`` in the caller's own task (no task, no waiter per call).
+
+        Where it may be hedged, a timer starts the hedge (a task) when the hedge delay
+        passes, and a hedge that answers first interrupts this wait: the caller's task
+        is cancelled by ``_hedge_finished``, and the cancellation, ours alone, is taken
+        back and turned into ``_HedgeWon``. Any other cancellation (the caller leaving)
+        goes on as it came.
+        """
+        delay = self._client._hedge.delay
+        if delay is None or not self._may_hedge():
+            return await attempt
+        caller = asyncio.current_task()
+        assert caller is not None
+        self._caller = caller
+        timer = asyncio.get_running_loop().call_later(delay, self._hedge_due)
+        try:
+            return await attempt
+        except asyncio.CancelledError:
+            if self._interrupted and caller.uncancel() == 0:
+                raise _HedgeWon from None
+            raise
+        finally:
+            self._caller = None
+            timer.cancel()
+
+    def _hedge_due(self) -> None:
+        """The inline attempt has not answered within the hedge delay: start the hedge."""
+        before = set(self._running)
+        self._start_hedge()
+        for task in self._running:
+            if task not in before:
+                task.add_done_callback(self._hedge_finished)
+
+    def _hedge_finished(self, task: asyncio.Task[Result]) -> None:
+        """A hedge ended while the first attempt may still run inline: if it answered,
+        interrupt the caller's wait (a failed hedge waits to be looked at in ``run``)."""
+        caller = self._caller
+        if caller is None or self._interrupted or task.cancelled() or task.exception():
+            return
+        self._interrupted = True
+        caller.cancel()
+
+    def _take_hedge(self) -> tuple[str, Result]:
+        """The hedge that interrupted the inline attempt: its address and answer."""
+        for task in self._running:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                self._running.pop(task)
+                return task.get_name(), task.result()
+        raise AssertionError("interrupted by a hedge that did not answer")  # pragma: no cover
 
     def _may_hedge(self) -> bool:
         return self._hedges_left > 0 and len(self.tried) < self._planned
@@ -770,7 +830,7 @@ class UpstreamClient:
             task.cancel()
             self._cancelled.add(task)
             task.add_done_callback(self._reap)
-            if winner is not None:
+            if winner is not None and not task.done():
                 self._balancer.lost_race(task.get_name(), winner)
 
     def _reap(self, task: asyncio.Task[Result]) -> None:
