@@ -4,14 +4,18 @@ Container Insights reports RunningTaskCount per ECS service once a minute; the a
 the ECS service's name, so it is declared after the service (its deployment alarms,
 components/alarms.py, come before it).
 
-Missing data keeps the alarm's state (`ignore`). A new alarm starts in INSUFFICIENT_DATA
-(PutMetricAlarm) and a new or replaced service has no datapoint until Container Insights
-publishes its first minute: with missing data breaching, as it was, three minutes without a
-datapoint put every fresh stack's alarm in ALARM and paged someone for a deploy that worked
-(CloudWatch user guide, "Configuring how CloudWatch alarms treat missing data"). With
-`ignore` the alarm waits for real counts. A service that falls to zero tasks goes below its
-minimum first (a breaching datapoint: ALARM), and stays in ALARM if the counts then stop;
-its callers' 503 alarm (no task answers) covers the service that never had one.
+Missing data keeps the alarm's state (`ignore`). A new alarm starts in INSUFFICIENT_DATA and
+is evaluated at once (PutMetricAlarm); a new service has no datapoint until its tasks run and
+Container Insights publishes their first minute (ECS reports a service's metrics only while it
+has RUNNING tasks: ECS developer guide, "Amazon ECS CloudWatch metrics"), and a replaced
+service (a new name, so a new dimension) starts from none while the alarm, updated in place,
+keeps its state. With missing data breaching, as it was, a three-minute range without a
+datapoint put the alarm in ALARM at its first evaluation on every fresh stack, and after every
+replacement: a page for a deploy that worked (CloudWatch user guide, "Configuring how
+CloudWatch alarms treat missing data"). With `ignore` the alarm waits for real counts. A
+service that falls to zero tasks goes below its minimum first (a breaching datapoint: ALARM),
+and stays in ALARM if the counts then stop; its callers' 503 alarm (no task answers) covers
+the service that never had one.
 """
 
 import re
