@@ -195,6 +195,8 @@ class EnvoyRow:
     victim_share: float | None = None
     retries: int | None = None
     """Envoy: its upstream retries; client: hello's retries and hedges."""
+    ejections: int | None = None
+    """Envoy: outlier ejections enforced; client: hello's ejections."""
 
     @property
     def success(self) -> float:
@@ -279,22 +281,27 @@ class EnvoyRows:
             return None
         return int(prom.total(prom.parse(text), "http_requests_total", route="/"))
 
-    def _retries(self, target: str) -> int:
+    def _envoy_stat(self, name: str) -> int:
+        url = f"http://127.0.0.1:{self.admin}/stats?filter=^cluster.name.{name}$"
+        status, text = http_get(url)
+        if status != 200:
+            raise HarnessError(f"Envoy's admin answered {status} for its stats")
+        return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if ":" in line)
+
+    def _counters(self, target: str) -> tuple[int, int]:
+        """Retries (hello's: retries and hedges) and ejections so far, on ``target``'s path."""
         if target == "envoy":
-            status, text = http_get(
-                f"http://127.0.0.1:{self.admin}/stats?filter=upstream_rq_retry$"
+            return (
+                self._envoy_stat("upstream_rq_retry"),
+                self._envoy_stat("outlier_detection.ejections_enforced_total"),
             )
-            if status != 200:
-                return 0
-            return sum(int(line.rsplit(":", 1)[1]) for line in text.splitlines() if ":" in line)
         status, text = http_get(f"{self.urls[target]}metrics")
         if status != 200:
-            return 0
+            raise HarnessError(f"hello-{target}'s /metrics answered {status}")
         samples = prom.parse(text)
-        return int(
-            prom.total(samples, "hello_upstream_retries_total")
-            + prom.total(samples, "hello_upstream_hedges_total")
-        )
+        retries = prom.total(samples, "hello_upstream_retries_total")
+        retries += prom.total(samples, "hello_upstream_hedges_total")
+        return int(retries), int(prom.total(samples, "hello_upstream_ejections_total"))
 
     def _set_delay(self, index: int, seconds: float) -> None:
         request = urllib.request.Request(
@@ -331,6 +338,7 @@ class EnvoyRows:
         target: str,
         *,
         closed: bool,
+        seconds: float | None = None,
         during: Callable[[float], None] | None = None,
         share_of: int | None = None,
     ) -> EnvoyRow:
@@ -340,11 +348,12 @@ class EnvoyRows:
             argv = [sys.executable, "-m", "bench.closedloop", url, str(o.connections)]
         else:
             argv = [sys.executable, "-m", "bench.openloop", url, f"{o.rate:g}"]
-        argv += [f"{o.duration:g}", f"{o.timeout:g}"]
+        seconds = o.duration if seconds is None else seconds
+        argv += [f"{seconds:g}", f"{o.timeout:g}"]
         served_before = [self._served(i) for i in range(len(ADDRESSES))]
-        retries_before = self._retries(target)
+        counters = self._counters(target)
         print(f"--> {label}, {target}", flush=True)
-        result = self._load(argv, o.duration, during)
+        result = self._load(argv, seconds, during)
         share = None
         if share_of is not None:
             after = [self._served(i) for i in range(len(ADDRESSES))]
@@ -359,23 +368,33 @@ class EnvoyRows:
             target=target,
             requests=int(result["requests"]),
             ok=int(result["ok"]),
-            seconds=float(result.get("seconds", o.duration)),
+            seconds=float(result.get("seconds", seconds)),
             latencies_ms=[float(x) for x in result["latencies_ms"]],
             failures={
                 **result["failures"],
                 **{f"HTTP {k}": v for k, v in result["statuses"].items() if k != "200"},
             },
             victim_share=share,
-            retries=self._retries(target) - retries_before,
         )
+        now = self._counters(target)
+        row.retries, row.ejections = now[0] - counters[0], now[1] - counters[1]
         print(
             f"    {row.rps:.0f} ok/s, {row.success:.2%} ok, p99 {row.percentile(99):.2f} ms",
             flush=True,
         )
         return row
 
-    def capacity(self) -> list[EnvoyRow]:
-        return [self._row("capacity", t, closed=True) for t in ("client", "envoy")]
+    def capacity(self, rounds: int = 3) -> list[EnvoyRow]:
+        """Closed loop, ``rounds`` interleaved slices per path (the machine's speed moves
+        with whatever else runs: both paths see the same moments), summed."""
+        slices: dict[str, list[EnvoyRow]] = {"client": [], "envoy": []}
+        for _ in range(rounds):
+            for target, parts in slices.items():
+                part = self._row(
+                    "capacity", target, closed=True, seconds=self.options.duration / rounds
+                )
+                parts.append(part)
+        return [merge(parts) for parts in slices.values()]
 
     def killed(self) -> list[EnvoyRow]:
         rows = []
@@ -427,6 +446,26 @@ class EnvoyRows:
         return [*self.capacity(), *self.killed(), *self.slow()]
 
 
+def merge(parts: Sequence[EnvoyRow]) -> EnvoyRow:
+    """Slices of one row on one path, as one row."""
+    first = parts[0]
+    failures: dict[str, int] = {}
+    for part in parts:
+        for key, count in part.failures.items():
+            failures[key] = failures.get(key, 0) + count
+    return EnvoyRow(
+        label=first.label,
+        target=first.target,
+        requests=sum(p.requests for p in parts),
+        ok=sum(p.ok for p in parts),
+        seconds=sum(p.seconds for p in parts),
+        latencies_ms=sorted(x for p in parts for x in p.latencies_ms),
+        failures=failures,
+        retries=sum(p.retries or 0 for p in parts),
+        ejections=sum(p.ejections or 0 for p in parts),
+    )
+
+
 # -- report --------------------------------------------------------------------
 
 
@@ -456,6 +495,7 @@ def table(rows: Sequence[EnvoyRow]) -> str:
             "p50 ms",
             "p99 ms",
             "retries",
+            "ejections",
             "slow share",
             "ok/s ratio",
             "p99 ratio",
@@ -472,6 +512,7 @@ def table(rows: Sequence[EnvoyRow]) -> str:
                     _ms(row.percentile(50)),
                     _ms(row.percentile(99)),
                     "" if row.retries is None else str(row.retries),
+                    "" if row.ejections is None else str(row.ejections),
                     "" if row.victim_share is None else f"{row.victim_share:.1%}",
                     "1.00x" if row is client else _ratio(envoy.rps, client.rps),
                     "1.00x"

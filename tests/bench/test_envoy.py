@@ -77,3 +77,12 @@ def test_only_envoy_excludes_the_other_only_options() -> None:
         parse_args(["--only-envoy", "--only-gray"])
     with pytest.raises(SystemExit):
         parse_args(["--only-envoy", "--no-envoy"])
+
+
+def test_interleaved_slices_add_up_to_one_row() -> None:
+    merged = envoy.merge(
+        [row("capacity", "envoy", 100, 100, 2.0), row("capacity", "envoy", 50, 60, 3.0)]
+    )
+    assert (merged.requests, merged.ok, merged.seconds) == (160, 150, 5.0)
+    assert merged.rps == 30.0
+    assert merged.latencies_ms == sorted(merged.latencies_ms)
