@@ -23,6 +23,8 @@ from pathlib import Path
 
 import aiohttp
 
+from bench.openloop import event_loop_runner
+
 
 async def load(url: str, connections: int, seconds: float, limit: float) -> dict[str, object]:
     statuses: collections.Counter[str] = collections.Counter()
@@ -70,13 +72,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"usage: {USAGE}", file=sys.stderr)
         return 2
     url, connections, seconds, timeout, out = argv
-    try:
-        import uvloop  # noqa: PLC0415 - optional, as in the services
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with event_loop_runner() as runner:
         result = runner.run(load(url, int(connections), float(seconds), float(timeout)))
     Path(out).write_text(json.dumps(result))
     return 0

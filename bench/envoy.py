@@ -37,18 +37,15 @@ import math
 import shutil
 import signal
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any
 
 from bench import openloop, prom
 from bench.procs import Child, Children, HarnessError
 from bench.report import Aim, markdown_table
-from bench.run import HTTP, Bench, free_port, http_get, wait_until
+from bench.run import Bench, free_port, http_get, run_load, served, set_delay, wait_until
 
 ADDRESSES = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
 SERVICE = "scname"
@@ -276,10 +273,7 @@ class EnvoyRows:
         return f"http://{ADDRESSES[index]}:{self.port}{path}"
 
     def _served(self, index: int) -> int | None:
-        status, text = http_get(self._url(index, "/metrics"), timeout=0.5)
-        if status != 200:
-            return None
-        return int(prom.total(prom.parse(text), "http_requests_total", route="/"))
+        return served(self._url(index, ""))
 
     def _envoy_stat(self, name: str) -> int:
         url = f"http://127.0.0.1:{self.admin}/stats?filter=^cluster.name.{name}$"
@@ -304,33 +298,7 @@ class EnvoyRows:
         return int(retries), int(prom.total(samples, "hello_upstream_ejections_total"))
 
     def _set_delay(self, index: int, seconds: float) -> None:
-        request = urllib.request.Request(
-            self._url(index, f"/_bench/delay?seconds={seconds}"), method="POST"
-        )
-        with HTTP.open(request, timeout=2.0) as response:
-            if response.status != 200:
-                raise HarnessError(f"could not set the delay of scname-{index + 1}")
-
-    def _load(
-        self, argv: list[str], seconds: float, during: Callable[[float], None] | None
-    ) -> dict[str, Any]:
-        b = self.bench
-        out = b.workdir / f"load-{time.monotonic_ns()}.json"
-        child = b.children.start("load", Children.program([*argv, str(out)], signal.SIGKILL), b.env)
-        started = time.monotonic()
-        try:
-            while child.popen.poll() is None:
-                if time.monotonic() - started > seconds + 30:
-                    raise HarnessError("the load did not finish in time")
-                if during is not None:
-                    during(time.monotonic() - started)
-                time.sleep(POLL_SECONDS)
-        finally:
-            b.children.stop(child)
-        if child.popen.returncode != 0 or not out.exists():
-            raise HarnessError(f"the load failed:\n{child.tail()}")
-        result: dict[str, Any] = json.loads(out.read_text())
-        return result
+        set_delay(self._url(index, ""), seconds)
 
     def _row(
         self,
@@ -353,7 +321,7 @@ class EnvoyRows:
         served_before = [self._served(i) for i in range(len(ADDRESSES))]
         counters = self._counters(target)
         print(f"--> {label}, {target}", flush=True)
-        result = self._load(argv, seconds, during)
+        result = run_load(self.bench, argv, seconds, during, poll=POLL_SECONDS)
         share = None
         if share_of is not None:
             after = [self._served(i) for i in range(len(ADDRESSES))]
