@@ -15,6 +15,7 @@ import importlib
 import json
 import pkgutil
 import re
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -284,6 +285,24 @@ def start_host(command: list[str], engine_address: str) -> subprocess.Popen[str]
     )
 
 
+def first_line(process: subprocess.Popen[str]) -> str:
+    """The host's first line of output (its port), or "" if it exits or stays silent."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+    return process.stdout.readline().strip() if ready else ""
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Stop the host, whatever state it is in; its standard error."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.communicate(timeout=START_TIMEOUT)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[1]
+
+
 @pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
     """The host, with an engine and a resource monitor on loopback. Until PENDING is empty, it
@@ -305,17 +324,13 @@ def host() -> Iterator[Host]:
     engine.start()
     process = start_host(command, address)
     try:
-        assert process.stdout is not None
-        port = process.stdout.readline().strip()
+        port = first_line(process)
         if not port.isdigit():
-            process.kill()
-            pytest.fail(f"the host did not start: {process.communicate()[1]}")
+            pytest.fail(f"the host did not start: {stop(process)}")
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield Host(provider_pb2_grpc.ResourceProviderStub(channel), monitor, address)
     finally:
-        if process.poll() is None:
-            process.terminate()
-        process.communicate(timeout=START_TIMEOUT)
+        stop(process)
         engine.stop(None)
 
 
@@ -485,11 +500,10 @@ def test_pulumi_runs_the_entry_file_with_its_folder_first_on_sys_path() -> None:
     on sys.path, where platform.py would shadow the standard library's (uuid, imported by
     pulumi, calls platform.system()) unless components/__main__.py swaps it for the root."""
     process = start_host([sys.executable, "components"], "127.0.0.1:1")
-    assert process.stdout is not None
-    port = process.stdout.readline().strip()  # empty if the host exits instead
-    if process.poll() is None:
-        process.terminate()
-    _, stderr = process.communicate(timeout=START_TIMEOUT)
+    try:
+        port = first_line(process)  # empty if the host exits instead
+    finally:
+        stderr = stop(process)
     if PENDING:
         # The whole set stops at the analyzer (on a pending component): everything before it,
         # importing pulumi and every component from this folder, worked.
