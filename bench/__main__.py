@@ -146,8 +146,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add(
         "--deploy-seconds",
         type=float,
-        default=25.0,
-        help="deployment rows: seconds per row, at least 15 (default 25; longer if a"
+        default=20.0,
+        help="deployment rows: seconds per row, at least 15 (default 20; longer if a"
         " deployment is still going)",
     )
     add(

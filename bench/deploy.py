@@ -9,9 +9,9 @@ sending its next request when the last one is answered (5 s client timeout), so 
 is what the stack delivers while it deploys. Rows, each a window of ``seconds`` (longer
 when a deployment is still going at its end):
 
-- **no deployment, before** and **after**: the reference, steady load (their mean is what
-  the other rows' requests/s are compared with; two of them show a machine that slowed down
-  in between);
+- **no deployment**: the reference, steady load, before, between and after the two
+  deployment rows; each deployment row's requests/s is compared with the mean of the
+  references on either side of it (the machine's speed drifts; alternating spreads that);
 - **deployment**: ``deploy name --env METRICS_INTERVAL_SECONDS=5`` at the window's start (a
   real change of name's environment that changes nothing a caller sees): 4 new replicas
   start at once, 1 old one is retired at once (75% of 4 is 3), the other 3 as new ones
@@ -55,7 +55,7 @@ MIN_SECONDS = 15.0
 
 @dataclass(frozen=True)
 class DeployOptions:
-    seconds: float = 25.0  # per row: a deployment with the 10 s drain fits with room
+    seconds: float = 20.0  # per row: a deployment with the 10 s drain fits with room
     connections: int = 16
     warmup: float = 6.0  # one 5 s DNS refresh and a second before the first row
 
@@ -183,10 +183,11 @@ class Deploys:
         async with ClosedLoop(self.stack.front_url, self.options.connections) as load:
             await asyncio.sleep(self.options.warmup)
             rows = [
-                await self._row(load, "no deployment, before", "reference", None),
+                await self._row(load, "no deployment", "reference", None),
                 await self._row(load, "deployment of name", "deployment", HARMLESS),
+                await self._row(load, "no deployment", "reference", None),
                 await self._row(load, "broken revision, rolled back", "rollback", REFUSED),
-                await self._row(load, "no deployment, after", "reference", None),
+                await self._row(load, "no deployment", "reference", None),
             ]
         self.stack.stop()
         return rows

@@ -120,24 +120,28 @@ HEADERS = (
 )
 
 
-def reference_rate(rows: Sequence[DeployRow]) -> float | None:
-    """Requests/s with no deployment: the mean of the reference rows (one before the
-    deployments, one after, so that a machine that slowed down meanwhile shows)."""
-    rates = [r.per_second for r in rows if r.kind == "reference"]
+def reference_rate(rows: Sequence[DeployRow], index: int) -> float | None:
+    """Requests/s with no deployment around row ``index``: the mean of the nearest
+    reference row before it and the nearest after it (the rows alternate, so that a
+    machine whose speed drifts during the run weighs on both sides alike)."""
+    before = [r for r in rows[:index] if r.kind == "reference"][-1:]
+    after = [r for r in rows[index + 1 :] if r.kind == "reference"][:1]
+    rates = [r.per_second for r in before + after]
     return sum(rates) / len(rates) if rates else None
 
 
-def ratio(row: DeployRow, reference: float | None) -> float | None:
-    if not reference:
+def ratio(rows: Sequence[DeployRow], index: int) -> float | None:
+    """Row ``index``'s requests/s over its neighbouring references' (None for a reference)."""
+    reference = reference_rate(rows, index)
+    if rows[index].kind == "reference" or not reference:
         return None
-    return row.per_second / reference
+    return rows[index].per_second / reference
 
 
 def table(rows: Sequence[DeployRow]) -> str:
-    reference = reference_rate(rows)
     cells = [list(HEADERS)]
-    for row in rows:
-        versus = ratio(row, reference)
+    for index, row in enumerate(rows):
+        versus = ratio(rows, index)
         cells.append(
             [
                 row.label,
@@ -223,7 +227,6 @@ def served_by_revision(
 
 
 def write_json(rows: Sequence[DeployRow], path: Path) -> None:
-    reference = reference_rate(rows)
     out = [
         {
             "label": row.label,
@@ -232,14 +235,14 @@ def write_json(rows: Sequence[DeployRow], path: Path) -> None:
             "requests": row.requests,
             "failed": row.failed,
             "per_second": round(row.per_second, 1),
-            "vs_reference": None if (v := ratio(row, reference)) is None else round(v, 3),
+            "vs_reference": None if (v := ratio(rows, index)) is None else round(v, 3),
             "worst_second": row.worst_second(),
             "p50_ms": _finite(percentile(row.calls, 50)),
             "p99_ms": _finite(percentile(row.calls, 99)),
             "deployments": list(row.deployments),
             "served_by_revision": {str(k): v for k, v in row.served_by_revision.items()},
         }
-        for row in rows
+        for index, row in enumerate(rows)
     ]
     path.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -65,18 +65,21 @@ ROLLED_BACK = {
 }
 
 
-def test_requests_per_second_against_the_mean_of_the_references() -> None:
+def test_requests_per_second_against_the_references_on_either_side() -> None:
     rows = [
         row("reference", 1000),
         row("deployment", 900, **COMPLETED),
-        row("rollback", 600, **ROLLED_BACK),
         row("reference", 800),
+        row("rollback", 600, **ROLLED_BACK),
+        row("reference", 400),
     ]
-    assert reference_rate(rows) == 90.0
+    assert [reference_rate(rows, i) for i in (1, 3)] == [90.0, 60.0]
     lines = table(rows).splitlines()
     column = lines[0].split("|").index(" vs no deployment ")
     versus = [line.split("|")[column].strip() for line in lines[2:]]
-    assert versus == ["1.11x", "1.00x", "0.67x", "0.89x"]  # each row's req/s over 90/s
+    # Each deployment row against the references on either side: 90/s over (100 + 80) / 2,
+    # 60/s over (80 + 40) / 2.
+    assert versus == ["-", "1.00x", "-", "1.00x", "-"]
 
 
 def test_the_worst_second_counts_a_silent_second_as_zero() -> None:
