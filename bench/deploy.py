@@ -39,9 +39,8 @@ import aiohttp
 
 from bench.deployrows import DeployRow, served_by_revision
 from bench.procs import Children, HarnessError
-from bench.zones import SETTLE_DEADLINE, LocalStack
+from bench.zones import SETTLE_DEADLINE, LocalStack, run_rows
 from bench.zonestats import Call, parse_answer, since
-from local.control import ControlError
 
 CLIENT_TIMEOUT = 5.0  # above hello's 2 s request deadline: a slow answer is latency
 NAME_REPLICAS = 4  # 75% of 4 is 3: a deployment retires one old replica at once
@@ -193,14 +192,4 @@ class Deploys:
         return rows
 
     def run(self) -> list[DeployRow]:
-        try:
-            import uvloop  # noqa: PLC0415 - optional, as in the services and bench.openloop
-
-            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-        except ImportError:
-            runner = asyncio.Runner()
-        with runner:
-            try:
-                return runner.run(self.rows())
-            except ControlError as error:  # the stack refused a request: say which
-                raise HarnessError(f"local stack: {error}") from None
+        return run_rows(self.rows())
