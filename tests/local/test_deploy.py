@@ -10,6 +10,7 @@ closed loop through the front, bounded in requests and seconds (tests/local/harn
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,24 @@ async def settle(stack: StackProcess, count: int) -> dict[str, Any]:
     return await asyncio.to_thread(stack.settle, "name", count)
 
 
-async def deploy(stack: StackProcess, *env: str) -> int:
-    """``python -m local.control deploy name --env ... --wait``: its exit code."""
-    argv = ["--url", stack.client.url, "deploy", "name", "--wait", str(START_DEADLINE)]
-    for pair in env:
-        argv += ["--env", pair]
-    return await asyncio.to_thread(control.main, argv)
+async def deploy_under_load(
+    stack: StackProcess, count: int, env: str
+) -> tuple[dict[str, Any], dict[str, Any], int, Load]:
+    """Settle name at ``count``, load the front, ``python -m local.control deploy name --env
+    ENV --wait``, then load on until every replica left has answered: name's status before
+    and after, the command's exit code, and the load."""
+    before = (await settle(stack, count))["services"]["name"]
+    argv = ["--url", stack.client.url, "deploy", "name", "--env", env]
+    async with Load(stack.front_url) as load:
+        await load.more(WARMUP)
+        code = await asyncio.to_thread(control.main, [*argv, "--wait", str(START_DEADLINE)])
+        over = time.time()
+        name = (await asyncio.to_thread(stack.status))["services"]["name"]
+        await load.until(
+            lambda: all(load.first_seen(r["address"], since=over) for r in name["replicas"])
+        )
+        await load.more(WARMUP)
+    return before, name, code, load
 
 
 def environ(pid: int) -> dict[str, str]:
@@ -49,15 +62,9 @@ def fewest_registered(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> i
 
 
 async def test_a_deployment_under_load_fails_no_request(stack: StackProcess) -> None:
-    before = (await settle(stack, 3))["services"]["name"]
+    before, name, code, load = await deploy_under_load(stack, 3, "METRICS_INTERVAL_SECONDS=5")
     old_pids = {r["pid"] for r in before["replicas"]}
-    async with Load(stack.front_url) as load:
-        await load.more(WARMUP)
-        code = await deploy(stack, "METRICS_INTERVAL_SECONDS=5")
-        name = (await asyncio.to_thread(stack.status))["services"]["name"]
-        new = name["replicas"]
-        await load.until(lambda: all(load.first_seen(r["address"]) for r in new))
-        await load.more(WARMUP)
+    new = name["replicas"]
     deployment = name["deployments"][-1]
     old = [r for r in name["finished"] if r["pid"] in old_pids]
     took = deployment["ended_at"] - deployment["started_at"]
@@ -90,15 +97,9 @@ async def test_a_revision_that_never_becomes_healthy_is_rolled_back_under_load(
 ) -> None:
     # Four replicas: the deployment retires one old replica at once (75% of 4 is 3) and
     # starts four new ones; the rollback starts an old-revision replica again.
-    before = (await settle(stack, 4))["services"]["name"]
+    before, name, code, load = await deploy_under_load(stack, 4, "DRAIN_SECONDS=soon")
     old_pids = {r["pid"] for r in before["replicas"]}
-    async with Load(stack.front_url) as load:
-        await load.more(WARMUP)
-        code = await deploy(stack, "DRAIN_SECONDS=soon")
-        name = (await asyncio.to_thread(stack.status))["services"]["name"]
-        after = name["replicas"]
-        await load.until(lambda: all(load.first_seen(r["address"]) for r in after))
-        await load.more(WARMUP)
+    after = name["replicas"]
     failed, rollback = name["deployments"][-2:]
     broken = [r for r in name["finished"] if r["revision"] == failed["revision"]]
     report(
