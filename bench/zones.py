@@ -504,15 +504,9 @@ T = TypeVar("T")
 
 
 def run_rows(rows: Coroutine[Any, Any, T]) -> T:
-    """Run rows driven through a local stack, on uvloop when it is installed; a request the
+    """Run rows driven through a local stack, on the load generators' loop; a request the
     stack refused ends the bench naming it (the zone rows, and bench/deploy.py's)."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional, as in the services and bench.openloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with openloop.event_loop_runner() as runner:
         try:
             return runner.run(rows)
         except ControlError as error:  # the stack refused a request: say which
