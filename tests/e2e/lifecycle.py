@@ -571,12 +571,18 @@ class AutomationStack:
         return str(self._stack.name)
 
     def up(self) -> Update:
-        result = self._stack.up(
-            on_output=self._log,
-            on_error=self._log,
-            color="never",
-            policy_packs=[str(POLICY_PACK)],
-        )
+        try:
+            result = self._stack.up(
+                on_output=self._log,
+                on_error=self._log,
+                color="never",
+                policy_packs=[str(POLICY_PACK)],
+            )
+        except Exception as exc:
+            note = deployment_note(str(exc))
+            if note:
+                exc.add_note(note)
+            raise
         return Update(
             outputs={k: v.value for k, v in result.outputs.items()},
             change_summary=result.summary.resource_changes or {},
@@ -658,6 +664,23 @@ class AutomationStack:
     def remove(self) -> None:
         # Also deletes Pulumi.<stack>.yaml from the project directory.
         self._stack.workspace.remove_stack(self._stack.name)
+
+
+# The provider's error when a service's deployment did not finish within the wait
+# (components/service.py, DEPLOYMENT_WAIT): the ECS waiter's state never became stable.
+DEPLOYMENT_TIMEOUT = "timeout while waiting for state to become 'tfSTABLE'"
+
+
+def deployment_note(error: str) -> str | None:
+    """What a failed update's error means, where the provider's words do not say it."""
+    if DEPLOYMENT_TIMEOUT not in error:
+        return None
+    return (
+        "an ECS deployment did not finish within its wait (20 minutes): on a stack with "
+        "capacity.spotWeight > 0 the likely cause is no Fargate Spot capacity (ECS retries the "
+        'Spot tasks and never falls back to FARGATE); its service events say "unable to place '
+        'a task" (docs/infrastructure.md, "A deployment that cannot finish")'
+    )
 
 
 def pending_operations_of(deployment: Mapping[str, Any]) -> list[PendingOperation]:

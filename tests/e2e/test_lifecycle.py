@@ -974,3 +974,36 @@ def test_the_unhealthy_revision_runs_from_a_copy_and_the_project_comes_back(
     stack.up()
     assert [op for op, _ in sdk.calls] == ["up"]
     assert not copied.exists()
+
+
+def test_a_deployment_that_never_finishes_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider says only that its wait timed out; the note names the Spot shortage that
+    makes a dev stack's deployment unable to finish, and where to look."""
+    sdk = SdkStack()
+    error = auto.CommandError(
+        auto.CommandResult(
+            "",
+            "error: waiting for ECS Service (arn:aws:ecs:...:service/c/name-abc) update: timeout "
+            "while waiting for state to become 'tfSTABLE' (last state: 'tfPENDING', timeout: "
+            "20m0s)",
+            255,
+        )
+    )
+
+    def up(**_: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(sdk, "up", up)
+    with pytest.raises(auto.CommandError) as raised:
+        lifecycle.AutomationStack(sdk, log=NO_OUTPUT).up()
+    assert "Fargate Spot" in " ".join(raised.value.__notes__)
+    assert lifecycle.deployment_note("error: docker build failed") is None
+
+
+def test_the_note_names_the_wait_the_services_are_given() -> None:
+    from components.service import DEPLOYMENT_WAIT  # noqa: PLC0415
+
+    assert DEPLOYMENT_WAIT.create == DEPLOYMENT_WAIT.update == "20m"
+    note = lifecycle.deployment_note(lifecycle.DEPLOYMENT_TIMEOUT)
+    assert note is not None
+    assert "20 minutes" in note
