@@ -759,10 +759,15 @@ def restore_secrets_settings(stack: Any, deployment: Mapping[str, Any], short: s
     """Give a stack selected without its Pulumi.<stack>.yaml (a fresh checkout) the secrets
     provider and data key its checkpoint records. Without them the CLI falls back to a
     passphrase secrets manager and fails (pulumi/pulumi#17236, #5657). True if written."""
+    from pulumi import automation as auto  # noqa: PLC0415
+
     found = secrets_settings_of(deployment)
     if found is None:
         return False
-    settings = stack.workspace.stack_settings(short)
+    try:
+        settings = stack.workspace.stack_settings(short)
+    except FileNotFoundError:  # the fresh checkout: no Pulumi.<stack>.yaml at all
+        settings = auto.StackSettings()
     if settings.secrets_provider and settings.encrypted_key:
         return False
     settings.secrets_provider, settings.encrypted_key = found
@@ -807,7 +812,12 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ, command: Any 
     if threading_main():
         terminate_as_interrupt()
     e2e = AutomationStack(stack)
-    if restore_secrets_settings(stack, e2e.deployment(), name.short):
+    try:
+        deployment = e2e.deployment()
+    except auto.CommandError as exc:  # then the destroy below says what is wrong
+        print(f"e2e cleanup: could not export the stack ({str(exc).strip().splitlines()[-1:]})")
+        deployment = {}
+    if restore_secrets_settings(stack, deployment, name.short):
         print(f"e2e cleanup: Pulumi.{name.short}.yaml restored from the stack's checkpoint")
     # A run killed mid-update leaves the stack locked (Pulumi Cloud: an update in progress;
     # self-managed: a lock file, which `pulumi cancel` deletes too). Release it first; an error

@@ -28,9 +28,12 @@ diff. The workflows update with `refresh: true` for the same reason.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ECS_SERVICE_TYPE = "aws:ecs/service:Service"
 # The provider's error for a failed ECS wait: "waiting for ECS Service (<arn>) update: <reason>".
@@ -96,13 +99,24 @@ def unhealthy_dockerfile(text: str) -> str:
     return f"{text.rstrip()}\n# e2e: this revision must be rolled back\n{UNHEALTHY_CMD}\n"
 
 
+def runtime_in_place(project: Mapping[str, Any], venv: Path) -> dict[str, Any]:
+    """The project file with its program run by the project's own virtualenv as it is. Pulumi's
+    uv toolchain would `uv sync` it from the copy, repointing the editable install of the
+    discovery client (a workspace member) at a directory deleted afterwards; the pip toolchain
+    uses an existing virtualenv without installing anything (there is no requirements.txt)."""
+    runtime = dict(project["runtime"])
+    runtime["options"] = {**(runtime.get("options") or {}), "toolchain": "pip"}
+    runtime["options"]["virtualenv"] = str(venv)
+    return {**project, "runtime": runtime}
+
+
 def unhealthy_copy(root: Path, dest: Path, settings: Sequence[Path], app: str = "name") -> Path:
     """A copy of the project at `dest` whose `app` image cannot start, with the stack settings
-    files given (Pulumi.<stack>.yaml) and the project's virtualenv linked. Returns `dest`."""
+    files given (Pulumi.<stack>.yaml), run by the project's virtualenv. Returns `dest`."""
     shutil.copytree(root, dest, ignore=shutil.ignore_patterns(*NOT_COPIED), symlinks=True)
-    venv = root / ".venv"
-    if venv.exists():
-        (dest / ".venv").symlink_to(venv, target_is_directory=True)
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text())
+    copied = runtime_in_place(project, (root / ".venv").resolve())
+    (dest / "Pulumi.yaml").write_text(yaml.safe_dump(copied, sort_keys=False))
     for path in settings:
         shutil.copy2(path, dest / path.name)
     dockerfile = dest / "apps" / app / "Dockerfile"

@@ -8,6 +8,7 @@ failure would each pass silently on AWS or leave a billed stack behind.
 
 from __future__ import annotations
 
+import ast
 import functools
 import itertools
 import json
@@ -17,12 +18,13 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+import yaml
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
 import config
 from deploy.github_oidc.names import DEFAULT_STACKS
-from tests.e2e import lifecycle, rollback
+from tests.e2e import interrupt, lifecycle, rollback
 from tests.e2e.lifecycle import (
     Budget,
     CleanupFailed,
@@ -572,7 +574,9 @@ def test_the_unhealthy_copy_changes_only_the_copy_of_names_image(tmp_path: Path)
     original = 'FROM python\nCMD ["python", "-m", "apps.name"]\n'
     (root / "apps" / "name" / "Dockerfile").write_text(original)
     (root / "apps" / "hello" / "Dockerfile").write_text("FROM python\n")
-    (root / "Pulumi.yaml").write_text("name: p\n")
+    (root / "Pulumi.yaml").write_text(
+        "name: p\nruntime:\n  name: python\n  options:\n    toolchain: uv\n    virtualenv: .venv\n"
+    )
     settings = root / "Pulumi.e2e.yaml"
     settings.write_text("config: {}\n")
     dest = rollback.unhealthy_copy(root, tmp_path / "copy", [settings])
@@ -583,7 +587,13 @@ def test_the_unhealthy_copy_changes_only_the_copy_of_names_image(tmp_path: Path)
     assert (root / "apps" / "name" / "Dockerfile").read_text() == original
     assert (dest / "apps" / "hello" / "Dockerfile").read_text() == "FROM python\n"
     assert (dest / "Pulumi.e2e.yaml").read_text() == "config: {}\n"
-    assert (dest / ".venv").resolve() == (root / ".venv").resolve()
+    # The project's virtualenv runs the copy's program as it is: no `uv sync` from the copy.
+    runtime = yaml.safe_load((dest / "Pulumi.yaml").read_text())["runtime"]
+    assert runtime == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": str((root / ".venv").resolve())},
+    }
+    assert not (dest / ".venv").exists()
     assert not (dest / ".git").exists()
 
 
@@ -902,12 +912,14 @@ def test_a_stack_left_by_an_earlier_run_is_named_with_the_way_to_clear_it(
 class Workspace:
     """The settings side of a LocalWorkspace: Pulumi.<stack>.yaml as StackSettings."""
 
-    def __init__(self, settings: auto.StackSettings) -> None:
+    def __init__(self, settings: auto.StackSettings | None) -> None:
         self.settings = settings
         self.saved: list[tuple[str, auto.StackSettings]] = []
         self.workspace = self
 
     def stack_settings(self, name: str) -> auto.StackSettings:
+        if self.settings is None:  # as LocalWorkspace says when Pulumi.<stack>.yaml is missing
+            raise FileNotFoundError("failed to find stack settings file in workdir: /project")
         return self.settings
 
     def save_stack_settings(self, name: str, settings: auto.StackSettings) -> None:
@@ -925,7 +937,7 @@ KMS_STACK = {
 def test_a_fresh_checkout_gets_the_secrets_provider_its_checkpoint_records() -> None:
     """The leftover job runs on a new runner, without Pulumi.e2e.yaml: without the provider and
     data key the CLI falls back to a passphrase and every later run stops there."""
-    stack = Workspace(auto.StackSettings())
+    stack = Workspace(None)
     assert lifecycle.restore_secrets_settings(stack, KMS_STACK, "e2e") is True
     ((name, settings),) = stack.saved
     assert name == "e2e"
@@ -937,7 +949,7 @@ def test_settings_that_name_their_provider_or_a_service_managed_stack_are_left_a
     kept = Workspace(auto.StackSettings(secrets_provider="awskms://alias/x", encrypted_key="k"))
     assert lifecycle.restore_secrets_settings(kept, KMS_STACK, "e2e") is False
     service = {"secrets_providers": {"type": "service", "state": {"url": "https://api"}}}
-    fresh = Workspace(auto.StackSettings())
+    fresh = Workspace(None)
     assert lifecycle.restore_secrets_settings(fresh, service, "e2e") is False
     assert lifecycle.restore_secrets_settings(fresh, {}, "e2e") is False
     assert kept.saved == fresh.saved == []
@@ -950,6 +962,7 @@ def test_the_unhealthy_revision_runs_from_a_copy_and_the_project_comes_back(
     (project / "apps" / "name").mkdir(parents=True)
     (project / "apps" / "name" / "Dockerfile").write_text("FROM python\n")
     (project / "Pulumi.e2e-abc.yaml").write_text("config: {}\n")
+    (project / "Pulumi.yaml").write_text("name: p\nruntime: {name: python}\n")
     sdk = SdkStack()
     sdk.work_dir = str(project)
     selected: list[tuple[str, str]] = []
@@ -1001,9 +1014,62 @@ def test_a_deployment_that_never_finishes_is_explained(monkeypatch: pytest.Monke
 
 
 def test_the_note_names_the_wait_the_services_are_given() -> None:
-    from components.service import DEPLOYMENT_WAIT  # noqa: PLC0415
-
-    assert DEPLOYMENT_WAIT.create == DEPLOYMENT_WAIT.update == "20m"
+    """components/service.py's DEPLOYMENT_WAIT, read from its source (importing it would import
+    pulumi_aws, seconds of this suite for one constant)."""
+    tree = ast.parse((lifecycle.ROOT / "components" / "service.py").read_text())
+    (call,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["DEPLOYMENT_WAIT"]
+    ]
+    assert isinstance(call, ast.Call)
+    waits = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    assert waits == {"create": "20m", "update": "20m"}
     note = lifecycle.deployment_note(lifecycle.DEPLOYMENT_TIMEOUT)
     assert note is not None
     assert "20 minutes" in note
+
+
+class LeftoverStack(SdkStack):
+    """A stack an earlier run left on a self-managed backend, selected on a fresh runner."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings: auto.StackSettings | None = None
+
+    def run(self, args: list[str], cwd: str, env: Mapping[str, str]) -> auto.CommandResult:
+        self.calls.append(("export", {"args": args}))
+        return auto.CommandResult(json.dumps({"version": 3, "deployment": KMS_STACK}), "", 0)
+
+    def stack_settings(self, name: str) -> auto.StackSettings:
+        if self.settings is None:
+            raise FileNotFoundError(name)
+        return self.settings
+
+    def save_stack_settings(self, name: str, settings: auto.StackSettings) -> None:
+        self.calls.append(("save_stack_settings", {"secrets_provider": settings.secrets_provider}))
+        self.settings = settings
+
+    def cancel(self) -> None:
+        self.calls.append(("cancel", {}))
+
+
+def test_the_leftover_job_restores_settings_then_cancels_then_destroys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leftover = LeftoverStack()
+    monkeypatch.setattr(auto, "select_stack", lambda *_, **__: leftover)
+    # Not in this test process: SIGTERM must keep ending pytest.
+    monkeypatch.setattr(interrupt, "terminate_as_interrupt", lambda: None)
+    environ = {lifecycle.STACK_ENV: "e2e", lifecycle.CLEANUP_SECONDS_ENV: "780"}
+    assert lifecycle.main(["cleanup"], environ, command=object()) == 0
+    assert [op for op, _ in leftover.calls] == [
+        "export",  # the secrets provider the checkpoint records
+        "save_stack_settings",
+        "cancel",  # a lock a killed run left
+        "export",  # pending operations, before destroy drops them
+        "destroy",
+        "remove_stack",
+    ]
+    assert leftover.calls[1][1] == {"secrets_provider": "awskms://alias/pulumi"}
