@@ -27,15 +27,17 @@ answered correctly and the limit is the caller's. It raises ``BodyTooLarge`` (an
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl as ssllib
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer
+from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer, media_type
 
 # What is read of an answer whose status is retried (for UpstreamError.answer): enough for
 # an error document, never a whole download.
@@ -49,7 +51,8 @@ class Outgoing:
     method: str
     path_qs: str
     """Absolute path and query, already percent-encoded."""
-    headers: CIMultiDict[str]
+    headers: CIMultiDict[str] | None
+    """The call's own headers (the session sends Host and ``settings.headers``)."""
     body: bytes | None
 
 
@@ -88,6 +91,31 @@ class Target:
     server_hostname: str | None
     """TLS: the name the certificate must carry (the upstream's, not the task's IP)."""
     ssl: ssllib.SSLContext | bool
+    deadlines: dict[int, aiohttp.ClientTimeout] = field(default_factory=dict)
+    """``deadline``'s timeouts by whole milliseconds (0: none)."""
+
+    def deadline(self, seconds: float | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for one whole exchange of ``seconds`` (None: no bound but
+        the handshake's), the handshake within ``connect_timeout``.
+
+        Whole milliseconds, at least one (aiohttp reads a total of 0 as no bound at all),
+        never rounded up to a whole second (aiohttp's ``ceil_threshold`` would do that
+        from 5 s); each value is built once (most calls ask for the same few).
+        """
+        ms = 0 if seconds is None else max(1, int(seconds * 1000))
+        timeout = self.deadlines.get(ms)
+        if timeout is None:
+            if len(self.deadlines) >= _DEADLINES_KEPT:
+                self.deadlines.clear()
+            timeout = self.deadlines[ms] = aiohttp.ClientTimeout(
+                total=ms / 1000 if ms else None,
+                sock_connect=self.connect_timeout,
+                ceil_threshold=math.inf,
+            )
+        return timeout
+
+
+_DEADLINES_KEPT = 4096
 
 
 def classify(
@@ -129,58 +157,79 @@ async def send(
     Returns the answer (``attempts`` 0: the caller sets it); raises ``AttemptFailed``, or
     ``BodyTooLarge`` when a whole read exceeds the caller's cap.
     """
-    answered = False
     response: aiohttp.ClientResponse | None = None
-    handed_over = False
     try:
-        async with asyncio.timeout(seconds):
-            response = await target.session.request(
-                request.method,
-                url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                server_hostname=target.server_hostname,
-                ssl=target.ssl,
-            )
-            answered = True
-            if response.status in target.retry_statuses:
-                cap = ERROR_BODY_LIMIT
-                if target.max_body_bytes is not None:
-                    cap = min(cap, target.max_body_bytes)
-                body = await _read(response, cap, address, truncate=True)
-                raise AttemptFailed(retried_status(_answer(response, body, address)))
-            if stream:
-                handed_over = True
-                return StreamedAnswer(
+        if stream:
+            # The attempt's bound ends at the headers; the caller's reads have the call's.
+            async with asyncio.timeout(seconds):
+                response = await _open(target, request, url, target.deadline(None))
+                if response.status in target.retry_statuses:
+                    await _refuse(target, response, address)
+                streamed = StreamedAnswer(
                     response,
                     address=address,
                     max_body_bytes=target.max_body_bytes,
                     time_left=time_left,
                 )
-            body = await _read(response, target.max_body_bytes, address)
-            return _answer(response, body, address)
+                response = None  # handed over: the caller releases it
+                return streamed
+        # Read whole: aiohttp's own deadline bounds the exchange, body included (one
+        # timer, as a plain session has, where asyncio.timeout would add a second).
+        response = await _open(target, request, url, target.deadline(seconds))
+        if response.status in target.retry_statuses:
+            await _refuse(target, response, address)
+        body = await _read(response, target.max_body_bytes, address)
+        return _answer(response, body, address)
     except (AttemptFailed, BodyTooLarge):
         raise
     except Exception as exc:  # every other failure, classified in one place
         failure = classify(
-            exc, answered=answered, seconds=seconds, connect_timeout=target.connect_timeout
+            exc,
+            answered=response is not None,
+            seconds=seconds,
+            connect_timeout=target.connect_timeout,
         )
         raise AttemptFailed(failure) from None
     finally:
-        if response is not None and not handed_over:
+        if response is not None:
             response.release()
 
 
+def _open(
+    target: Target, request: Outgoing, url: URL, timeout: aiohttp.ClientTimeout
+) -> Awaitable[aiohttp.ClientResponse]:
+    """The request, sent; its answer up to the headers."""
+    return target.session.request(
+        request.method,
+        url,
+        headers=request.headers,
+        data=request.body,
+        allow_redirects=False,
+        server_hostname=target.server_hostname,
+        ssl=target.ssl,
+        timeout=timeout,
+    )
+
+
+async def _refuse(target: Target, response: aiohttp.ClientResponse, address: str) -> NoReturn:
+    """A status the caller retries: the attempt failed, with (the start of) its answer."""
+    cap = ERROR_BODY_LIMIT
+    if target.max_body_bytes is not None:
+        cap = min(cap, target.max_body_bytes)
+    body = await _read(response, cap, address, truncate=True)
+    raise AttemptFailed(retried_status(_answer(response, body, address)))
+
+
 def _answer(response: aiohttp.ClientResponse, body: bytes, address: str) -> Answer:
+    content_type, charset = media_type(response)
     return Answer(
         status=response.status,
         headers=response.headers,
         body=body,
         address=address,
         attempts=0,
-        content_type=response.content_type,
-        charset=response.charset,
+        content_type=content_type,
+        charset=charset,
     )
 
 

@@ -115,6 +115,8 @@ class Balancer:
       (at least one); ``panic_threshold_percent``: below this share of available
       addresses, health is ignored.
     - ``decay``: the peak EWMA's time constant, in seconds.
+    - ``ejects``: False never ejects (one proxy address that balances and ejects itself:
+      failures are counted by the caller, and the only address stays in use).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class Balancer:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         router: ZoneRouter | None = None,
+        ejects: bool = True,
     ) -> None:
         if base_ejection <= 0 or max_ejection < base_ejection:
             raise ValueError("need 0 < base_ejection <= max_ejection")
@@ -140,12 +143,14 @@ class Balancer:
         self._max_ejected_share = max_ejection_percent / 100.0
         self._panic_share = panic_threshold_percent / 100.0
         self._decay = decay
+        self._ejects = ejects
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
         self.router = router
         """Narrows each pick to one zone (``ZoneRouter``), or None: zone-unaware."""
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
+        self._pool: tuple[Endpoint, ...] = ()  # the endpoints, in a tuple for the picks
         self.ejections = 0
         self.panicking = False
         """True when the last pick ignored health (too few addresses available)."""
@@ -166,6 +171,7 @@ class Balancer:
         self._endpoints = {
             address: self._endpoints.get(address) or Endpoint(address) for address in addresses
         }
+        self._pool = tuple(self._endpoints.values())
 
     def pick(self, exclude: Container[str] = ()) -> Endpoint | None:
         """An endpoint not in ``exclude`` (the addresses this request already tried).
@@ -173,6 +179,15 @@ class Balancer:
         None only when every address was excluded.
         """
         now = self._clock()
+        pool: Sequence[Endpoint] = self._pool
+        if not exclude and self.router is None:
+            # The usual case, a first attempt with every address well: no filtering.
+            for e in pool:
+                if e.consecutive_failures or now < e.ejected_until:
+                    break
+            else:
+                self.panicking = False
+                return self._p2c(pool, now) if pool else None
         candidates: list[Endpoint] = []
         available: list[Endpoint] = []
         healthy: list[Endpoint] = []  # not ejected, tried by this request or not
@@ -198,11 +213,16 @@ class Balancer:
             # a retry or a hedge takes an untried task of that zone, or crosses zones.
             basis = self.endpoints if self.panicking else healthy
             pool = list(self.router.narrow(pool, _address, basis))
+        return self._p2c(pool, now)
+
+    def _p2c(self, pool: Sequence[Endpoint], now: float) -> Endpoint:
+        """The less loaded of two distinct endpoints of ``pool`` drawn at random."""
         n = len(pool)
         if n == 1:
             return pool[0]
-        i = self._rng.randrange(n)
-        j = self._rng.randrange(n - 1)
+        draw = self._rng.random
+        i = int(draw() * n)
+        j = int(draw() * (n - 1))
         first, second = pool[i], pool[j + (j >= i)]
         a, b = self.load(first, now), self.load(second, now)
         if abs(a - b) > max(_TIE_ABSOLUTE, _TIE_RELATIVE * min(a, b)):
@@ -283,7 +303,9 @@ class Balancer:
         failure answers nothing before the hedge wins) pays one extra pick for this.
         """
         slow, fast = self._endpoints.get(loser), self._endpoints.get(winner)
-        if slow is None or fast is None or slow is fast:
+        if slow is None or fast is None or slow is fast or slow.consecutive_failures:
+            # A failing replica (ejected, or on probation) has its estimate forgotten;
+            # a race it "lost" meanwhile says it failed, which ejection already counts.
             return
         now = self._clock()
         if now - slow.answered_at < self._decay:
@@ -312,7 +334,7 @@ class Balancer:
 
     def on_failure(self, endpoint: Endpoint, started_at: float) -> str:
         """An attempt failed. Returns "ejected", "capped" (the cap held it in) or ""."""
-        if started_at < endpoint.ejected_at:
+        if not self._ejects or started_at < endpoint.ejected_at:
             return ""  # same incident as the current ejection
         now = self._clock()
         # What we knew of its latency is stale once it comes back: unknown, so its
