@@ -30,9 +30,11 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import IO, Any
 
-from pulumi.automation import PulumiCommand
-from pulumi.automation._cmd import CommandResult, OnOutput
+from pulumi.automation import CommandResult, PulumiCommand
 from pulumi.automation.errors import create_command_error
+
+# The SDK's type of an output callback (pulumi.automation._cmd.OnOutput).
+OnOutput = Callable[[str], Any]
 
 
 class Terminated(KeyboardInterrupt):
