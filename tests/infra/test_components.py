@@ -21,14 +21,11 @@ from components.entry import FORWARD_RULE_PRIORITY, PUBLIC_PATHS
 from components.image import lifecycle_policy
 from components.network import SubnetMasks, subnet_masks
 from components.platform import execution_role_trust_policy
-from components.service import (
-    CONTAINER_USER,
-    HEALTH_CHECK_COMMAND,
-    HEALTH_PATH,
-    container_definition,
-)
-from config import ServiceSettings
+from components.service import container_definition
+from stack import ServiceSettings
+from stack.args import CONTAINER_USER, HEALTH_CHECK_COMMAND, HEALTH_PATH, service_args
 from tests.infra import scenarios
+from tests.infra.conftest import settings_for
 from tests.infra.support import PROJECT, ROOT, Resource, Run, Runs, container, environment, names
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -190,7 +187,15 @@ def test_lone_service_task(run: Run) -> None:
     c = container(task)
     assert c["image"] == scenarios.IMAGE
     assert c["stopTimeout"] == 25  # 15 s of drain and 10 to finish in-flight requests
-    assert environment(task) == {"PORT": "8080", "DRAIN_SECONDS": "15", "GREETING": "hi"}
+    # Exactly what it was given: the component adds no variable of this project's apps.
+    assert environment(task) == {"GREETING": "hi"}
+    assert c["healthCheck"] == {
+        "command": ["CMD", "/bin/check", "--quick"],
+        "interval": 10,
+        "timeout": 5,
+        "retries": 3,
+        "startPeriod": 10,
+    }
     assert c["logConfiguration"]["options"]["awslogs-region"] == "eu-west-1"
     registry = run.one("aws:servicediscovery/service:Service", "solo").inputs
     assert registry["dnsConfig"]["dnsRecords"] == [{"type": "A", "ttl": 3}]
@@ -214,14 +219,14 @@ def test_allow_from_opens_one_tcp_port_in_both_directions(run: Run) -> None:
 
 
 def _solo_definition() -> dict[str, Any]:
+    """Every key the component can write: user, read-only root, secrets, a health check."""
+    args = scenarios.service_args("test")
+    args["environment"] = {"B": "2", "A": "1"}
+    args["secrets"] = {"Z": scenarios.SECRETS["LICENSE"], "Y": scenarios.SECRETS["API_TOKEN"]}
+    args["user"] = "10001:10001"
+    args["read_only_root_filesystem"] = True
     return container_definition(
-        name="solo",
-        image=scenarios.IMAGE,
-        settings=scenarios.SOLO,
-        environment={"B": "2", "A": "1"},
-        log_group="/ecs/test/solo",
-        region="eu-west-1",
-        labels={"example.label": "value"},
+        "solo", args, log_group="/ecs/test/solo", region="eu-west-1", labels={"example.label": "v"}
     )
 
 
@@ -245,6 +250,8 @@ def test_container_definition_uses_only_ecs_field_names() -> None:
     assert set(definition["logConfiguration"]) <= _keys(ecs.TaskDefinitionLogConfigurationArgs)
     for pair in definition["environment"]:
         assert set(pair) == _keys(ecs.TaskDefinitionKeyValuePairArgs)
+    for secret in definition["secrets"]:
+        assert set(secret) == _keys(ecs.TaskDefinitionSecretArgs)
 
 
 def test_container_definition_is_already_what_ecs_reads_back() -> None:
@@ -271,8 +278,9 @@ def test_container_definition_is_already_what_ecs_reads_back() -> None:
         # awsvpc: ECS sets hostPort to containerPort when it is left out.
         assert mapping["hostPort"] == mapping["containerPort"]
         assert mapping["protocol"] == "tcp"
-    names = [pair["name"] for pair in definition["environment"]]
-    assert names == sorted(names)
+    for key in ("environment", "secrets"):
+        names = [pair["name"] for pair in definition[key]]
+        assert names == sorted(names), key
     assert all(isinstance(pair["value"], str) for pair in definition["environment"])
 
 
@@ -494,14 +502,22 @@ def serving(status: int) -> Iterator[int]:
 
 def probe(port: int) -> int:
     """Run the container's health check as ECS would: its command, with the container's env."""
-    definition = container_definition(
-        name="probe",
+    args = service_args(
+        settings_for("dev"),
+        ServiceSettings(cpu=256, memory=512, desired_count=1, port=port, drain_seconds=0),
         image="unused",
-        settings=ServiceSettings(cpu=256, memory=512, desired_count=1, port=port, drain_seconds=0),
-        environment={},
-        log_group="unused",
+        cluster_arn="unused",
+        execution_role_arn="unused",
+        namespace_id="unused",
+        namespace_name="unused",
+        vpc_id="unused",
+        subnet_ids=[],
         region="unused",
+        prefix="unused",
+        environment={},
+        deployment_alarm_names=[],
     )
+    definition = container_definition("probe", args, log_group="unused", region="unused")
     command = definition["healthCheck"]["command"]
     assert command[:2] == ["CMD", "python"]
     env = {e["name"]: e["value"] for e in definition["environment"]}
