@@ -28,19 +28,15 @@ import sys
 from pathlib import Path
 
 # Pulumi runs this file with deploy/github_oidc as the working directory; the
-# component (identity.py, beside this file) is imported by its package path from
+# component (identity.py and its modules, beside this file) is imported by its package path from
 # the repository root, as the type checker and the tests import it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pulumi
 
-from deploy.github_oidc.identity import (
-    DEFAULT_ATTACHABLE_POLICIES,
-    DEFAULT_STACKS,
-    GitHubOidc,
-    GitHubOidcArgs,
-    PublicDomain,
-)
+from deploy.github_oidc.identity import GitHubOidc, GitHubOidcArgs
+from deploy.github_oidc.names import DEFAULT_ATTACHABLE_POLICIES, DEFAULT_STACKS
+from deploy.github_oidc.validation import PublicDomain
 
 
 def names(config: pulumi.Config, key: str, default: tuple[str, ...]) -> tuple[str, ...]:

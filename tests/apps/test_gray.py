@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import random
 import time
 from collections.abc import AsyncIterator
@@ -112,6 +113,11 @@ def test_a_replica_that_loses_a_hedge_race_ranks_behind_the_winner(
             # the slow one was last seen losing a race after a few ms.
             by_address[fast].latency, by_address[fast].latency_at = 0.5, time.monotonic()
             by_address[slow].latency, by_address[slow].latency_at = 0.005, time.monotonic()
+            # Whichever replica the first call went to, the slow one has not answered
+            # lately and has lost a race before: it is known only from lost races, so the
+            # next race it loses sets the floor in the long memory (Balancer.lost_race).
+            by_address[slow].answered_at = -math.inf
+            by_address[slow].races_lost = 1
             answer = await client.request("GET")  # p2c prefers the slow one: it loses
             assert answer.hedged
             assert answer.address == fast

@@ -18,24 +18,26 @@ from typing import Any
 import pytest
 
 from deploy.github_oidc.identity import (
-    ACCOUNT_WIDE_ACTIONS,
-    DEFAULT_ATTACHABLE_POLICIES,
-    DEFAULT_STACKS,
-    DEPLOY_POLICY_PARTS,
-    MANAGED_POLICY_MAX_CHARS,
-    PREVIEW_ACTIONS,
-    PREVIEW_IMAGE_READS,
-    ROLE_PATH,
     GitHubOidcArgs,
-    PublicDomain,
-    deploy_policies,
-    deploy_policy,
     deploy_subjects,
-    policy_size,
-    preview_policy,
     preview_subjects,
     trust_policy,
 )
+from deploy.github_oidc.names import DEFAULT_ATTACHABLE_POLICIES, DEFAULT_STACKS, ROLE_PATH
+from deploy.github_oidc.permissions import (
+    ACCOUNT_WIDE_ACTIONS,
+    PREVIEW_ACTIONS,
+    PREVIEW_IMAGE_READS,
+    deploy_policy,
+    preview_policy,
+)
+from deploy.github_oidc.policy_split import (
+    DEPLOY_POLICY_PARTS,
+    MANAGED_POLICY_MAX_CHARS,
+    deploy_policies,
+    policy_size,
+)
+from deploy.github_oidc.validation import PublicDomain
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("run_under_mocks.py")

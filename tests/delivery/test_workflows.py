@@ -21,12 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.github_oidc.identity import (
-    DEFAULT_STACKS,
-    GitHubOidcArgs,
-    deploy_subjects,
-    preview_subjects,
-)
+from deploy.github_oidc.identity import GitHubOidcArgs, deploy_subjects, preview_subjects
+from deploy.github_oidc.names import DEFAULT_STACKS
 from tests.e2e import lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]

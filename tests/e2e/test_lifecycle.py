@@ -20,7 +20,7 @@ from pulumi import automation as auto
 from pulumi.automation import OpType
 
 import stack as stack_settings
-from deploy.github_oidc.identity import DEFAULT_STACKS
+from deploy.github_oidc.names import DEFAULT_STACKS
 from tests.e2e import lifecycle
 from tests.e2e.lifecycle import (
     Budget,

@@ -1,5 +1,5 @@
 """The names and tags the Fargate program gives its resources are the ones the CI deploy role
-(deploy/github_oidc/identity.py) is scoped to: checked on the program's own runs under mocks.
+(deploy/github_oidc/permissions.py) is scoped to: checked on the program's own runs under mocks.
 
 A mismatch here is an AccessDenied on the first real `pulumi up` with the deploy role (or, in
 the other direction, a grant wider than the stack needs).
@@ -16,14 +16,9 @@ import pytest
 import yaml
 
 import stack as stack_settings
-from deploy.github_oidc.identity import (
-    DEFAULT_ATTACHABLE_POLICIES,
-    PROJECT,
-    ROLE_PATH,
-    PublicDomain,
-    deploy_policy,
-    stack_prefix,
-)
+from deploy.github_oidc.names import DEFAULT_ATTACHABLE_POLICIES, PROJECT, ROLE_PATH, stack_prefix
+from deploy.github_oidc.permissions import deploy_policy
+from deploy.github_oidc.validation import PublicDomain
 from tests.infra.conftest import SPECS
 from tests.infra.harness import ACCOUNT, REGION
 from tests.infra.support import ROOT, Run, Runs

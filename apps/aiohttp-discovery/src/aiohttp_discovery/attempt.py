@@ -27,9 +27,11 @@ answered correctly and the limit is the caller's. It raises ``BodyTooLarge`` (an
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl as ssllib
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from typing import NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
@@ -89,6 +91,14 @@ class Target:
     """TLS: the name the certificate must carry (the upstream's, not the task's IP)."""
     ssl: ssllib.SSLContext | bool
 
+    def deadline(self, seconds: float | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeout for one whole exchange of ``seconds`` (None: no bound but
+        the handshake's), the handshake within ``connect_timeout``; never rounded up to
+        a whole second (aiohttp's ``ceil_threshold`` would do that from 5 s)."""
+        return aiohttp.ClientTimeout(
+            total=seconds, sock_connect=self.connect_timeout, ceil_threshold=math.inf
+        )
+
 
 def classify(
     exc: BaseException, *, answered: bool, seconds: float, connect_timeout: float
@@ -129,47 +139,67 @@ async def send(
     Returns the answer (``attempts`` 0: the caller sets it); raises ``AttemptFailed``, or
     ``BodyTooLarge`` when a whole read exceeds the caller's cap.
     """
-    answered = False
     response: aiohttp.ClientResponse | None = None
-    handed_over = False
     try:
-        async with asyncio.timeout(seconds):
-            response = await target.session.request(
-                request.method,
-                url,
-                headers=request.headers,
-                data=request.body,
-                allow_redirects=False,
-                server_hostname=target.server_hostname,
-                ssl=target.ssl,
-            )
-            answered = True
-            if response.status in target.retry_statuses:
-                cap = ERROR_BODY_LIMIT
-                if target.max_body_bytes is not None:
-                    cap = min(cap, target.max_body_bytes)
-                body = await _read(response, cap, address, truncate=True)
-                raise AttemptFailed(retried_status(_answer(response, body, address)))
-            if stream:
-                handed_over = True
-                return StreamedAnswer(
+        if stream:
+            # The attempt's bound ends at the headers; the caller's reads have the call's.
+            async with asyncio.timeout(seconds):
+                response = await _open(target, request, url, target.deadline(None))
+                if response.status in target.retry_statuses:
+                    await _refuse(target, response, address)
+                streamed = StreamedAnswer(
                     response,
                     address=address,
                     max_body_bytes=target.max_body_bytes,
                     time_left=time_left,
                 )
-            body = await _read(response, target.max_body_bytes, address)
-            return _answer(response, body, address)
+                response = None  # handed over: the caller releases it
+                return streamed
+        # Read whole: aiohttp's own deadline bounds the exchange, body included (one
+        # timer, as a plain session has, where asyncio.timeout would add a second).
+        response = await _open(target, request, url, target.deadline(seconds))
+        if response.status in target.retry_statuses:
+            await _refuse(target, response, address)
+        body = await _read(response, target.max_body_bytes, address)
+        return _answer(response, body, address)
     except (AttemptFailed, BodyTooLarge):
         raise
     except Exception as exc:  # every other failure, classified in one place
         failure = classify(
-            exc, answered=answered, seconds=seconds, connect_timeout=target.connect_timeout
+            exc,
+            answered=response is not None,
+            seconds=seconds,
+            connect_timeout=target.connect_timeout,
         )
         raise AttemptFailed(failure) from None
     finally:
-        if response is not None and not handed_over:
+        if response is not None:
             response.release()
+
+
+def _open(
+    target: Target, request: Outgoing, url: URL, timeout: aiohttp.ClientTimeout
+) -> Awaitable[aiohttp.ClientResponse]:
+    """The request, sent; its answer up to the headers."""
+    return target.session.request(
+        request.method,
+        url,
+        headers=request.headers,
+        data=request.body,
+        allow_redirects=False,
+        server_hostname=target.server_hostname,
+        ssl=target.ssl,
+        timeout=timeout,
+    )
+
+
+async def _refuse(target: Target, response: aiohttp.ClientResponse, address: str) -> NoReturn:
+    """A status the caller retries: the attempt failed, with (the start of) its answer."""
+    cap = ERROR_BODY_LIMIT
+    if target.max_body_bytes is not None:
+        cap = min(cap, target.max_body_bytes)
+    body = await _read(response, cap, address, truncate=True)
+    raise AttemptFailed(retried_status(_answer(response, body, address)))
 
 
 def _answer(response: aiohttp.ClientResponse, body: bytes, address: str) -> Answer:

@@ -146,6 +146,7 @@ class Balancer:
         """Narrows each pick to one zone (``ZoneRouter``), or None: zone-unaware."""
         self._addresses: Sequence[str] = ()
         self._endpoints: dict[str, Endpoint] = {}
+        self._pool: tuple[Endpoint, ...] = ()  # the endpoints, in a tuple for the picks
         self.ejections = 0
         self.panicking = False
         """True when the last pick ignored health (too few addresses available)."""
@@ -166,6 +167,7 @@ class Balancer:
         self._endpoints = {
             address: self._endpoints.get(address) or Endpoint(address) for address in addresses
         }
+        self._pool = tuple(self._endpoints.values())
 
     def pick(self, exclude: Container[str] = ()) -> Endpoint | None:
         """An endpoint not in ``exclude`` (the addresses this request already tried).
@@ -173,6 +175,15 @@ class Balancer:
         None only when every address was excluded.
         """
         now = self._clock()
+        pool: Sequence[Endpoint] = self._pool
+        if not exclude and self.router is None:
+            # The usual case, a first attempt with every address well: no filtering.
+            for e in pool:
+                if e.consecutive_failures or now < e.ejected_until:
+                    break
+            else:
+                self.panicking = False
+                return self._p2c(pool, now) if pool else None
         candidates: list[Endpoint] = []
         available: list[Endpoint] = []
         healthy: list[Endpoint] = []  # not ejected, tried by this request or not
@@ -198,11 +209,16 @@ class Balancer:
             # a retry or a hedge takes an untried task of that zone, or crosses zones.
             basis = self.endpoints if self.panicking else healthy
             pool = list(self.router.narrow(pool, _address, basis))
+        return self._p2c(pool, now)
+
+    def _p2c(self, pool: Sequence[Endpoint], now: float) -> Endpoint:
+        """The less loaded of two distinct endpoints of ``pool`` drawn at random."""
         n = len(pool)
         if n == 1:
             return pool[0]
-        i = self._rng.randrange(n)
-        j = self._rng.randrange(n - 1)
+        draw = self._rng.random
+        i = int(draw() * n)
+        j = int(draw() * (n - 1))
         first, second = pool[i], pool[j + (j >= i)]
         a, b = self.load(first, now), self.load(second, now)
         if abs(a - b) > max(_TIE_ABSOLUTE, _TIE_RELATIVE * min(a, b)):
