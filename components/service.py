@@ -284,7 +284,7 @@ def discovery_drain_needed(dns_ttl: int, caller_dns_refresh_seconds: int) -> int
     return CLOUD_MAP_PROPAGATION_SECONDS + dns_ttl + caller_dns_refresh_seconds
 
 
-def _problems(name: str, args: DiscoverableServiceArgs) -> list[str]:
+def problems(name: str, args: DiscoverableServiceArgs) -> list[str]:
     """Everything wrong with `args`, each naming the argument and what is allowed."""
     problems = [
         *_size_problems(args),
@@ -557,9 +557,9 @@ class DiscoverableService(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         args = with_ints(args)
-        problems = _problems(name, args)
-        if problems:
-            raise ServiceArgsError("\n".join(problems))
+        found = problems(name, args)
+        if found:
+            raise ServiceArgsError("\n".join(found))
         super().__init__("fargate-service-discovery:service:DiscoverableService", name, None, opts)
         self._name = name
         self._port = args["port"]

@@ -218,6 +218,100 @@ def test_allow_from_opens_one_tcp_port_in_both_directions(run: Run) -> None:
         assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 8080, 8080)
 
 
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def test_a_service_without_secrets_or_policy_gets_no_role_of_its_own(run: Run) -> None:
+    """No task role by default: the application can call no AWS API. The execution role is the
+    one given (the platform's, shared by services without secrets)."""
+    solo = component(run, "service:DiscoverableService", "solo")
+    assert not [r for r in run.children(solo) if r.type.startswith("aws:iam/")]
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "solo").inputs
+    assert "taskRoleArn" not in task
+    assert task["executionRoleArn"] == "arn:aws:iam::123456789012:role/test-execution"
+    assert run.outputs[solo.urn]["taskRoleArn"] == ""
+
+
+def test_secrets_reach_the_container_by_arn_and_the_execution_role_reads_exactly_them(
+    run: Run,
+) -> None:
+    """ECS fetches `secrets` with the task's execution role (Amazon ECS Developer Guide,
+    "Required IAM permissions for Amazon ECS secrets"): secretsmanager:GetSecretValue on the
+    secret (a JSON key's ARN names the secret plus ":password::", the grant is on the secret),
+    ssm:GetParameters on the parameter, kms:Decrypt only on the customer managed keys given.
+    The role is the service's own, so no other task definition can read them through it."""
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper")
+    assert container(task)["secrets"] == [
+        {"name": name, "valueFrom": scenarios.SECRETS[name]} for name in sorted(scenarios.SECRETS)
+    ]
+    role = run.one(ROLE, "keeper-execution")
+    assert role.inputs["path"] == "/test/"
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert task.inputs["executionRoleArn"] == role.state["arn"]
+    secrets = run.one(ROLE_POLICY, "keeper-secrets")
+    assert secrets.inputs["role"] == role.state["name"]
+    statements = json.loads(secrets.inputs["policy"])["Statement"]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": [scenarios.KMS_KEY],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": [
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keeper/db-GhIjKl",
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keeper/token-AbCdEf",
+            ],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "ssm:GetParameters",
+            "Resource": [scenarios.SECRETS["LICENSE"]],
+        },
+    ]
+    attachment = run.one(ATTACHMENT, "keeper-execution").inputs
+    assert attachment["policyArn"] == (
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    )
+    # No task starts before the role may pull, log and read the secrets.
+    for grant in (secrets, run.one(ATTACHMENT, "keeper-execution")):
+        assert grant.urn in task.dependencies
+
+
+def test_the_task_role_carries_exactly_the_applications_policy(run: Run) -> None:
+    """task_role_arn is ForceNew in the provider (ecs/task_definition.go): a new role is a new
+    task definition, hence a deployment. The inline policy (iam/role_policy.go: name and role
+    ForceNew, the document compared as equivalent JSON) holds only what the caller wrote."""
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper")
+    role = run.one(ROLE, "keeper-task")
+    assert role.inputs["path"] == "/test/"
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
+        "Service": "ecs-tasks.amazonaws.com"
+    }
+    policy = run.one(ROLE_POLICY, "keeper-task")
+    assert (policy.inputs["role"], policy.inputs["name"]) == (role.state["name"], "application")
+    assert policy.inputs["policy"] == scenarios.TASK_POLICY
+    assert task.inputs["taskRoleArn"] == role.state["arn"]
+    assert policy.urn in task.dependencies
+    keeper = component(run, "service:DiscoverableService", "keeper")
+    assert run.outputs[keeper.urn]["taskRoleArn"] == role.state["arn"]
+
+
+def test_an_image_without_a_health_check_gets_none(run: Run) -> None:
+    """No health_check: no healthCheck key (the provider fills in interval/retries/timeout
+    defaults only for a check that exists; an empty one would differ from what ECS returns).
+    The region, not given, is the provider's own (looked up)."""
+    c = container(run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper"))
+    assert "healthCheck" not in c
+    assert c["logConfiguration"]["options"]["awslogs-region"] == "us-east-1"
+
+
 def _solo_definition() -> dict[str, Any]:
     """Every key the component can write: user, read-only root, secrets, a health check."""
     args = scenarios.service_args("test")
