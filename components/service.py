@@ -387,10 +387,11 @@ def _is_root(user: str) -> bool:
 def secret_resource(value_from: str) -> tuple[str, str]:
     """(IAM action, resource ARN) that reading `value_from` at task start needs.
 
-    ECS (Specifying sensitive data, Amazon ECS Developer Guide): a Secrets Manager secret takes
-    secretsmanager:GetSecretValue on the secret, whose ARN is the valueFrom without the optional
-    ":json-key:version-stage:version-id" suffix; an SSM parameter takes ssm:GetParameters on the
-    parameter. Only full ARNs are accepted (ECS also takes a bare parameter name of the same
+    ECS (Amazon ECS Developer Guide, task_execution_IAM_role.html#task-execution-secrets): a
+    Secrets Manager secret takes secretsmanager:GetSecretValue on the secret, whose ARN is the
+    valueFrom without the optional ":json-key:version-stage:version-id" suffix; an SSM parameter
+    takes ssm:GetParameters on the parameter; kms:Decrypt is needed only for a customer managed
+    key. Only full ARNs are accepted (ECS also takes a bare parameter name of the same
     region), so the policy can name exactly what is read.
     """
     parts = value_from.split(":")
