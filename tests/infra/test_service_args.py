@@ -8,6 +8,7 @@ import re
 from typing import cast
 
 import pytest
+from pulumi.provider.experimental.component import ComponentProvider
 
 from components.network import NatGateways, Network, NetworkArgs, NetworkArgsError, NewVpc
 from components.service import (
@@ -198,3 +199,52 @@ def test_a_network_takes_exactly_one_vpc() -> None:
     for args in (neither, both):
         with pytest.raises(NetworkArgsError, match=re.escape("set exactly one of new_vpc and")):
             Network("net", args)
+
+
+def test_through_a_component_package_the_arguments_arrive_usable() -> None:
+    """Pulumi's analyzer infers the schema from the args' annotations (TypedDicts, Input where
+    a value may be an output, an Enum for the architecture); the provider then hands the component
+    a dict with snake_case keys, integers as floats and enum members. That dict must pass the same
+    checks and give ECS integers."""
+    provider = ComponentProvider([DiscoverableService, Network], "fsd", version="0.0.0")
+    schema = json.loads(provider.schema)
+    service = schema["resources"]["fsd:index:DiscoverableService"]
+    assert service["requiredInputs"] == [
+        "clusterArn",
+        "image",
+        "namespaceId",
+        "namespaceName",
+        "port",
+        "prefix",
+        "subnetIds",
+        "vpcId",
+    ]
+    assert set(schema["resources"]["fsd:index:Network"]["inputProperties"]) == {
+        "newVpc",
+        "existingVpc",
+    }
+    wire = {
+        "image": "public.ecr.aws/nginx/nginx:stable",
+        "port": 80.0,
+        "cpu": 512.0,
+        "memory": 1024.0,
+        "clusterArn": "c",
+        "namespaceId": "n",
+        "namespaceName": "internal",
+        "vpcId": "v",
+        "subnetIds": ["s"],
+        "prefix": "p",
+        "architecture": "ARM64",
+        "healthCheck": {"command": ["CMD", "true"], "retries": 2.0},
+    }
+    args = with_ints(
+        cast(
+            DiscoverableServiceArgs,
+            provider.map_inputs(wire, provider._component_defs["DiscoverableService"]),
+        )
+    )
+    assert problems("web", args) == []
+    definition = container_definition("web", args, log_group="g", region="r")
+    assert definition["portMappings"][0]["containerPort"] == 80
+    assert isinstance(definition["healthCheck"]["retries"], int)
+    assert isinstance(definition["portMappings"][0]["containerPort"], int)
