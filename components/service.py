@@ -602,9 +602,11 @@ class DiscoverableService(pulumi.ComponentResource):
             opts=child,
         )
 
+        # Partition, region and account, each looked up once and only if something needs it.
+        self._lookups: dict[str, pulumi.Output[str]] = {}
         region = args.get("region")
         if region is None:
-            region = aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region
+            region = self._lookup("region")
         task_role_arn = self._task_role(name, args)
         execution_role_arn = args.get("execution_role_arn") or self._execution_role(name, args)
 
@@ -765,13 +767,21 @@ class DiscoverableService(pulumi.ComponentResource):
             }
         )
 
+    def _lookup(self, what: str) -> pulumi.Output[str]:
+        """The provider's partition, region or account id (an invoke, made once)."""
+        if what not in self._lookups:
+            invoke = pulumi.InvokeOptions(parent=self)
+            self._lookups[what] = {
+                "partition": lambda: aws.get_partition_output(opts=invoke).partition,
+                "region": lambda: aws.get_region_output(opts=invoke).region,
+                "account": lambda: aws.get_caller_identity_output(opts=invoke).account_id,
+            }[what]()
+        return self._lookups[what]
+
     def _trust_policy(self) -> pulumi.Output[str]:
         """Only ECS tasks of this account and region may assume the roles made here."""
-        invoke = pulumi.InvokeOptions(parent=self)
         return pulumi.Output.all(
-            aws.get_partition_output(opts=invoke).partition,
-            aws.get_region_output(opts=invoke).region,
-            aws.get_caller_identity_output(opts=invoke).account_id,
+            self._lookup("partition"), self._lookup("region"), self._lookup("account")
         ).apply(lambda v: execution_role_trust_policy(v[0], v[1], v[2]))
 
     def _task_role(self, name: str, args: DiscoverableServiceArgs) -> pulumi.Output[str] | None:
@@ -804,7 +814,7 @@ class DiscoverableService(pulumi.ComponentResource):
             assume_role_policy=self._trust_policy(),
             opts=child,
         )
-        partition = aws.get_partition_output(opts=pulumi.InvokeOptions(parent=self)).partition
+        partition = self._lookup("partition")
         grants: list[pulumi.Resource] = [
             aws.iam.RolePolicyAttachment(
                 f"{name}-execution",

@@ -310,6 +310,14 @@ def test_an_image_without_a_health_check_gets_none(run: Run) -> None:
     c = container(run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper"))
     assert "healthCheck" not in c
     assert c["logConfiguration"]["options"]["awslogs-region"] == "us-east-1"
+    # The region (logs, trust policies), partition and account, each looked up once (only the
+    # keeper, whose region and roles are its own, looks them up in this run).
+    looked_up = [t for t in run.invokes if t.startswith("aws:index/")]
+    assert sorted(looked_up) == [
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:index/getPartition:getPartition",
+        "aws:index/getRegion:getRegion",
+    ]
 
 
 def _solo_definition() -> dict[str, Any]:
