@@ -55,10 +55,11 @@ CLOUD_MAP_PROPAGATION_SECONDS = 60
 # A non-root process cannot bind a port below 1024, and Fargate offers no way to lower
 # net.ipv4.ip_unprivileged_port_start (aws/containers-roadmap#1721).
 UNPRIVILEGED_PORT_MIN = 1024
-# ECS ContainerDefinition.healthCheck bounds (HealthCheck in the ECS API reference).
+# ECS ContainerDefinition.healthCheck bounds (HealthCheck in the ECS API reference: interval
+# 5-300 s, timeout 2-60 s, retries 1-10, startPeriod 0-300 s).
 HEALTH_CHECK_BOUNDS = {
     "interval_seconds": (5, 300),
-    "timeout_seconds": (2, 120),
+    "timeout_seconds": (2, 60),
     "retries": (1, 10),
     "start_period_seconds": (0, 300),
 }
@@ -106,7 +107,7 @@ class ContainerHealthCheck(TypedDict):
     interval_seconds: NotRequired[int]
     """Seconds between checks (5-300; default 10)."""
     timeout_seconds: NotRequired[int]
-    """Seconds a check may take before it counts as failed (2-120; default 5)."""
+    """Seconds a check may take before it counts as failed (2-60; default 5)."""
     retries: NotRequired[int]
     """Failures in a row that make the container unhealthy (1-10; default 3)."""
     start_period_seconds: NotRequired[int]

@@ -74,8 +74,8 @@ def test_no_drain_rule_without_dns_callers() -> None:
             "health_check.command ['curl', '-f', 'localhost'] is not ECS's form",
         ),
         (
-            {"health_check": ContainerHealthCheck(command=["CMD", "true"], interval_seconds=1)},
-            "health_check.interval_seconds 1 is out of range; allowed: 5 to 300",
+            {"health_check": ContainerHealthCheck(command=["CMD", "true"], timeout_seconds=61)},
+            "health_check.timeout_seconds 61 is out of range; allowed: 2 to 60",
         ),
         (
             {"secrets": {"TOKEN": scenarios.SECRETS["API_TOKEN"]}},
