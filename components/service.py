@@ -578,8 +578,9 @@ class DiscoverableService(pulumi.ComponentResource):
         # task may send is exactly the egress rules below and those added by allow_from.
         #
         # Port 443 to anywhere: Fargate pulls the image from ECR (its API and the S3 layer
-        # store) and ships logs to CloudWatch through the task's own network interface, out
-        # through the NAT gateway. None of those endpoints has a fixed address range to narrow
+        # store) or another registry, fetches the task's secrets (Secrets Manager, SSM) and
+        # ships logs to CloudWatch through the task's own network interface, out through the
+        # NAT gateway. None of those endpoints has a fixed address range to narrow
         # this to; VPC endpoints would (see docs/infrastructure.md).
         #
         # No DNS rule: security groups cannot filter traffic to the VPC's own resolver (the
