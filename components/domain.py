@@ -26,7 +26,7 @@ VALIDATION_RECORD_TTL = 300
 
 @dataclass(frozen=True)
 class PublicDomainArgs:
-    # The DNS name visitors use, e.g. hello.example.com (validated in config.py).
+    # The DNS name visitors use, e.g. hello.example.com (validated in stack/parse.py).
     name: str
     # The Route 53 public hosted zone that holds `name`: its id, or its name to look the id up.
     zone_id: str | None = None

@@ -133,7 +133,7 @@ def test_log_groups_are_under_the_stacks_prefix(scoped: tuple[str, Run]) -> None
 def test_each_stack_file_tags_every_resource_with_project_and_stack(stack: str) -> None:
     """EC2, load balancer, Cloud Map and ACM writes are granted only on resources tagged
     Project=fargate-service-discovery and Stack=<stack>; aws:defaultTags puts those tags on
-    every taggable resource, so config.py refuses a stack file without them."""
+    every taggable resource, so stack/rules.py refuses a stack file without them."""
     values = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     tags = values["aws:defaultTags"]
     assert tags == {"tags": {"Project": PROJECT, "Stack": stack}}

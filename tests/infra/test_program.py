@@ -618,7 +618,7 @@ def test_bad_config_stops_the_program_before_any_resource(runs: Runs) -> None:
 
 def test_project_file_matches_the_program() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    # Config keys are namespaced by the project name; config.py must agree with Pulumi.yaml.
+    # Config keys are namespaced by the project name; stack/ must agree with Pulumi.yaml.
     assert project["name"] == stack_settings.PROJECT == PROJECT
     assert project["runtime"] == {
         "name": "python",

@@ -37,7 +37,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer
+from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer, media_type
 
 # What is read of an answer whose status is retried (for UpstreamError.answer): enough for
 # an error document, never a whole download.
@@ -51,7 +51,8 @@ class Outgoing:
     method: str
     path_qs: str
     """Absolute path and query, already percent-encoded."""
-    headers: CIMultiDict[str]
+    headers: CIMultiDict[str] | None
+    """The call's own headers (the session sends Host and ``settings.headers``)."""
     body: bytes | None
 
 
@@ -203,14 +204,15 @@ async def _refuse(target: Target, response: aiohttp.ClientResponse, address: str
 
 
 def _answer(response: aiohttp.ClientResponse, body: bytes, address: str) -> Answer:
+    content_type, charset = media_type(response)
     return Answer(
         status=response.status,
         headers=response.headers,
         body=body,
         address=address,
         attempts=0,
-        content_type=response.content_type,
-        charset=response.charset,
+        content_type=content_type,
+        charset=charset,
     )
 
 
