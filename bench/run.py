@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 from apps import ENVIRONMENT
 from bench import prom, wrk
@@ -134,6 +135,55 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
     except (OSError, urllib.error.URLError) as exc:
         return 0, str(exc)
+
+
+def served(base: str) -> int | None:
+    """Requests to ``/`` a replica at ``base`` (``http://host:port``) has served, from its
+    ``/metrics``; None when it does not answer."""
+    status, text = http_get(f"{base}/metrics", timeout=0.5)
+    if status != 200:
+        return None
+    return int(prom.total(prom.parse(text), "http_requests_total", route="/"))
+
+
+def set_delay(base: str, seconds: float) -> None:
+    """Hold back every later answer of the ``bench.slowname`` replica at ``base``."""
+    request = urllib.request.Request(f"{base}/_bench/delay?seconds={seconds}", method="POST")
+    with HTTP.open(request, timeout=2.0) as response:
+        if response.status != 200:
+            raise HarnessError(f"could not set the delay of {base}")
+
+
+def run_load(
+    bench: Bench,
+    argv: Sequence[str],
+    seconds: float,
+    during: Callable[[float], None] | None = None,
+    after: Callable[[], None] | None = None,
+    poll: float = 0.05,
+) -> dict[str, Any]:
+    """Run a load generator (``argv``, given one more argument: the file it writes its JSON
+    summary to) in a process of its own, calling ``during(elapsed)`` while it runs and
+    ``after()`` once it ended; the summary it wrote."""
+    out = bench.workdir / f"load-{time.monotonic_ns()}.json"
+    program = Children.program([*argv, str(out)], signal.SIGKILL)
+    child = bench.children.start("load", program, bench.env)
+    started = time.monotonic()
+    try:
+        while child.popen.poll() is None:
+            if time.monotonic() - started > seconds + 30:
+                raise HarnessError("the load did not finish in time")
+            if during is not None:
+                during(time.monotonic() - started)
+            time.sleep(poll)
+    finally:
+        bench.children.stop(child)
+        if after is not None:
+            after()
+    if child.popen.returncode != 0 or not out.exists():
+        raise HarnessError(f"the load ({argv[2]}) failed:\n{child.tail()}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
 
 def wait_until(what: str, ready: Callable[[], bool], seconds: float, child: Child | None) -> None:

@@ -532,6 +532,100 @@ def _ecs_health(args: ResourceValidationArgs, report: ReportViolation) -> None:
         )
 
 
+# --- ECS Service Connect (docs/service-connect.md) ---------------------------------------------
+# A service without Service Connect satisfies these rules: they judge every ECS service, so a
+# program in the DNS mode shows they apply and pass.
+
+
+def _service_connect(args: ResourceValidationArgs) -> Any:
+    """The service's Service Connect configuration when it is known to be on, else None."""
+    if args.resource_type != ECS_SERVICE:
+        args.not_applicable("not an ECS service")
+    config = known(args.props, "serviceConnectConfiguration")
+    if config is UNKNOWN or config is None or known(config, "enabled") is not True:
+        return None
+    return config
+
+
+def _connect_services(config: Any) -> list[tuple[str, Any]]:
+    """Each known client-server entry of the configuration, with a label for messages."""
+    entries = known_items(config, "services")
+    if isinstance(entries, Unknown):
+        return []
+    return [
+        (f"services[{i}] ({known(entry, 'portName')})", entry)
+        for i, entry in enumerate(entries)
+        if entry is not UNKNOWN and entry is not None
+    ]
+
+
+def _connect_timeouts(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = _service_connect(args)
+    for label, entry in _connect_services(config):
+        timeout = known(entry, "timeout")
+        if timeout is UNKNOWN:
+            continue
+        values = {k: known(timeout, k) for k in ("perRequestTimeoutSeconds", "idleTimeoutSeconds")}
+        missing = [k for k, v in values.items() if v is None]
+        if missing:
+            report(
+                f"{label}: {' and '.join(missing)} not set: the proxy's defaults apply "
+                "(5 minutes idle for HTTP; no per-request value stated), and what ECS fills in "
+                "comes back on read as a diff; set both to the values the callers' own "
+                "timeouts are coordinated with.",
+                None,
+            )
+        elif as_int(values["perRequestTimeoutSeconds"]) == 0:
+            report(
+                f"{label}: perRequestTimeoutSeconds is 0, which disables it: a stuck task holds "
+                "every request through the proxy until the caller gives up; set a bound.",
+                None,
+            )
+
+
+def _connect_logs(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = _service_connect(args)
+    if config is None:
+        return
+    logs = known(config, "logConfiguration")
+    access = known(config, "accessLogConfiguration")
+    if logs is None:
+        report(
+            "serviceConnectConfiguration.logConfiguration is not set: the proxy's own logs "
+            "(and its access logs) go nowhere; send them to the service's log group.",
+            None,
+        )
+    if access is None:
+        report(
+            "serviceConnectConfiguration.accessLogConfiguration is not set: the proxy writes "
+            "no access log, so a failed call through it leaves no line naming the task.",
+            None,
+        )
+
+
+def _connect_names(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    config = _service_connect(args)
+    for label, entry in _connect_services(config):
+        if known(entry, "discoveryName") is None:
+            report(
+                f"{label}: discoveryName is not set: ECS derives one, and a provider that reads "
+                "the deployment back shows it as a diff on every update; name it.",
+                None,
+            )
+        aliases = known_items(entry, "clientAlias")
+        if isinstance(aliases, Unknown):
+            continue
+        if not aliases:
+            report(f"{label}: no clientAlias: clients cannot call it by a name of yours.", None)
+        for alias in aliases:
+            if alias is not UNKNOWN and known(alias, "dnsName") is None:
+                report(
+                    f"{label}: a clientAlias without dnsName: ECS derives the name clients "
+                    "call, and reads it back as a diff; name it.",
+                    None,
+                )
+
+
 # --- The policies, each with its level and the reason for it ---------------------------------
 
 MANDATORY = EnforcementLevel.MANDATORY
@@ -634,6 +728,33 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         validate=_ecs_health,
         enforcement_level=MANDATORY,
         severity=Severity.MEDIUM,
+    ),
+    # Advisory (the three Service Connect rules): each is reversible with one update and
+    # exposes nothing, but left to ECS the value is not the one the callers were coordinated
+    # with, and what ECS fills in comes back on read as a diff (provider notes).
+    ResourceValidationPolicy(
+        name="service-connect-timeouts-set",
+        description=(
+            "Service Connect client-server entries set perRequestTimeoutSeconds (not 0) and "
+            "idleTimeoutSeconds."
+        ),
+        validate=_connect_timeouts,
+        enforcement_level=ADVISORY,
+        severity=Severity.LOW,
+    ),
+    ResourceValidationPolicy(
+        name="service-connect-proxy-logs",
+        description="Service Connect sends the proxy's logs and access logs somewhere.",
+        validate=_connect_logs,
+        enforcement_level=ADVISORY,
+        severity=Severity.LOW,
+    ),
+    ResourceValidationPolicy(
+        name="service-connect-names-spelled-out",
+        description="Service Connect entries name their discoveryName and client aliases' dnsName.",
+        validate=_connect_names,
+        enforcement_level=ADVISORY,
+        severity=Severity.LOW,
     ),
     # Advisory: a tag can move, so the stack no longer records what runs and a rollback may
     # not restore it; ECS itself resolves a tag to one digest per deployment, so nothing is

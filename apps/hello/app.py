@@ -15,6 +15,7 @@ from aiohttp_discovery import (
     UpstreamSettings,
     ZoneRouting,
     expect_text,
+    through_proxy,
 )
 from aiohttp_discovery.metadata import METADATA_VARIABLE
 
@@ -44,6 +45,18 @@ def upstream_settings(settings: Settings) -> UpstreamSettings:
     call, an attempt may use all of it); hello answers the ALB within 2 s and gives each
     of its 3 attempts a third of that, so a stuck task costs a third, not all of it."""
     tuning = settings.tuning
+    if settings.discovery_mode == "serviceConnect":
+        # The task's Service Connect proxy balances, ejects and retries: one attempt here.
+        return through_proxy(
+            settings.name_server,
+            per_request_timeout=settings.proxy_timeout_seconds,
+            idle_timeout=settings.proxy_idle_timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+            request_timeout=settings.request_timeout_seconds,
+            max_body_bytes=MAX_BODY_BYTES,
+            headers={"Accept": "text/plain, text/*;q=0.9"},
+            retry_statuses=tuning.retry_statuses,
+        )
     return UpstreamSettings(
         url=settings.name_server,
         nameservers=settings.dns_servers,
@@ -70,6 +83,9 @@ def upstream_settings(settings: Settings) -> UpstreamSettings:
 
 def zone_routing(settings: Settings, environ: Mapping[str, str]) -> ZoneRouting | None:
     """The client's zone-aware routing from hello's settings, or None with a log line."""
+    if settings.discovery_mode == "serviceConnect":
+        log.info("zone-unaware routing: the Service Connect proxy routes by zone")
+        return None
     if not settings.zone_aware:
         log.info("zone-unaware routing: ZONE_AWARE=false")
         return None

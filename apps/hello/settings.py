@@ -31,6 +31,10 @@ MIN_DNS_REFRESH_SECONDS = 0.1
 # A connect timeout under 10 ms fails on a merely busy event loop (one garbage
 # collection), turning every attempt into a failure and a retry.
 MIN_TIMEOUT_SECONDS = 0.01
+# How hello reaches name: "dns" (Cloud Map records; the client balances, retries and
+# ejects) or "serviceConnect" (NAME_SERVER leads to the task's Service Connect proxy,
+# which does all that; the client makes one attempt, see aiohttp_discovery/proxy.py).
+DISCOVERY_MODES = ("dns", "serviceConnect")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class Settings:
     zone_callers: str | None = None
     # Retries, hedging, balancing, ejection and probes (apps/hello/tuning.py).
     tuning: Tuning = field(default_factory=Tuning)
+    discovery_mode: str = "dns"
+    # serviceConnect: the proxy's perRequestTimeoutSeconds and idleTimeoutSeconds, as the
+    # stack sets them on name's Service Connect service (REQUEST_TIMEOUT_SECONDS must
+    # exceed the first, so the proxy's own answer reaches hello first).
+    proxy_timeout_seconds: float = 1.0
+    proxy_idle_timeout_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -77,7 +87,31 @@ class Settings:
             raise EnvError(
                 f"CONNECT_TIMEOUT_SECONDS={connect:g} exceeds REQUEST_TIMEOUT_SECONDS={request:g}"
             )
+        mode = environ.get("DISCOVERY_MODE", "").strip() or cls.discovery_mode
+        if mode not in DISCOVERY_MODES:
+            raise EnvError(f"DISCOVERY_MODE={mode!r}: expected {' or '.join(DISCOVERY_MODES)}")
+        proxy_timeout = env.number(
+            "PROXY_TIMEOUT_SECONDS",
+            cls.proxy_timeout_seconds,
+            minimum=MIN_TIMEOUT_SECONDS,
+            maximum=300,
+            env=environ,
+        )
+        if mode == "serviceConnect" and request <= proxy_timeout:
+            raise EnvError(
+                f"REQUEST_TIMEOUT_SECONDS={request:g} must exceed PROXY_TIMEOUT_SECONDS="
+                f"{proxy_timeout:g}: the proxy's answer must reach hello before hello gives up"
+            )
         return cls(
+            discovery_mode=mode,
+            proxy_timeout_seconds=proxy_timeout,
+            proxy_idle_timeout_seconds=env.number(
+                "PROXY_IDLE_TIMEOUT_SECONDS",
+                cls.proxy_idle_timeout_seconds,
+                minimum=1,
+                maximum=86400,
+                env=environ,
+            ),
             name_server=parse_name_server(env.text("NAME_SERVER", env=environ)),
             host=env.text("HOST", cls.host, environ),
             port=env.port("PORT", cls.port, environ),

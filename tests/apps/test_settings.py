@@ -1,5 +1,6 @@
 """Environment parsing: every bad value is named in one clear line."""
 
+import re
 from typing import Any
 
 import pytest
@@ -7,6 +8,7 @@ from yarl import URL
 
 from apps import ENVIRONMENT
 from apps.common.env import EnvError
+from apps.hello.app import upstream_settings, zone_routing
 from apps.hello.settings import Settings, parse_dns_servers, parse_name_server
 from apps.name.app import Settings as NameSettings
 
@@ -179,3 +181,42 @@ def test_environment_lists_exactly_what_the_services_read() -> None:
     name_env = _Recording({})
     NameSettings.from_env(name_env)
     assert hello_env.asked | name_env.asked == ENVIRONMENT
+
+
+def test_service_connect_mode_makes_one_attempt_through_the_proxy_and_leaves_zones_to_it() -> None:
+    """DISCOVERY_MODE=serviceConnect: name's URL leads to the task's proxy, which balances,
+    ejects and retries (twice); hello's own retries would make one failure 3 x 3 requests."""
+    environ = {
+        "NAME_SERVER": "http://name:3000/",
+        "DISCOVERY_MODE": "serviceConnect",
+        "PROXY_TIMEOUT_SECONDS": "1",
+        "ZONE_SUBNETS": '{"a": ["10.0.0.0/24"], "b": ["10.0.1.0/24"]}',
+    }
+    settings = Settings.from_env(environ)
+    upstream = upstream_settings(settings)
+    assert upstream.proxy
+    assert (upstream.max_attempts, upstream.max_hedges) == (1, 0)
+    assert upstream.request_timeout == settings.request_timeout_seconds == 2.0
+    assert zone_routing(settings, environ) is None
+    dns = Settings.from_env({**environ, "DISCOVERY_MODE": "dns"})
+    assert not upstream_settings(dns).proxy
+    assert upstream_settings(dns).max_attempts == 3
+    assert zone_routing(dns, environ) is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"DISCOVERY_MODE": "consul"}, "DISCOVERY_MODE='consul': expected dns or serviceConnect"),
+        (
+            {"DISCOVERY_MODE": "serviceConnect", "PROXY_TIMEOUT_SECONDS": "2"},
+            "REQUEST_TIMEOUT_SECONDS=2 must exceed PROXY_TIMEOUT_SECONDS=2",
+        ),
+        ({"PROXY_IDLE_TIMEOUT_SECONDS": "0"}, "PROXY_IDLE_TIMEOUT_SECONDS"),
+    ],
+)
+def test_a_discovery_mode_that_cannot_work_is_refused_naming_the_variable(
+    extra: dict[str, str], words: str
+) -> None:
+    with pytest.raises(EnvError, match=re.escape(words)):
+        Settings.from_env({"NAME_SERVER": "http://name:3000/", **extra})

@@ -117,7 +117,7 @@ def test_a_plain_uv_sync_installs_every_group() -> None:
     assert uv_settings()["default-groups"] == "all"
     groups = pyproject()["dependency-groups"]
     assert isinstance(groups, dict)
-    assert set(groups) == {"infra", "local", "test", "gate", "image-build"}
+    assert set(groups) == {"infra", "local", "test", "gate", "image-build", "bench"}
 
 
 def test_uv_is_pinned_once_and_fits_every_user() -> None:

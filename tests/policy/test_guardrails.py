@@ -201,6 +201,40 @@ def to_legacy_rule(props: dict[str, Any], _: Run) -> None:
     )
 
 
+def service_connect(*drop: str | int, **timeout: Any) -> Mutation:
+    """name's service as a Service Connect client-server service, set on purpose in every
+    respect (docs/service-connect.md), then with the part at ``drop`` removed or the timeout
+    values given replaced."""
+
+    def mutate(props: dict[str, Any], _: Run) -> None:
+        config: dict[str, Any] = {
+            "enabled": True,
+            "namespace": "arn:aws:servicediscovery:us-east-1:123456789012:namespace/ns-x",
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "n"}},
+            "accessLogConfiguration": {"format": "JSON"},
+            "services": [
+                {
+                    "portName": "name",
+                    "discoveryName": "name",
+                    "clientAlias": [{"port": 3000, "dnsName": "name"}],
+                    "timeout": {
+                        "perRequestTimeoutSeconds": 1,
+                        "idleTimeoutSeconds": 300,
+                        **timeout,
+                    },
+                }
+            ],
+        }
+        if drop:
+            node: Any = config
+            for key in drop[:-1]:
+                node = node[key]
+            del node[drop[-1]]
+        props["serviceConnectConfiguration"] = config
+
+    return mutate
+
+
 # Registered as one type, judged as another of the same meaning: reshape first.
 RESHAPE: dict[tuple[str, str], Mutation] = {(INGRESS, SG_RULE): to_legacy_rule}
 
@@ -408,6 +442,46 @@ BROKEN: dict[str, tuple[str, str, str, str, str, Mutation]] = {
         REGISTRY,
         setting(healthCheckCustomConfig=None),
     ),
+    "Service Connect: no per-request timeout": (
+        "service-connect-timeouts-set",
+        "dev",
+        SERVICE,
+        "name",
+        SERVICE,
+        service_connect("services", 0, "timeout", "perRequestTimeoutSeconds"),
+    ),
+    "Service Connect: per-request timeout disabled": (
+        "service-connect-timeouts-set",
+        "prod",
+        SERVICE,
+        "name",
+        SERVICE,
+        service_connect(perRequestTimeoutSeconds=0),
+    ),
+    "Service Connect: no access logs": (
+        "service-connect-proxy-logs",
+        "dev",
+        SERVICE,
+        "name",
+        SERVICE,
+        service_connect("accessLogConfiguration"),
+    ),
+    "Service Connect: no discovery name": (
+        "service-connect-names-spelled-out",
+        "dev",
+        SERVICE,
+        "name",
+        SERVICE,
+        service_connect("services", 0, "discoveryName"),
+    ),
+    "Service Connect: an alias without its DNS name": (
+        "service-connect-names-spelled-out",
+        "prod",
+        SERVICE,
+        "name",
+        SERVICE,
+        service_connect("services", 0, "clientAlias", 0, "dnsName"),
+    ),
     "image by tag": (
         "images-pinned-by-digest",
         "dev",
@@ -523,6 +597,26 @@ UNKNOWNS: dict[str, tuple[str, str, str, list[Mutation]]] = {
         [unknown_at("containerDefinitions")],
     ),
     "log group: retention": ("dev", LOG_GROUP, "name", [unknown_at("retentionInDays")]),
+    "service: Service Connect entries and logs": (
+        "dev",
+        SERVICE,
+        "name",
+        [
+            service_connect(),
+            unknown_at("serviceConnectConfiguration", "services"),
+            unknown_at("serviceConnectConfiguration", "logConfiguration"),
+        ],
+    ),
+    "service: Service Connect timeout and alias": (
+        "dev",
+        SERVICE,
+        "name",
+        [
+            service_connect(),
+            unknown_at("serviceConnectConfiguration", "services", 0, "timeout"),
+            unknown_at("serviceConnectConfiguration", "services", 0, "clientAlias"),
+        ],
+    ),
     "load balancer: header setting and type": (
         "dev",
         ALB,

@@ -741,3 +741,24 @@ def test_settings_headers_go_with_every_call_and_a_calls_own_headers_win_except_
         "Authorization": ["Bearer s"],
         "Content-Type": [],
     }
+
+
+def test_an_attempt_with_no_time_left_is_still_bounded_and_deadlines_are_exact() -> None:
+    """aiohttp reads a total timeout of 0 as no bound at all: an attempt started at its
+    call's deadline (a hedge firing late) gets 1 ms, never forever. Deadlines are whole
+    milliseconds, not rounded up to a whole second (aiohttp's ceil_threshold), and each
+    value is built once."""
+    from aiohttp_discovery.attempt import Target  # noqa: PLC0415 - an internal detail
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            target = Target(session, 1.0, frozenset({503}), None, None, True)
+            assert target.deadline(0.0).total == 0.001
+            assert target.deadline(-0.5).total == 0.001
+            assert target.deadline(None).total is None
+            assert target.deadline(7.2349).total == 7.234
+            assert target.deadline(7.2341) is target.deadline(7.234)
+            assert target.deadline(6.0).sock_connect == 1.0
+            assert target.deadline(6.0).ceil_threshold == float("inf")
+
+    run(scenario())

@@ -14,6 +14,8 @@ each usable alone:
 - ``HedgeDelay``: when to hedge, from the recent answers' latency quantile;
 - ``Prober``: health probes of ejected addresses, readmitting them when they answer;
 - ``ZoneRouting``/``ZoneRouter``/``ZoneMap``: Envoy's zone-aware routing rule;
+- ``through_proxy``/``ProxyAddress``: one local proxy that balances and retries itself
+  (ECS Service Connect's) instead of the tasks;
 - ``Registry``: the get-or-create front of a ``prometheus_client`` registry.
 
 The API reference and the reasons for each default are in the distribution's README.
@@ -33,6 +35,7 @@ from aiohttp_discovery.client import IDEMPOTENT_METHODS, UpstreamClient
 from aiohttp_discovery.hedging import HedgeDelay
 from aiohttp_discovery.metrics import Registry
 from aiohttp_discovery.probe import Prober
+from aiohttp_discovery.proxy import ProxyAddress, through_proxy
 from aiohttp_discovery.records import (
     AddressSource,
     DiscoveryError,
@@ -60,6 +63,7 @@ __all__ = [
     "Lookup",
     "LookupFailed",
     "Prober",
+    "ProxyAddress",
     "RecordCache",
     "Registry",
     "Reply",
@@ -75,4 +79,5 @@ __all__ = [
     "ZoneRouting",
     "__version__",
     "expect_text",
+    "through_proxy",
 ]

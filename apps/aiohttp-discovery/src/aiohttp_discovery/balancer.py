@@ -115,6 +115,8 @@ class Balancer:
       (at least one); ``panic_threshold_percent``: below this share of available
       addresses, health is ignored.
     - ``decay``: the peak EWMA's time constant, in seconds.
+    - ``ejects``: False never ejects (one proxy address that balances and ejects itself:
+      failures are counted by the caller, and the only address stays in use).
     """
 
     def __init__(
@@ -128,6 +130,7 @@ class Balancer:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         router: ZoneRouter | None = None,
+        ejects: bool = True,
     ) -> None:
         if base_ejection <= 0 or max_ejection < base_ejection:
             raise ValueError("need 0 < base_ejection <= max_ejection")
@@ -140,6 +143,7 @@ class Balancer:
         self._max_ejected_share = max_ejection_percent / 100.0
         self._panic_share = panic_threshold_percent / 100.0
         self._decay = decay
+        self._ejects = ejects
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
         self._clock = clock
         self.router = router
@@ -330,7 +334,7 @@ class Balancer:
 
     def on_failure(self, endpoint: Endpoint, started_at: float) -> str:
         """An attempt failed. Returns "ejected", "capped" (the cap held it in) or ""."""
-        if started_at < endpoint.ejected_at:
+        if not self._ejects or started_at < endpoint.ejected_at:
             return ""  # same incident as the current ejection
         now = self._clock()
         # What we knew of its latency is stale once it comes back: unknown, so its

@@ -60,6 +60,7 @@ from aiohttp_discovery.hedging import HedgeDelay
 from aiohttp_discovery.metadata import METADATA_VARIABLE, task_zone
 from aiohttp_discovery.metrics import Registry, Sample
 from aiohttp_discovery.probe import Prober
+from aiohttp_discovery.proxy import ProxyAddress
 from aiohttp_discovery.records import (
     AddressSource,
     DiscoveryError,
@@ -384,6 +385,8 @@ class UpstreamClient:
             )
         if zone_routing is not None and router is not None:
             raise ValueError("UpstreamClient: pass zone_routing or router, not both")
+        if settings.proxy and (zone_routing is not None or router is not None):
+            raise ValueError("UpstreamClient: through a proxy, zone-aware routing is the proxy's")
         if not isinstance(ssl, ssllib.SSLContext | bool):
             raise TypeError(f"UpstreamClient: ssl must be an ssl.SSLContext or a bool, not {ssl!r}")
         trace_configs = tuple(trace_configs)
@@ -409,6 +412,8 @@ class UpstreamClient:
             self._source: AddressSource = source
         elif is_ip_literal(host):
             self._source = StaticAddresses([host])
+        elif settings.proxy:
+            self._source = ProxyAddress(host, self._port)  # resolved once, never polled
         else:
             # Every task, beyond the eight records of one answer (accumulate.py).
             self._source = self._records_of(host)
@@ -422,6 +427,7 @@ class UpstreamClient:
             rng=rng,
             clock=clock,
             router=router,
+            ejects=not settings.proxy,  # the proxy ejects tasks; its one address stays
         )
         self._budget = RetryBudget(
             ratio=settings.retry_ratio,

@@ -164,6 +164,11 @@ class UpstreamSettings:
     (None: no probes; they come back on probation when their backoff ends)."""
     probe_interval: float = 1.0
     probe_timeout: float = 0.5
+    proxy: bool = False
+    """The URL names a local proxy that balances, ejects and retries itself (ECS Service
+    Connect's): one address resolved once by the system resolver, never ejected, no DNS
+    polling; ``max_attempts`` must be 1 and ``max_hedges`` 0. ``through_proxy()`` builds
+    such settings with timeouts coordinated with the proxy's (proxy.py)."""
 
     def __post_init__(self) -> None:  # noqa: PLR0912, PLR0915 - one check per field
         def put(name: str, value: Any) -> None:
@@ -254,7 +259,16 @@ class UpstreamSettings:
             raise _fail(
                 ValueError, "probe_path", f"must start with / (or be None), not {self.probe_path!r}"
             )
+        if not isinstance(self.proxy, bool):
+            raise _fail(TypeError, "proxy", f"expected True or False, not {self.proxy!r}")
         # Relations between fields.
+        if self.proxy and (self.max_attempts != 1 or self.max_hedges != 0):
+            raise _fail(
+                ValueError,
+                "proxy",
+                "needs max_attempts=1 and max_hedges=0: the proxy retries already, and a "
+                "call retried here too is retried 3 x 3 times (through_proxy() sets both)",
+            )
         if self.connect_timeout > self.request_timeout:
             raise _fail(ValueError, "connect_timeout", "must not exceed request_timeout")
         if self.attempt_timeout is not None and self.attempt_timeout > self.request_timeout:
