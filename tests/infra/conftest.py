@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from config import Settings, parse_settings
+from stack import Settings, parse_settings
 from tests.e2e import lifecycle
 from tests.infra.harness import REGION
 from tests.infra.support import PROJECT, Runs, stack_config, with_values
