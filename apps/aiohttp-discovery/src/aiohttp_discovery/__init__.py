@@ -48,7 +48,7 @@ from aiohttp_discovery.records import (
 from aiohttp_discovery.settings import UpstreamSettings
 from aiohttp_discovery.zones import ZoneMap, ZoneMapError, ZoneRouter, ZoneRouting
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 __all__ = [
     "IDEMPOTENT_METHODS",
