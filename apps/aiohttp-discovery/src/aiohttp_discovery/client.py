@@ -170,8 +170,9 @@ class _Call:
     def time_left(self) -> float:
         return self._deadline - self._client._clock()
 
-    async def run(self, addresses: Sequence[str]) -> Result:
+    async def run(self) -> Result:
         client = self._client
+        addresses = await client._addresses()
         self._planned = min(client.settings.max_attempts, len(addresses))
         winner: str | None = None
         try:
@@ -207,18 +208,29 @@ class _Call:
                 if not done:  # the hedge delay passed without an answer
                     self._start_hedge()
                     continue
-                for task in done:
-                    hedge = self._running.pop(task)
-                    try:
-                        result = task.result()
-                    except AttemptFailed as exc:
-                        self.failed(task.get_name(), exc.failure)
-                        continue
-                    winner = task.get_name()
+                answered = self._first_answer(done)
+                if answered is not None:
+                    winner, result, hedge = answered
                     return self._won(result, hedge)
+        except BodyTooLarge as exc:
+            client._requests.inc(upstream=client._upstream, outcome="body_too_large")
+            exc.attempts = len(self.tried)
+            exc.causes = [*self.causes, *exc.causes]
+            raise
         finally:
             client._abandon(self._running, winner)
         raise self._error()
+
+    def _first_answer(self, done: list[asyncio.Task[Result]]) -> tuple[str, Result, bool] | None:
+        """Of attempts that ended, the first that answered (address, answer, was it the
+        hedge); the others' failures are recorded."""
+        for task in done:
+            hedge = self._running.pop(task)
+            try:
+                return task.get_name(), task.result(), hedge
+            except AttemptFailed as exc:
+                self.failed(task.get_name(), exc.failure)
+        return None
 
     def _arm_hedge(self) -> asyncio.TimerHandle | None:
         """The timer that starts the hedge of the attempt about to run inline, if it may
@@ -698,7 +710,7 @@ class UpstreamClient:
         arguments that cannot make a request.
         """
         outgoing, idempotent = self._outgoing(method, path, query, headers, body, json, idempotent)
-        result = await self._call(outgoing, idempotent, stream=False)
+        result = await self._new_call(outgoing, idempotent, stream=False).run()
         assert isinstance(result, Answer)
         return result
 
@@ -724,7 +736,7 @@ class UpstreamClient:
         never after. The connection goes back to the pool when the block ends.
         """
         outgoing, idempotent = self._outgoing(method, path, query, headers, body, json, idempotent)
-        result = await self._call(outgoing, idempotent, stream=True)
+        result = await self._new_call(outgoing, idempotent, stream=True).run()
         assert isinstance(result, StreamedAnswer)
         try:
             yield result
@@ -813,13 +825,18 @@ class UpstreamClient:
             self._paths[path] = base.raw_path_qs
         return base.raw_path_qs
 
-    async def _call(self, request: Outgoing, idempotent: bool, *, stream: bool) -> Result:
-        """One call (``_Call``): addresses, then attempts until one answers usably."""
+    def _new_call(self, request: Outgoing, idempotent: bool, *, stream: bool) -> _Call:
+        """One call (``_Call``), to be run: its ``run()`` is awaited by the caller itself, one
+        coroutine layer fewer on every suspension of the call."""
         if self._target is None:
             raise RuntimeError(
                 "UpstreamClient is not started: use `async with UpstreamClient(...)`"
             )
         self._budget.on_request()
+        return _Call(self, request, idempotent=idempotent, stream=stream)
+
+    async def _addresses(self) -> Sequence[str]:
+        """The upstream's addresses now; a failure of the source is the call's 503."""
         try:
             addresses = await self._source.addresses()
         except DiscoveryError as exc:
@@ -831,14 +848,7 @@ class UpstreamClient:
                 503, f"{self._upstream}: address source failed: {exc!r}", 0
             ) from None
         self._balancer.update(addresses)
-        call = _Call(self, request, idempotent=idempotent, stream=stream)
-        try:
-            return await call.run(addresses)
-        except BodyTooLarge as exc:
-            self._requests.inc(upstream=self._upstream, outcome="body_too_large")
-            exc.attempts = len(call.tried)
-            exc.causes = [*call.causes, *exc.causes]
-            raise
+        return addresses
 
     def _abandon(self, running: Mapping[asyncio.Task[Result], bool], winner: str | None) -> None:
         """Cancel the attempts a call no longer needs (the slower of a hedged pair, or all
