@@ -17,7 +17,13 @@ import pulumi
 import pulumi_aws as aws
 
 import config
-from components.alarms import Alarms, AlarmsArgs
+from components.alarms import (
+    Alarms,
+    AlarmsArgs,
+    DiscoveryCaller,
+    TargetGroupDimensions,
+    WatchedService,
+)
 from components.autoscaling import (
     CpuTarget,
     RequestsTarget,
@@ -25,12 +31,13 @@ from components.autoscaling import (
     ServiceAutoscalingArgs,
     resource_label,
 )
-from components.dashboard import Dashboard, DashboardArgs
+from components.dashboard import Dashboard, DashboardArgs, DashboardCaller, DashboardService
 from components.domain import PublicDomain, PublicDomainArgs
 from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
 from components.network import Network, NetworkArgs
 from components.platform import AwsContext, Platform, PlatformArgs
+from components.running_tasks import RunningTasksAlarm, RunningTasksAlarmArgs
 from components.service import (
     HEALTH_PATH,
     DiscoverableService,
@@ -156,24 +163,42 @@ if domain:
 
 # hello's client calls name by this host name (its `upstream` label in the metrics).
 upstream_host = pulumi.Output.concat("name.", platform.namespace_name)
-alarms = Alarms(
-    "alarms",
-    AlarmsArgs(
-        prefix=prefix,
-        metrics_namespace=prefix,
-        upstream_host=upstream_host,
-        load_balancer_arn_suffix=entry.load_balancer_arn_suffix,
-        target_group_arn_suffix=entry.target_group_arn_suffix,
-        email=settings.alarms.email,
-    ),
+# hello calls name through the discovery client, whose counters (prefix hello_upstream,
+# apps/hello/app.py) reach CloudWatch as EMF lines in the namespace METRICS_NAMESPACE = prefix.
+hello_calls_name = DiscoveryCaller(
+    service="hello", metrics_prefix="hello_upstream", upstream=upstream_host
 )
+hello_target_group = TargetGroupDimensions(
+    load_balancer_arn_suffix=entry.load_balancer_arn_suffix,
+    target_group_arn_suffix=entry.target_group_arn_suffix,
+)
+alarm_args = AlarmsArgs(
+    prefix=prefix,
+    metrics_namespace=prefix,
+    load_balancer_arn_suffix=entry.load_balancer_arn_suffix,
+    services=[
+        WatchedService(service="name", callers=[hello_calls_name]),
+        WatchedService(service="hello", load_balancer=hello_target_group),
+    ],
+)
+if settings.alarms.email:
+    alarm_args["email"] = settings.alarms.email
+alarms = Alarms("alarms", alarm_args)
 
 name = DiscoverableService(
     "name", service_args("name", settings.name, alarms.deployment_alarms["name"])
 )
 autoscale("name", name, settings.name, CpuTarget(settings.name.target_cpu_percent))
-alarms.watch_running_tasks(
-    "name", platform.cluster_name, name.service_name, settings.name.min_count
+RunningTasksAlarm(
+    "name-running-tasks",
+    RunningTasksAlarmArgs(
+        prefix=prefix,
+        service="name",
+        topic_arn=alarms.topic_arn,
+        cluster_name=platform.cluster_name,
+        service_name=name.service_name,
+        minimum=settings.name.min_count,
+    ),
 )
 
 hello = DiscoverableService(
@@ -220,13 +245,20 @@ dashboard = Dashboard(
     DashboardArgs(
         name=prefix,
         region=context.region,
-        metrics_namespace=prefix,
-        upstream_host=upstream_host,
-        load_balancer_arn_suffix=entry.load_balancer_arn_suffix,
-        target_group_arn_suffix=entry.target_group_arn_suffix,
-        hello_log_group=hello.log_group_name,
         cluster_name=platform.cluster_name,
-        services={"name": name.service_name, "hello": hello.service_name},
+        metrics_namespace=prefix,
+        services=[
+            DashboardService(
+                service="hello", service_name=hello.service_name, load_balancer=hello_target_group
+            ),
+            DashboardService(
+                service="name",
+                service_name=name.service_name,
+                callers=[
+                    DashboardCaller(**hello_calls_name, access_log_group=hello.log_group_name)
+                ],
+            ),
+        ],
     ),
 )
 

@@ -1,75 +1,220 @@
-"""Alarms a team can act on, and where they go: an SNS topic (and an e-mail address, if given).
+"""Alarms a team can act on, for any set of services, and where they go: an SNS topic (and an
+e-mail address, if given).
 
-What each alarm says, in the order a request meets the failure:
+Each service gets the alarms its args give the metrics for, named `<prefix>-<alarm>`:
 
-- `alb-5xx`: the load balancer itself answers 5xx (no healthy hello task, a hello task that
-  closed the connection): visitors see errors.
-- `hello-target-5xx`: hello answers 5xx (it could not get an answer from name): visitors see
-  errors. Also a deployment alarm of hello.
-- `hello-unhealthy-targets`: a hello task fails the load balancer's health checks for three
-  minutes. Also a deployment alarm of hello.
-- `name-running-tasks`: fewer name tasks run than name.minCount (from Container Insights):
-  capacity is missing (failed starts, Spot reclaims not replaced, a zone down).
-- `hello-upstream-503`: hello's discovery client found no name task that answers, from the
-  counters hello writes as CloudWatch Embedded Metric Format lines (apps/common/emf.py). Also a
-  deployment alarm of name.
-- `hello-upstream-retries`: more than one call in ten needs a retry while answers still succeed:
-  retries are hiding a failing name task. Also a deployment alarm of name.
+- with `load_balancer_arn_suffix` (the public entry): `alb-5xx`, the load balancer itself
+  answers 5xx (no healthy target, a target that closed the connection): visitors see errors.
+- a service with a `load_balancer` (its target group): `<service>-target-5xx` (it answers 5xx)
+  and `<service>-unhealthy-targets` (a task fails the health checks for three minutes). Both
+  are deployment alarms of that service.
+- a service with `callers` (services that call it through the discovery client,
+  aiohttp_discovery, whose counters reach CloudWatch as EMF lines), for each caller:
+  `<caller>-<service>-5xx` (the service answers the caller's attempts with 5xx),
+  `<caller>-<service>-503` (the caller found no task that answers) and
+  `<caller>-<service>-retries` (retries hide a failing task). All three are deployment alarms
+  of the called service: its tasks pass their health checks, yet fail their callers.
 
-Every alarm notifies the topic on ALARM and on OK. Alarms on rates use metric math, so that
-a quiet hour (no requests) is "no data", treated as not breaching, rather than a false alarm.
+The running-task count needs the ECS service's name, which exists only once the service does
+(after its deployment alarms): that alarm is components/running_tasks.py.
+
+Only ALARM notifies the topic. An OK action would also fire on every new alarm's first
+evaluation (INSUFFICIENT_DATA -> OK: PutMetricAlarm creates an alarm in INSUFFICIENT_DATA),
+so each fresh stack or new service would message whoever subscribed; recoveries show in the
+console, and EventBridge has every state change ("CloudWatch Alarm State Change") for a team
+that wants them elsewhere. Alarms on rates use metric math, so that a quiet hour (no
+requests) is "no data", treated as not breaching, rather than a false alarm.
 """
 
-from __future__ import annotations
-
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 ALB_NAMESPACE = "AWS/ApplicationELB"
 CONTAINER_INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
-# What the services' EMF lines carry (apps/common/emf.py): the dimension naming the service, and
-# the discovery client's counters (hello's, prefix hello_upstream; apps/hello/app.py), each with
-# its labels as further dimensions.
+# What the services' EMF lines carry (apps/common/emf.py): the dimension naming the service
+# that wrote the line, and the discovery client's counters, `<metrics_prefix>_<counter>`
+# (aiohttp_discovery: hello's prefix is hello_upstream), each with its labels as dimensions.
 EMF_SERVICE_DIMENSION = "Service"
-UPSTREAM_REQUESTS = "hello_upstream_requests_total"
-UPSTREAM_RETRIES = "hello_upstream_retries_total"
-# The outcomes of a call to name (label `outcome`): answered, answered badly (502), none (503).
+REQUESTS_COUNTER = "requests_total"
+RETRIES_COUNTER = "retries_total"
+ATTEMPTS_COUNTER = "attempts_total"
+# The outcomes of a call (label `outcome`): answered, answered badly (502), none (503).
 OUTCOMES = ("ok", "bad_gateway", "unavailable")
+# The results of one attempt (label `result`) that got an answer: usable, or a 5xx.
+ANSWERED = ("ok", "status_5xx")
 PERIOD_SECONDS = 60
 # Every alarm's description ends with where its runbook entry is: what it means, the first three
 # things to look at, the usual fixes (one section per alarm, headed by the alarm's short name).
 RUNBOOK = "docs/runbook.md"
 
-# Percent of requests answered 5xx by the load balancer or by hello. One in a hundred over three
-# of five minutes: a single failed request at low traffic stays quiet, a real failure does not.
+# Percent of requests answered 5xx by the load balancer or by a service behind it. One in a
+# hundred over three of five minutes: a single failed request at low traffic stays quiet.
 ERROR_RATE_PERCENT = 1.0
-# Percent of hello's calls to name that end in a 503: the client tried every task it knows.
+# Percent of a caller's calls that end in a 503: the client tried every task it knows.
 UPSTREAM_503_PERCENT = 1.0
 # Percent of calls that needed a retry. The retry budget allows 20% of requests (+10/s); a
 # healthy fleet retries far less than 1% (a task stopping at the end of its drain). One in ten
 # for five minutes in a row means one task of a few keeps failing and retries hide it.
 RETRY_RATE_PERCENT = 10.0
+# Percent of a caller's answered attempts that got a 5xx. A healthy task never answers 5xx;
+# a release that does on every call puts every minute at 100% once it serves alone.
+ANSWER_5XX_PERCENT = 5.0
+
+# How each alarm evaluates: (evaluation periods N, datapoints to alarm M), periods of 60 s.
+RATE_EVALUATION = (5, 3)
+RETRY_EVALUATION = (5, 5)
+UNHEALTHY_EVALUATION = (3, 3)
+# The 5xx alarm must trip within the time ECS watches a deployment's alarms after the new
+# tasks serve alone (the bake time, which ECS computes from its alarms' evaluation time, the
+# longest of them; see docs/runbook.md, "Deployment alarm timing"): two bad minutes of ten.
+ANSWER_5XX_EVALUATION = (10, 2)
+
+# --- The timing a deployment alarm must meet (docs/runbook.md, "Deployment alarm timing") ---
+# apps/common/emf.py writes each task's counters every 60 s (DEFAULT_INTERVAL_SECONDS).
+EMF_INTERVAL_SECONDS = 60
+# The awslogs log driver sends what a task wrote every 5 s (moby daemon/logger/awslogs,
+# batchPublishFrequency), the flush interval CloudWatch's EMF alarm guidance asks for.
+LOG_BATCH_SECONDS = 5
+# CloudWatch evaluates an alarm whose period is 60 s or more once a minute.
+EVALUATION_CADENCE_SECONDS = 60
+# What the design leaves CloudWatch Logs to turn a log line into a metric datapoint: AWS
+# publishes no figure for it, so the design keeps this much room and tests it.
+EXTRACTION_ALLOWANCE_SECONDS = 240
+
+# CloudWatch alarm names (and the deploy role's scope, `<prefix>-*`): printable ASCII.
+_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+MAX_ALARM_NAME = 255
 
 
-@dataclass(frozen=True)
-class AlarmsArgs:
-    # Names: "<prefix>-<alarm>", "<prefix>-alarms" (the CI deploy role is scoped by them).
-    prefix: str
-    # The namespace the services' EMF lines use (apps/common/emf.py, METRICS_NAMESPACE).
-    metrics_namespace: str
-    # The host hello's client calls (its `upstream` label): name.<namespace>.
-    upstream_host: pulumi.Input[str]
+class TargetGroupDimensions(TypedDict):
+    """The load balancer target group a service's tasks serve behind."""
+
     load_balancer_arn_suffix: pulumi.Input[str]
+    """The load balancer's ARN suffix (`app/<name>/<id>`), its CloudWatch dimension."""
     target_group_arn_suffix: pulumi.Input[str]
-    # Also subscribe this address to the topic (SNS e-mails a confirmation link first).
-    email: str | None = None
+    """The target group's ARN suffix (`targetgroup/<name>/<id>`), its CloudWatch dimension."""
+
+
+class DiscoveryCaller(TypedDict):
+    """A service that calls this one through the discovery client (aiohttp_discovery), whose
+    counters reach CloudWatch as EMF lines (apps/common/emf.py)."""
+
+    service: str
+    """The caller's short name: its EMF lines' `Service` dimension (e.g. `hello`)."""
+    metrics_prefix: str
+    """The `metrics_prefix` the caller gave its UpstreamClient (e.g. `hello_upstream`)."""
+    upstream: pulumi.Input[str]
+    """The host the caller calls, its counters' `upstream` label: `<service>.<namespace>`."""
+
+
+class WatchedService(TypedDict):
+    """One service to watch, and what it can be watched by."""
+
+    service: str
+    """The service's short name (lowercase letters, digits, '-'), part of its alarms' names."""
+    load_balancer: NotRequired[TargetGroupDimensions]
+    """The target group it serves behind: alarms on its 5xx and its unhealthy targets."""
+    callers: NotRequired[Sequence[DiscoveryCaller]]
+    """Services that call it: alarms on what each sees of it (5xx, 503s, retries)."""
+
+
+class AlarmsArgs(TypedDict):
+    """The alarms of a set of services, and the topic they notify."""
+
+    prefix: str
+    """Names: `<prefix>-<alarm>` and the topic `<prefix>-alarms` (a deploy role can be scoped
+    by them)."""
+    services: Sequence[WatchedService]
+    """The services to watch."""
+    metrics_namespace: NotRequired[str]
+    """The CloudWatch namespace of the callers' EMF lines (METRICS_NAMESPACE); needed when a
+    service has callers."""
+    load_balancer_arn_suffix: NotRequired[pulumi.Input[str]]
+    """The public load balancer's ARN suffix: an alarm on its own 5xx (`alb-5xx`)."""
+    email: NotRequired[str]
+    """Also subscribe this address to the topic (SNS e-mails a confirmation link first)."""
 
 
 def alarm_name(prefix: str, alarm: str) -> str:
     return f"{prefix}-{alarm}"
+
+
+def evaluation_seconds(evaluation: tuple[int, int], period: int = PERIOD_SECONDS) -> int:
+    """How far back an alarm looks: evaluation periods x period."""
+    return evaluation[0] * period
+
+
+def detection_seconds(evaluation: tuple[int, int], period: int = PERIOD_SECONDS) -> int:
+    """At worst, seconds from the moment every call fails to the alarm in ALARM.
+
+    The first minute whose EMF lines cover only failed calls starts within one EMF interval
+    plus one period and closes a period later; its lines reach CloudWatch Logs within the
+    driver's batch, become datapoints within the extraction allowance; M datapoints take
+    M - 1 more periods; the alarm is evaluated within a minute of the last.
+    """
+    datapoints = evaluation[1]
+    return (
+        EMF_INTERVAL_SECONDS
+        + period
+        + period
+        + LOG_BATCH_SECONDS
+        + EXTRACTION_ALLOWANCE_SECONDS
+        + (datapoints - 1) * period
+        + EVALUATION_CADENCE_SECONDS
+    )
+
+
+def validate(args: AlarmsArgs) -> None:
+    """One clear error naming the argument and what is allowed."""
+    prefix = args["prefix"]
+    if not prefix or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
+        raise ValueError(
+            f"AlarmsArgs.prefix={prefix!r}: expected letters, digits, '.', '_' and '-'"
+        )
+    seen: set[str] = set()
+    for index, watched in enumerate(args["services"]):
+        service = watched["service"]
+        where = f"AlarmsArgs.services[{index}].service={service!r}"
+        if not _NAME.fullmatch(service):
+            raise ValueError(f"{where}: expected lowercase letters, digits and '-'")
+        if service in seen:
+            raise ValueError(f"{where}: each service may be listed once")
+        seen.add(service)
+        callers = watched.get("callers", ())
+        if callers and not args.get("metrics_namespace"):
+            raise ValueError(
+                f"{where} has callers: AlarmsArgs.metrics_namespace (the callers' "
+                "METRICS_NAMESPACE) is required to read their EMF metrics"
+            )
+        caller_names = [c["service"] for c in callers]
+        for caller in caller_names:
+            if not _NAME.fullmatch(caller) or caller_names.count(caller) > 1:
+                raise ValueError(
+                    f"{where}: callers[].service={caller!r}: expected lowercase letters, "
+                    "digits and '-', each caller once"
+                )
+    longest = max((len(n) for n in _all_alarms(args)), default=0)
+    if len(prefix) + 1 + longest > MAX_ALARM_NAME:
+        raise ValueError(
+            f"AlarmsArgs.prefix={prefix!r}: alarm names would exceed CloudWatch's "
+            f"{MAX_ALARM_NAME} characters"
+        )
+
+
+def _all_alarms(args: AlarmsArgs) -> list[str]:
+    names = ["alb-5xx"] if args.get("load_balancer_arn_suffix") is not None else []
+    for watched in args["services"]:
+        service = watched["service"]
+        if "load_balancer" in watched:
+            names += [f"{service}-target-5xx", f"{service}-unhealthy-targets"]
+        for caller in watched.get("callers", ()):
+            edge = f"{caller['service']}-{service}"
+            names += [f"{edge}-5xx", f"{edge}-503", f"{edge}-retries"]
+    return names
 
 
 def _metric(
@@ -98,35 +243,56 @@ def _expression(expression: str, label: str) -> aws.cloudwatch.MetricAlarmMetric
     )
 
 
-def upstream_queries(
-    namespace: str, upstream_host: pulumi.Input[str]
+def caller_dimensions(caller: DiscoveryCaller) -> dict[str, pulumi.Input[str]]:
+    return {EMF_SERVICE_DIMENSION: caller["service"], "upstream": caller["upstream"]}
+
+
+def outcome_queries(
+    namespace: str, caller: DiscoveryCaller
 ) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
-    """hello's calls to name by outcome (ids ok, bad_gateway, unavailable) and its retries."""
-    base = {EMF_SERVICE_DIMENSION: "hello", "upstream": upstream_host}
+    """A caller's calls by outcome (ids ok, bad_gateway, unavailable) and its retries."""
+    base = caller_dimensions(caller)
+    prefix = caller["metrics_prefix"]
     return [
         *(
-            _metric(outcome, namespace, UPSTREAM_REQUESTS, {**base, "outcome": outcome})
-            for outcome in OUTCOMES
+            _metric(o, namespace, f"{prefix}_{REQUESTS_COUNTER}", {**base, "outcome": o})
+            for o in OUTCOMES
         ),
-        _metric("retries", namespace, UPSTREAM_RETRIES, base),
+        _metric("retries", namespace, f"{prefix}_{RETRIES_COUNTER}", base),
     ]
 
 
-# Every call to name, whatever its outcome (no data for an outcome counts as none).
+def answer_queries(
+    namespace: str, caller: DiscoveryCaller
+) -> list[aws.cloudwatch.MetricAlarmMetricQueryArgs]:
+    """A caller's attempts that got an answer, by result (ids ok, status_5xx)."""
+    base = caller_dimensions(caller)
+    metric = f"{caller['metrics_prefix']}_{ATTEMPTS_COUNTER}"
+    return [_metric(r, namespace, metric, {**base, "result": r}) for r in ANSWERED]
+
+
+# Every call, whatever its outcome (no data for an outcome counts as none).
 _CALLS = " + ".join(f"FILL({o}, 0)" for o in OUTCOMES)
 
 
 class Alarms(pulumi.ComponentResource):
+    """Alarms for any set of services (their 5xx, unhealthy targets, what their callers see),
+    the SNS topic they notify on ALARM, and the alarms each service's deployments watch."""
+
     topic_arn: pulumi.Output[str]
-    # ECS deployment alarms (roll back while in ALARM), by service.
-    deployment_alarms: Mapping[str, Sequence[pulumi.Output[str]]]
+    """The topic every alarm notifies: subscribe whatever you use (e-mail, chat, paging)."""
+    alarm_names: pulumi.Output[list[str]]
+    """Every alarm's name."""
+    deployment_alarm_names: pulumi.Output[dict[str, list[str]]]
+    """By service: the alarms that roll its deployments back (ECS deployment alarms)."""
 
     def __init__(
         self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("fargate-service-discovery:alarms:Alarms", name, None, opts)
+        validate(args)
         self._child = pulumi.ResourceOptions(parent=self)
-        self._prefix = args.prefix
+        self._prefix = args["prefix"]
 
         # Not encrypted with the AWS managed key alias/aws/sns: its key policy cannot be changed
         # to let CloudWatch use it, and CloudWatch alarms need kms:GenerateDataKey*/Decrypt on
@@ -134,9 +300,10 @@ class Alarms(pulumi.ComponentResource):
         # every notification would be dropped without an error. A customer managed key with
         # that grant costs $1 a month and KMS permissions for the deploy role; the messages are
         # alarm names, states and metric values, no data of the service's users.
-        topic = aws.sns.Topic(name, name=alarm_name(args.prefix, "alarms"), opts=self._child)
+        topic = aws.sns.Topic(name, name=alarm_name(self._prefix, "alarms"), opts=self._child)
         self._topic = topic
-        if args.email:
+        email = args.get("email")
+        if email:
             # Pending until the address confirms; the provider then reads the real state. A
             # pending subscription cannot be unsubscribed (the provider ignores that error on
             # delete), and deleting the topic deletes it.
@@ -144,118 +311,134 @@ class Alarms(pulumi.ComponentResource):
                 f"{name}-email",
                 topic=topic.arn,
                 protocol="email",
-                endpoint=args.email,
+                endpoint=email,
                 opts=self._child,
             )
 
-        alb = {"LoadBalancer": args.load_balancer_arn_suffix}
-        target_group = {**alb, "TargetGroup": args.target_group_arn_suffix}
-        ns = args.metrics_namespace
-        alb_5xx = self._alarm(
-            "alb-5xx",
-            "The load balancer itself answers 5xx to more than 1% of requests (no healthy "
-            "hello task, or tasks closing connections): visitors see errors.",
-            [
-                _metric("errors", ALB_NAMESPACE, "HTTPCode_ELB_5XX_Count", alb),
-                # RequestCount leaves out requests the load balancer answered without a target.
-                _metric("requests", ALB_NAMESPACE, "RequestCount", alb),
-                _expression(
-                    "100 * FILL(errors, 0) / (FILL(requests, 0) + FILL(errors, 0))",
-                    "ELB 5xx, % of requests",
-                ),
-            ],
-            threshold=ERROR_RATE_PERCENT,
-            periods=5,
-            datapoints=3,
+        created: list[aws.cloudwatch.MetricAlarm] = []
+        lb_suffix = args.get("load_balancer_arn_suffix")
+        if lb_suffix is not None:
+            alb = {"LoadBalancer": lb_suffix}
+            created.append(
+                self._alarm(
+                    "alb-5xx",
+                    "The load balancer itself answers 5xx to more than 1% of requests (no "
+                    "healthy task, or tasks closing connections): visitors see errors.",
+                    [
+                        _metric("errors", ALB_NAMESPACE, "HTTPCode_ELB_5XX_Count", alb),
+                        # RequestCount leaves out requests the load balancer answered alone.
+                        _metric("requests", ALB_NAMESPACE, "RequestCount", alb),
+                        _expression(
+                            "100 * FILL(errors, 0) / (FILL(requests, 0) + FILL(errors, 0))",
+                            "ELB 5xx, % of requests",
+                        ),
+                    ],
+                    threshold=ERROR_RATE_PERCENT,
+                    evaluation=RATE_EVALUATION,
+                )
+            )
+
+        # Python programs use these directly; other languages read deployment_alarm_names.
+        self.deployment_alarms: dict[str, list[pulumi.Output[str]]] = {}
+        for watched in args["services"]:
+            service = watched["service"]
+            own: list[aws.cloudwatch.MetricAlarm] = []
+            if "load_balancer" in watched:
+                own += self._load_balancer_alarms(service, watched["load_balancer"])
+            for caller in watched.get("callers", ()):
+                own += self._caller_alarms(service, caller, args.get("metrics_namespace", ""))
+            created += own
+            self.deployment_alarms[service] = [a.name for a in own]
+
+        self.topic_arn = topic.arn
+        self.alarm_names = pulumi.Output.all(*(a.name for a in created))
+        self.deployment_alarm_names = pulumi.Output.all(
+            **{s: pulumi.Output.all(*names) for s, names in self.deployment_alarms.items()}
         )
-        target_5xx = self._alarm(
-            "hello-target-5xx",
-            "hello answers 5xx to more than 1% of requests: it got no usable answer from name "
-            "(see hello-upstream-503), or it fails itself.",
+        self.register_outputs(
+            {
+                "topicArn": self.topic_arn,
+                "alarmNames": self.alarm_names,
+                "deploymentAlarmNames": self.deployment_alarm_names,
+            }
+        )
+
+    def _load_balancer_alarms(
+        self, service: str, lb: TargetGroupDimensions
+    ) -> list[aws.cloudwatch.MetricAlarm]:
+        """A deployment of the service that answers 5xx or fails its health checks rolls back."""
+        target_group = {
+            "LoadBalancer": lb["load_balancer_arn_suffix"],
+            "TargetGroup": lb["target_group_arn_suffix"],
+        }
+        errors = self._alarm(
+            f"{service}-target-5xx",
+            f"{service} answers 5xx to more than 1% of requests: it got no usable answer from "
+            "a service it calls (see its callers' alarms), or it fails itself.",
             [
                 _metric("errors", ALB_NAMESPACE, "HTTPCode_Target_5XX_Count", target_group),
                 _metric("requests", ALB_NAMESPACE, "RequestCount", target_group),
-                _expression("100 * FILL(errors, 0) / requests", "hello 5xx, % of requests"),
+                _expression("100 * FILL(errors, 0) / requests", f"{service} 5xx, % of requests"),
             ],
             threshold=ERROR_RATE_PERCENT,
-            periods=5,
-            datapoints=3,
+            evaluation=RATE_EVALUATION,
         )
         unhealthy = self._alarm(
-            "hello-unhealthy-targets",
-            "A hello task has failed the load balancer's health checks for three minutes.",
+            f"{service}-unhealthy-targets",
+            f"A {service} task has failed the load balancer's health checks for three minutes.",
             metric=("UnHealthyHostCount", ALB_NAMESPACE, target_group, "Maximum"),
             threshold=1,
             comparison="GreaterThanOrEqualToThreshold",
-            periods=3,
-            datapoints=3,
+            evaluation=UNHEALTHY_EVALUATION,
         )
-        upstream_503 = self._alarm(
-            "hello-upstream-503",
-            "hello's discovery client found no name task that answers for more than 1% of "
-            "calls (503): name has no healthy task hello can reach.",
+        return [errors, unhealthy]
+
+    def _caller_alarms(
+        self, service: str, caller: DiscoveryCaller, namespace: str
+    ) -> list[aws.cloudwatch.MetricAlarm]:
+        """A deployment of the service whose tasks pass their health checks but fail this
+        caller (5xx answers, no task answering, retries) rolls back."""
+        edge = f"{caller['service']}-{service}"
+        who = f"{caller['service']}'s calls to {service}"
+        answers_5xx = self._alarm(
+            f"{edge}-5xx",
+            f"{service} answered more than 5% of {who} with 5xx in 2 minutes of 10: a "
+            f"{service} release or task that fails every call (its tasks still pass their "
+            "health checks).",
             [
-                *upstream_queries(ns, args.upstream_host),
+                *answer_queries(namespace, caller),
+                _expression(
+                    "100 * FILL(status_5xx, 0) / (FILL(ok, 0) + FILL(status_5xx, 0))",
+                    "5xx, % of answered attempts",
+                ),
+            ],
+            threshold=ANSWER_5XX_PERCENT,
+            evaluation=ANSWER_5XX_EVALUATION,
+        )
+        unavailable = self._alarm(
+            f"{edge}-503",
+            f"The discovery client found no {service} task that answers for more than 1% of "
+            f"{who} (503): {service} has no healthy task {caller['service']} can reach.",
+            [
+                *outcome_queries(namespace, caller),
                 _expression(f"100 * FILL(unavailable, 0) / ({_CALLS})", "503, % of calls"),
             ],
             threshold=UPSTREAM_503_PERCENT,
-            periods=5,
-            datapoints=3,
+            evaluation=RATE_EVALUATION,
         )
         retries = self._alarm(
-            "hello-upstream-retries",
-            "More than one call in ten from hello to name needed a retry, five minutes in a "
-            "row: answers still succeed, but retries are hiding a failing name task (look for "
-            "ejections on hello's /metrics and errors in name's logs).",
+            f"{edge}-retries",
+            f"More than one in ten of {who} needed a retry, five minutes in a row: answers "
+            f"still succeed, but retries are hiding a failing {service} task (look for "
+            f"ejections on {caller['service']}'s /metrics and errors in {service}'s logs).",
             [
-                *upstream_queries(ns, args.upstream_host),
+                *outcome_queries(namespace, caller),
                 _expression(f"100 * FILL(retries, 0) / ({_CALLS})", "retries, % of calls"),
             ],
             threshold=RETRY_RATE_PERCENT,
-            periods=5,
-            datapoints=5,
+            evaluation=RETRY_EVALUATION,
         )
-
-        self.topic_arn = topic.arn
-        self.deployment_alarms = {
-            # A hello deployment that answers 5xx or fails its health checks rolls back.
-            "hello": [target_5xx.name, unhealthy.name],
-            # A name deployment whose tasks pass their health checks but fail hello's calls
-            # (503s, or retries) rolls back.
-            "name": [upstream_503.name, retries.name],
-        }
-        self.alarm_names = [a.name for a in (alb_5xx, target_5xx, unhealthy, upstream_503, retries)]
-        self.register_outputs({"topicArn": self.topic_arn, "alarmNames": self.alarm_names})
-
-    def watch_running_tasks(
-        self,
-        service: str,
-        cluster_name: pulumi.Input[str],
-        service_name: pulumi.Input[str],
-        minimum: int,
-    ) -> aws.cloudwatch.MetricAlarm:
-        """Alarm when fewer than `minimum` tasks of the service run, three minutes in a row.
-
-        Created once the ECS service exists (its name is a dimension). Container Insights
-        reports RunningTaskCount per service every minute; no data at all means no task or no
-        Container Insights, both worth a look, so missing data breaches.
-        """
-        return self._alarm(
-            f"{service}-running-tasks",
-            f"Fewer {service} tasks run than its minCount ({minimum}) for three minutes: "
-            "capacity is missing (tasks failing to start, Spot tasks not replaced, a zone down).",
-            metric=(
-                "RunningTaskCount",
-                CONTAINER_INSIGHTS_NAMESPACE,
-                {"ClusterName": cluster_name, "ServiceName": service_name},
-                "Minimum",
-            ),
-            threshold=minimum,
-            comparison="LessThanThreshold",
-            periods=3,
-            datapoints=3,
-            missing="breaching",
-        )
+        return [answers_5xx, unavailable, retries]
 
     def _alarm(
         self,
@@ -265,29 +448,57 @@ class Alarms(pulumi.ComponentResource):
         *,
         metric: tuple[str, str, Mapping[str, pulumi.Input[str]], str] | None = None,
         threshold: float,
-        periods: int,
-        datapoints: int,
+        evaluation: tuple[int, int],
         comparison: str = "GreaterThanThreshold",
-        missing: str = "notBreaching",
     ) -> aws.cloudwatch.MetricAlarm:
-        return aws.cloudwatch.MetricAlarm(
+        return metric_alarm(
             alarm,
-            # name (alarm_name) is the only ForceNew argument; the provider refuses to create an
-            # alarm whose name exists (PutMetricAlarm would silently overwrite it).
-            name=alarm_name(self._prefix, alarm),
-            alarm_description=f"{description} Runbook: {RUNBOOK}#{alarm}",
-            metric_queries=list(queries) if queries else None,
+            prefix=self._prefix,
+            description=description,
+            topic_arn=self._topic.arn,
+            queries=queries,
+            metric=metric,
             threshold=threshold,
-            comparison_operator=comparison,
-            evaluation_periods=periods,
-            datapoints_to_alarm=datapoints,
-            treat_missing_data=missing,
-            alarm_actions=[self._topic.arn],
-            ok_actions=[self._topic.arn],
-            metric_name=metric[0] if metric else None,
-            namespace=metric[1] if metric else None,
-            dimensions=dict(metric[2]) if metric else None,
-            statistic=metric[3] if metric else None,
-            period=PERIOD_SECONDS if metric else None,
+            evaluation=evaluation,
+            comparison=comparison,
+            missing="notBreaching",
             opts=self._child,
         )
+
+
+def metric_alarm(
+    alarm: str,
+    *,
+    prefix: str,
+    description: str,
+    topic_arn: pulumi.Input[str],
+    queries: Sequence[aws.cloudwatch.MetricAlarmMetricQueryArgs] | None = None,
+    metric: tuple[str, str, Mapping[str, pulumi.Input[str]], str] | None = None,
+    threshold: float,
+    evaluation: tuple[int, int],
+    comparison: str,
+    missing: str,
+    opts: pulumi.ResourceOptions,
+) -> aws.cloudwatch.MetricAlarm:
+    """One alarm, `<prefix>-<alarm>`, notifying the topic on ALARM only (module docstring)."""
+    periods, datapoints = evaluation
+    return aws.cloudwatch.MetricAlarm(
+        alarm,
+        # name (alarm_name) is the only ForceNew argument; the provider refuses to create an
+        # alarm whose name exists (PutMetricAlarm would silently overwrite it).
+        name=alarm_name(prefix, alarm),
+        alarm_description=f"{description} Runbook: {RUNBOOK}#{alarm}",
+        metric_queries=list(queries) if queries else None,
+        threshold=threshold,
+        comparison_operator=comparison,
+        evaluation_periods=periods,
+        datapoints_to_alarm=datapoints,
+        treat_missing_data=missing,
+        alarm_actions=[topic_arn],
+        metric_name=metric[0] if metric else None,
+        namespace=metric[1] if metric else None,
+        dimensions=dict(metric[2]) if metric else None,
+        statistic=metric[3] if metric else None,
+        period=PERIOD_SECONDS if metric else None,
+        opts=opts,
+    )

@@ -295,6 +295,25 @@ def test_a_replica_that_answered_recently_is_not_ranked_by_a_race_it_lost() -> N
     assert balancer.latency(a, clock.now) >= 2 * balancer.latency(b, clock.now)
 
 
+def test_a_failing_replica_is_not_ranked_by_the_races_it_lost_meanwhile() -> None:
+    """A replica that failed is ejected, then on probation, with its estimate forgotten;
+    the hedges it "lost" meanwhile were attempts still connecting to a dead port, not
+    answers slower than the winner's. Ranking it by them kept a recovered replica out
+    of rotation for the floor's decay (tens of seconds: it was no longer ejected, so no
+    probe readmitted it, and p2c never picked it)."""
+    balancer, clock = make(("a", "b"))
+    a, b = balancer.endpoints
+    balancer.on_success(b, clock.now - 0.002)
+    balancer.on_success(b, clock.now - 0.002)
+    assert balancer.on_failure(a, clock.now) == "ejected"
+    for _ in range(3):  # hedges to it, cancelled while they connected
+        balancer.lost_race("a", "b")
+    assert a.latency == 0.0
+    assert a.peak == 0.0
+    clock.now += 1.0  # the ejection ends: on probation, it gets the next pick
+    assert balancer.pick() is a
+
+
 def test_equal_endpoints_share_evenly_despite_latency_noise_and_a_slow_one_is_avoided() -> None:
     """Estimates of equal replicas never agree exactly: without a tolerance p2c always
     took the lower one (85% of a two-replica zone's calls on one replica in the local

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiohttp.web
 import pytest
 from aiohttp_discovery import Registry, UpstreamClient, UpstreamError, UpstreamSettings
 from aiohttp_discovery.records import StaticAddresses
@@ -150,22 +151,50 @@ def closed_port() -> int:
 
 
 def test_the_alarms_read_what_hellos_discovery_client_writes() -> None:
-    """A call that finds no task (two, both refusing): the real client's counters, through
-    the EMF writer, must give the metric names and dimensions the 503 and retry alarms query."""
+    """A call that finds no task (two, both refusing) and a call to a task that answers 500:
+    the real client's counters, through the EMF writer, must give the metric names and
+    dimensions the 503, retry and 5xx alarms query."""
     registry = Registry()
-    settings = UpstreamSettings(
-        url=URL(f"http://name.internal:{closed_port()}/"), request_timeout=1.0, max_attempts=2
-    )
+    prefix = "hello_upstream"
 
     async def call() -> None:
         async with UpstreamClient(
-            settings,
+            UpstreamSettings(
+                url=URL(f"http://name.internal:{closed_port()}/"),
+                request_timeout=1.0,
+                max_attempts=2,
+            ),
             registry=registry,
-            metrics_prefix="hello_upstream",
+            metrics_prefix=prefix,
             source=StaticAddresses(["127.0.0.1", "127.0.0.2"]),
         ) as client:
             with pytest.raises(UpstreamError):
                 await client.get_text()
+
+        # A task that answers every call with a 500 (a broken release), on loopback.
+        async def broken(_: aiohttp.web.Request) -> aiohttp.web.Response:
+            return aiohttp.web.Response(status=500)
+
+        app = aiohttp.web.Application()
+        app.router.add_get("/", broken)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        site = aiohttp.web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            async with UpstreamClient(
+                UpstreamSettings(
+                    url=URL(f"http://name.internal:{port}/"), request_timeout=1.0, max_attempts=1
+                ),
+                registry=registry,
+                metrics_prefix=prefix,
+                source=StaticAddresses(["127.0.0.1"]),
+            ) as client:
+                with pytest.raises(UpstreamError):
+                    await client.get_text()
+        finally:
+            await runner.cleanup()
 
     run(call())
     found = set()
@@ -175,11 +204,16 @@ def test_the_alarms_read_what_hellos_discovery_client_writes() -> None:
         found |= {(m["Name"], dimensions) for m in directive["Metrics"]}
     base = (("Service", "hello"), ("upstream", "name.internal"))
     assert (
-        alarms.UPSTREAM_REQUESTS,
+        f"{prefix}_{alarms.REQUESTS_COUNTER}",
         tuple(sorted((*base, ("outcome", "unavailable")))),
     ) in found
-    assert (alarms.UPSTREAM_RETRIES, base) in found
+    assert (f"{prefix}_{alarms.RETRIES_COUNTER}", base) in found
     assert set(alarms.OUTCOMES) >= {"unavailable"}
+    for result in alarms.ANSWERED:
+        assert (
+            f"{prefix}_{alarms.ATTEMPTS_COUNTER}",
+            tuple(sorted((*base, ("result", result)))),
+        ) in found, result
 
 
 def test_a_service_writes_emf_lines_on_its_interval_and_at_the_end(

@@ -216,3 +216,53 @@ def test_a_post_is_retried_when_the_connection_was_never_made(dns: FakeDns, name
     text = registry.render()
     assert (sample(text, "orders_attempts_total", upstream=NAME, result="connect_error") or 0) >= 1
     assert (sample(text, "orders_retries_total", upstream=NAME) or 0) >= 1
+
+
+def test_paths_are_encoded_once_per_client_and_every_call_reaches_its_own(
+    dns: FakeDns, name_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client keeps the paths it has encoded (yarl's parse is a visible share of a
+    call's CPU), a bounded number of them: each call, first or repeated, before or after
+    the cache starts over, reaches exactly the path it asked for."""
+    monkeypatch.setattr("aiohttp_discovery.client._PATHS_KEPT", 3)
+    dns.set(NAME, IPS[0])
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(text=request.raw_path)
+
+    async def scenario() -> tuple[list[str], int]:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", echo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, IPS[0], name_port).start()
+        try:
+            async with orders_client(dns, name_port) as client:
+                seen = []
+                for path in [
+                    "/a b",
+                    "/a b",
+                    "/orders/7?x=1",
+                    "/a b",
+                    "/orders/7?x=1",
+                    *(f"/n/{i}" for i in range(5)),
+                ]:
+                    seen.append((await client.request("GET", path)).text())
+                seen.append((await client.request("GET", "/a b", query={"q": "1"})).text())
+                seen.append((await client.request("GET", "/a b")).text())
+                return seen, len(client._paths)  # the bound is the point
+        finally:
+            await runner.cleanup()
+
+    seen, kept = run(scenario())
+    assert seen == [
+        "/a%20b",
+        "/a%20b",
+        "/orders/7?x=1",
+        "/a%20b",
+        "/orders/7?x=1",
+        *(f"/n/{i}" for i in range(5)),
+        "/a%20b?q=1",
+        "/a%20b",
+    ]
+    assert kept <= 3

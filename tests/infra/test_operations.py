@@ -1,29 +1,22 @@
 """Running it in production (issue 10), on the program runs under mocks: autoscaling that
-`pulumi up` never undoes, Fargate Spot per stack, alarms with their thresholds and dimensions,
-deployment alarms beside the circuit breaker, the SNS topic and its optional e-mail, the
-dashboard. The provider findings behind each are in docs/infrastructure.md ("Autoscaling,
-alarms, dashboard and Spot")."""
+`pulumi up` never undoes, Fargate Spot per stack (alarms and the dashboard: test_alarms.py).
+The provider findings behind each are in docs/infrastructure.md ("Autoscaling, alarms,
+dashboard and Spot")."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from components import alarms as alarm_spec
 from components import autoscaling
 from components.platform import CAPACITY_PROVIDERS
-from tests.infra.conftest import ALARM_EMAIL, SPECS, settings_for
-from tests.infra.support import PROJECT, ROOT, Resource, Run, Runs
+from tests.infra.conftest import SPECS, settings_for
+from tests.infra.support import PROJECT, Resource, Run, Runs
 
 ECS_SERVICE = "aws:ecs/service:Service"
 TARGET = "aws:appautoscaling/target:Target"
 POLICY = "aws:appautoscaling/policy:Policy"
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-TOPIC = "aws:sns/topic:Topic"
-SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
-DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 CAPACITY = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
 KEYS = ["dev", "prod", "alternatives"]
 
@@ -42,14 +35,6 @@ def run(runs: Runs, key: str) -> Run:
 
 def prefix_of(key: str) -> str:
     return f"{PROJECT}-{SPECS[key][0]}"
-
-
-def alarm(run: Run, name: str) -> dict[str, Any]:
-    return run.one(ALARM, name).inputs
-
-
-def queries(alarm_inputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {q["id"]: q for q in alarm_inputs["metricQueries"]}
 
 
 # --- Autoscaling ------------------------------------------------------------------------------
@@ -169,213 +154,3 @@ def test_the_cluster_has_its_providers_before_a_service_names_them(run: Run) -> 
     )
     for app in ("name", "hello"):
         assert providers.urn in run.one(ECS_SERVICE, app).dependencies, app
-
-
-# --- Alarms ---------------------------------------------------------------------------------
-
-
-def test_every_alarm_notifies_the_topic_and_carries_the_stack_prefix(run: Run, key: str) -> None:
-    topic = run.one(TOPIC, "alarms")
-    assert topic.inputs["name"] == f"{prefix_of(key)}-alarms"
-    # alias/aws/sns would silently drop every CloudWatch notification (its key policy cannot
-    # grant CloudWatch kms:GenerateDataKey*): see the note in components/alarms.py.
-    assert topic.inputs.get("kmsMasterKeyId") != "alias/aws/sns"
-    found = run.of_type(ALARM)
-    assert {a.name for a in found} == {
-        "alb-5xx",
-        "hello-target-5xx",
-        "hello-unhealthy-targets",
-        "hello-upstream-503",
-        "hello-upstream-retries",
-        "name-running-tasks",
-    }
-    for a in found:
-        assert a.inputs["name"] == f"{prefix_of(key)}-{a.name}"
-        assert a.inputs["alarmActions"] == [topic.state["arn"]]
-        assert a.inputs["okActions"] == [topic.state["arn"]]
-        assert a.inputs["alarmDescription"]
-        # ...ending in its runbook entry, which exists (docs/runbook.md, a heading per alarm).
-        assert a.inputs["alarmDescription"].endswith(f" Runbook: docs/runbook.md#{a.name}")
-        # terraform-provider-aws (cloudwatch/metric_alarm.go) validates alarm_description with
-        # StringLenBetween(0, 1024), PutMetricAlarm's limit: a longer one fails the plan.
-        assert len(a.inputs["alarmDescription"]) <= 1024
-        assert f"\n### {a.name}\n" in (ROOT / "docs" / "runbook.md").read_text()
-
-
-def test_load_balancer_alarms_watch_this_load_balancer(run: Run) -> None:
-    lb = run.one("aws:lb/loadBalancer:LoadBalancer", "entry").state["arnSuffix"]
-    tg = run.one("aws:lb/targetGroup:TargetGroup", "entry").state["arnSuffix"]
-    elb = queries(alarm(run, "alb-5xx"))
-    assert elb["errors"]["metric"]["metricName"] == "HTTPCode_ELB_5XX_Count"
-    assert elb["errors"]["metric"]["dimensions"] == {"LoadBalancer": lb}
-    assert elb["requests"]["metric"]["dimensions"] == {"LoadBalancer": lb}
-    # The load balancer's own 5xx are not in RequestCount: the rate divides by both.
-    assert elb["rate"]["expression"] == (
-        "100 * FILL(errors, 0) / (FILL(requests, 0) + FILL(errors, 0))"
-    )
-    target = queries(alarm(run, "hello-target-5xx"))
-    assert target["errors"]["metric"]["metricName"] == "HTTPCode_Target_5XX_Count"
-    assert target["errors"]["metric"]["dimensions"] == {"LoadBalancer": lb, "TargetGroup": tg}
-    for name in ("alb-5xx", "hello-target-5xx"):
-        a = alarm(run, name)
-        assert a["threshold"] == alarm_spec.ERROR_RATE_PERCENT == 1.0
-        assert (a["comparisonOperator"], a["evaluationPeriods"], a["datapointsToAlarm"]) == (
-            "GreaterThanThreshold",
-            5,
-            3,
-        )
-        # No requests is no data, not an error.
-        assert a["treatMissingData"] == "notBreaching"
-        assert [q["id"] for q in a["metricQueries"] if q["returnData"]] == ["rate"]
-        for q in a["metricQueries"]:
-            if "metric" in q:
-                assert (q["metric"]["period"], q["metric"]["stat"]) == (60, "Sum")
-    unhealthy = alarm(run, "hello-unhealthy-targets")
-    assert unhealthy["metricName"] == "UnHealthyHostCount"
-    assert unhealthy["dimensions"] == {"LoadBalancer": lb, "TargetGroup": tg}
-    assert (unhealthy["statistic"], unhealthy["threshold"]) == ("Maximum", 1)
-    assert unhealthy["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert (unhealthy["evaluationPeriods"], unhealthy["datapointsToAlarm"]) == (3, 3)
-
-
-def test_name_running_below_its_minimum_alarms(run: Run, key: str) -> None:
-    """Container Insights' RunningTaskCount for name's ECS service, below name.minCount for
-    three minutes; no data at all (no task, no Container Insights) breaches too."""
-    a = alarm(run, "name-running-tasks")
-    cluster = run.one("aws:ecs/cluster:Cluster", "platform").state["name"]
-    assert a["namespace"] == "ECS/ContainerInsights"
-    assert a["metricName"] == "RunningTaskCount"
-    assert a["dimensions"] == {
-        "ClusterName": cluster,
-        "ServiceName": run.one(ECS_SERVICE, "name").state["name"],
-    }
-    assert (a["statistic"], a["comparisonOperator"]) == ("Minimum", "LessThanThreshold")
-    assert a["threshold"] == settings_for(key).name.min_count
-    assert a["treatMissingData"] == "breaching"
-
-
-def test_discovery_client_alarms_read_hellos_emf_metrics(run: Run, key: str) -> None:
-    """The 503 rate and the retry rate come from hello's EMF lines: namespace = the stack
-    prefix (the tasks' METRICS_NAMESPACE), dimensions Service=hello and upstream=name.<ns>
-    (the host hello calls), one metric per outcome."""
-    s = settings_for(key)
-    base = {"Service": "hello", "upstream": f"name.{s.namespace}"}
-    for name, expression, threshold, datapoints in (
-        (
-            "hello-upstream-503",
-            "100 * FILL(unavailable, 0) / "
-            "(FILL(ok, 0) + FILL(bad_gateway, 0) + FILL(unavailable, 0))",
-            alarm_spec.UPSTREAM_503_PERCENT,
-            3,
-        ),
-        (
-            "hello-upstream-retries",
-            "100 * FILL(retries, 0) / (FILL(ok, 0) + FILL(bad_gateway, 0) + FILL(unavailable, 0))",
-            alarm_spec.RETRY_RATE_PERCENT,
-            5,
-        ),
-    ):
-        a = alarm(run, name)
-        q = queries(a)
-        assert q["rate"]["expression"] == expression
-        assert (a["threshold"], a["evaluationPeriods"], a["datapointsToAlarm"]) == (
-            threshold,
-            5,
-            datapoints,
-        )
-        for outcome in ("ok", "bad_gateway", "unavailable"):
-            metric = q[outcome]["metric"]
-            assert metric["namespace"] == prefix_of(key)
-            assert metric["metricName"] == "hello_upstream_requests_total"
-            assert metric["dimensions"] == {**base, "outcome": outcome}
-        assert q["retries"]["metric"]["metricName"] == "hello_upstream_retries_total"
-        assert q["retries"]["metric"]["dimensions"] == base
-    assert alarm_spec.RETRY_RATE_PERCENT == 10.0
-    assert alarm_spec.UPSTREAM_503_PERCENT == 1.0
-
-
-def test_deployments_roll_back_on_alarm_beside_the_circuit_breaker(run: Run, key: str) -> None:
-    """hello's deployment watches its 5xx and unhealthy targets; name's (whose callers are
-    hello's tasks, not the load balancer) watches hello's 503s and retries. Each service depends
-    on its alarms, so they exist when ECS is told to watch them."""
-    prefix = prefix_of(key)
-    for app, names in (
-        ("hello", ["hello-target-5xx", "hello-unhealthy-targets"]),
-        ("name", ["hello-upstream-503", "hello-upstream-retries"]),
-    ):
-        service = run.one(ECS_SERVICE, app)
-        assert service.inputs["alarms"] == {
-            "alarmNames": [f"{prefix}-{n}" for n in names],
-            "enable": True,
-            "rollback": True,
-        }
-        assert service.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
-        for n in names:
-            assert run.one(ALARM, n).urn in service.dependencies, (app, n)
-
-
-def test_email_subscription_only_when_configured(runs: Runs) -> None:
-    for stack in ("dev", "prod"):
-        assert not runs[stack].of_type(SUBSCRIPTION), stack
-    run = runs["alternatives"]
-    (subscription,) = run.of_type(SUBSCRIPTION)
-    assert subscription.inputs == {
-        "topic": run.one(TOPIC, "alarms").state["arn"],
-        "protocol": "email",
-        "endpoint": ALARM_EMAIL,
-    }
-
-
-# --- Dashboard ------------------------------------------------------------------------------
-
-
-def test_dashboard_shows_the_pattern(run: Run, key: str) -> None:
-    """Requests and latency at the load balancer, hello's outcomes and retries, the spread
-    of calls over name's tasks (Logs Insights on hello's access log), task counts."""
-    dashboard = run.one(DASHBOARD, "dashboard")
-    assert dashboard.inputs["dashboardName"] == prefix_of(key)
-    body = json.loads(dashboard.inputs["dashboardBody"])
-    text = json.dumps(body)
-    lb = run.one("aws:lb/loadBalancer:LoadBalancer", "entry").state["arnSuffix"]
-    assert '"TargetResponseTime", "LoadBalancer", "' + lb in text
-    titles = [w["properties"]["title"] for w in body["widgets"]]
-    assert len(titles) == 5
-    for widget in body["widgets"]:
-        assert widget["properties"]["region"] == "us-east-1"
-    outcomes = body["widgets"][2]["properties"]["metrics"]
-    assert [m[-1] for m in outcomes[:3]] == ["ok", "bad_gateway", "unavailable"]
-    assert outcomes[0][:6] == [
-        prefix_of(key),
-        "hello_upstream_requests_total",
-        "Service",
-        "hello",
-        "upstream",
-        f"name.{settings_for(key).namespace}",
-    ]
-    spread = body["widgets"][3]
-    assert spread["type"] == "log"
-    hello_logs = run.one("aws:cloudwatch/logGroup:LogGroup", "hello").state["name"]
-    assert spread["properties"]["query"].startswith(f"SOURCE '{hello_logs}' |")
-    assert "stats count(*) as calls by upstream" in spread["properties"]["query"]
-    services = {run.one(ECS_SERVICE, app).state["name"] for app in ("name", "hello")}
-    tasks = body["widgets"][4]["properties"]["metrics"]
-    assert {m[5] for m in tasks} == services
-    assert run.exports["dashboard"] == prefix_of(key)
-
-
-def test_the_ci_deploy_role_may_manage_what_the_program_names(run: Run, key: str) -> None:
-    """Alarms, the alarm topic and the dashboard are scoped by name in the deploy role
-    (deploy/github_oidc/identity.py): the program's names must be the ones it grants."""
-    from tests.infra.harness import ACCOUNT, REGION  # noqa: PLC0415
-    from tests.infra.test_ci_scope import allows  # noqa: PLC0415
-
-    for a in run.of_type(ALARM):
-        arn = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{a.inputs['name']}"
-        for action in ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"):
-            assert allows(action, arn), (action, arn)
-    topic = run.one(TOPIC, "alarms").state["arn"]
-    for action in ("sns:CreateTopic", "sns:DeleteTopic", "sns:Subscribe"):
-        assert allows(action, topic), (action, topic)
-    dashboard = f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{prefix_of(key)}"
-    assert allows("cloudwatch:PutDashboard", dashboard)
-    assert not allows("cloudwatch:PutDashboard", f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/other")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -533,6 +534,52 @@ def test_a_hedge_that_wins_interrupts_the_first_attempt_and_leaves_the_caller_un
     assert cancelling == [0] * 12
 
 
+def test_a_caller_that_leaves_as_the_hedge_answers_is_cancelled_not_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hedge's answer and the caller's own cancellation arrive together: the call
+    takes back only its own interruption, and the caller's goes on (its task is
+    cancelled, with no answer handed to code that already left)."""
+    import aiohttp_discovery.client as client_module  # noqa: PLC0415
+
+    port = free_port()
+    slow_host, fast_host = HOSTS[0], HOSTS[1]
+    finished = client_module._Call._hedge_finished
+
+    def and_the_caller_leaves(call: Any, task: asyncio.Task[Any]) -> None:
+        caller = call._caller
+        finished(call, task)
+        if call._interrupted and caller is not None:
+            caller.cancel()  # the caller's own cancellation, in the same loop turn
+
+    monkeypatch.setattr(client_module._Call, "_hedge_finished", and_the_caller_leaves)
+
+    class SlowFirst(random.Random):
+        """Draws 0.0: the first pick is the first address, the slow one."""
+
+        def random(self) -> float:
+            return 0.0
+
+    async def scenario() -> bool:
+        async with (
+            upstream({"/": slow(0.5, "slow")}, [slow_host], port),
+            upstream({"/": slow(0.0, "fast")}, [fast_host], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/", hedge_max_delay=0.02),
+                source=StaticAddresses([slow_host, fast_host]),
+                rng=SlowFirst(),
+            ) as client,
+        ):
+            call = asyncio.create_task(client.request())
+            try:
+                await call
+            except asyncio.CancelledError:
+                return True
+            return False
+
+    assert run(scenario())
+
+
 def test_a_caller_that_leaves_while_a_hedge_runs_is_cancelled_and_the_hedge_too() -> None:
     port = free_port()
     seen_cancel: list[bool] = []
@@ -603,3 +650,115 @@ def test_when_the_first_attempt_fails_while_the_hedge_runs_the_hedge_answers() -
             return answer.text(), answer.hedged, answer.attempts, task.cancelling()
 
     assert run(scenario()) == ("from the hedge", True, 2, 0)
+
+
+@pytest.mark.parametrize("kept", [256, 1])
+def test_each_answer_carries_its_own_media_type_and_charset(
+    kept: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Media types are parsed once per Content-Type value (the parse costs more than the
+    rest of an answer), and each answer, read whole or streamed, still carries its own:
+    whatever the order, and when the cache starts over (kept=1)."""
+    monkeypatch.setattr("aiohttp_discovery.answer._MEDIA_TYPES_KEPT", kept)
+    monkeypatch.setattr("aiohttp_discovery.answer._media_types", {})
+    port = free_port()
+    types = {
+        "/json": "application/json",
+        "/latin": "text/plain; charset=ISO-8859-1",
+        "/bytes": "application/octet-stream",
+        "/utf8": 'Text/HTML; Charset="utf-8"',
+    }
+
+    def typed(content_type: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return web.Response(body=b"x", headers={"Content-Type": content_type})
+
+        return handler
+
+    async def scenario() -> list[tuple[str, str | None]]:
+        async with (
+            upstream({path: typed(value) for path, value in types.items()}, HOSTS[:1], port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/"),
+                source=StaticAddresses(HOSTS[:1]),
+            ) as client,
+        ):
+            seen = []
+            for path in ["/json", "/latin", "/json", "/bytes", "/utf8", "/latin", "/bytes"]:
+                answer = await client.request("GET", path)
+                seen.append((answer.content_type, answer.charset))
+            async with client.stream("GET", "/latin") as streamed:
+                seen.append((streamed.content_type, streamed.charset))
+            return seen
+
+    json_, latin = ("application/json", None), ("text/plain", "ISO-8859-1")
+    octets, utf8 = ("application/octet-stream", None), ("text/html", "utf-8")
+    assert run(scenario()) == [json_, latin, json_, octets, utf8, latin, octets, latin]
+    import aiohttp_discovery.answer  # noqa: PLC0415 - the cache the monkeypatch replaced
+
+    assert len(aiohttp_discovery.answer._media_types) <= kept  # bounded
+
+
+def test_settings_headers_go_with_every_call_and_a_calls_own_headers_win_except_host() -> None:
+    """``settings.headers`` and Host (the upstream's name) travel with every request; a
+    call's own headers replace a setting of the same name, never Host."""
+    port = free_port()
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(
+            {name: request.headers.getall(name) for name in ("Host", "X-Team", "Authorization")}
+            | {"Content-Type": request.headers.getall("Content-Type", [])}
+        )
+
+    async def scenario() -> tuple[Any, Any]:
+        async with (
+            upstream({"/": echo}, HOSTS[:1], port, methods=("GET", "POST")),
+            UpstreamClient(
+                UpstreamSettings(
+                    url=f"http://orders.internal:{port}/",
+                    headers={"Authorization": "Bearer s", "X-Team": "a"},
+                ),
+                source=StaticAddresses(HOSTS[:1]),
+            ) as client,
+        ):
+            own = await client.request(
+                "POST", "/", headers={"X-Team": "b", "Host": "elsewhere"}, json={"n": 1}
+            )
+            plain = await client.request("GET", "/")
+            return own.json(), plain.json()
+
+    own, plain = run(scenario())
+    host = [f"orders.internal:{port}"]
+    assert own == {
+        "Host": host,
+        "X-Team": ["b"],
+        "Authorization": ["Bearer s"],
+        "Content-Type": ["application/json"],
+    }
+    assert plain == {
+        "Host": host,
+        "X-Team": ["a"],
+        "Authorization": ["Bearer s"],
+        "Content-Type": [],
+    }
+
+
+def test_an_attempt_with_no_time_left_is_still_bounded_and_deadlines_are_exact() -> None:
+    """aiohttp reads a total timeout of 0 as no bound at all: an attempt started at its
+    call's deadline (a hedge firing late) gets 1 ms, never forever. Deadlines are whole
+    milliseconds, not rounded up to a whole second (aiohttp's ceil_threshold), and each
+    value is built once."""
+    from aiohttp_discovery.attempt import Target  # noqa: PLC0415 - an internal detail
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as session:
+            target = Target(session, 1.0, frozenset({503}), None, None, True)
+            assert target.deadline(0.0).total == 0.001
+            assert target.deadline(-0.5).total == 0.001
+            assert target.deadline(None).total is None
+            assert target.deadline(7.2349).total == 7.234
+            assert target.deadline(7.2341) is target.deadline(7.234)
+            assert target.deadline(6.0).sock_connect == 1.0
+            assert target.deadline(6.0).ceil_threshold == float("inf")
+
+    run(scenario())

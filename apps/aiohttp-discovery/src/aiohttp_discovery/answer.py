@@ -12,6 +12,23 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDictProxy
 
+# Content-Type header -> (media type, charset), as aiohttp parses them. An upstream sends
+# the same few values on every answer, and the parse costs more than the rest of
+# building an answer; past _MEDIA_TYPES_KEPT values the cache starts over.
+_media_types: dict[str | None, tuple[str, str | None]] = {}
+_MEDIA_TYPES_KEPT = 256
+
+
+def media_type(response: aiohttp.ClientResponse) -> tuple[str, str | None]:
+    """The answer's media type and charset (``response.content_type``, ``.charset``)."""
+    raw = response.headers.get("Content-Type")
+    known = _media_types.get(raw)
+    if known is None:
+        if len(_media_types) >= _MEDIA_TYPES_KEPT:
+            _media_types.clear()
+        known = _media_types[raw] = (response.content_type, response.charset)
+    return known
+
 
 @dataclass(slots=True)
 class Answer:
@@ -125,8 +142,7 @@ class StreamedAnswer:
         self.attempts = 0
         """Attempts started for this call, hedges included."""
         self.hedged = False
-        self.content_type = response.content_type
-        self.charset = response.charset
+        self.content_type, self.charset = media_type(response)
         self._cap = max_body_bytes
         self._time_left = time_left
         self._read = 0

@@ -30,14 +30,14 @@ import asyncio
 import math
 import ssl as ssllib
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer
+from aiohttp_discovery.answer import Answer, BodyTooLarge, StreamedAnswer, media_type
 
 # What is read of an answer whose status is retried (for UpstreamError.answer): enough for
 # an error document, never a whole download.
@@ -51,7 +51,8 @@ class Outgoing:
     method: str
     path_qs: str
     """Absolute path and query, already percent-encoded."""
-    headers: CIMultiDict[str]
+    headers: CIMultiDict[str] | None
+    """The call's own headers (the session sends Host and ``settings.headers``)."""
     body: bytes | None
 
 
@@ -90,14 +91,31 @@ class Target:
     server_hostname: str | None
     """TLS: the name the certificate must carry (the upstream's, not the task's IP)."""
     ssl: ssllib.SSLContext | bool
+    deadlines: dict[int, aiohttp.ClientTimeout] = field(default_factory=dict)
+    """``deadline``'s timeouts by whole milliseconds (0: none)."""
 
     def deadline(self, seconds: float | None) -> aiohttp.ClientTimeout:
         """aiohttp's timeout for one whole exchange of ``seconds`` (None: no bound but
-        the handshake's), the handshake within ``connect_timeout``; never rounded up to
-        a whole second (aiohttp's ``ceil_threshold`` would do that from 5 s)."""
-        return aiohttp.ClientTimeout(
-            total=seconds, sock_connect=self.connect_timeout, ceil_threshold=math.inf
-        )
+        the handshake's), the handshake within ``connect_timeout``.
+
+        Whole milliseconds, at least one (aiohttp reads a total of 0 as no bound at all),
+        never rounded up to a whole second (aiohttp's ``ceil_threshold`` would do that
+        from 5 s); each value is built once (most calls ask for the same few).
+        """
+        ms = 0 if seconds is None else max(1, int(seconds * 1000))
+        timeout = self.deadlines.get(ms)
+        if timeout is None:
+            if len(self.deadlines) >= _DEADLINES_KEPT:
+                self.deadlines.clear()
+            timeout = self.deadlines[ms] = aiohttp.ClientTimeout(
+                total=ms / 1000 if ms else None,
+                sock_connect=self.connect_timeout,
+                ceil_threshold=math.inf,
+            )
+        return timeout
+
+
+_DEADLINES_KEPT = 4096
 
 
 def classify(
@@ -203,14 +221,15 @@ async def _refuse(target: Target, response: aiohttp.ClientResponse, address: str
 
 
 def _answer(response: aiohttp.ClientResponse, body: bytes, address: str) -> Answer:
+    content_type, charset = media_type(response)
     return Answer(
         status=response.status,
         headers=response.headers,
         body=body,
         address=address,
         attempts=0,
-        content_type=response.content_type,
-        charset=response.charset,
+        content_type=content_type,
+        charset=charset,
     )
 
 

@@ -303,7 +303,9 @@ class Balancer:
         failure answers nothing before the hedge wins) pays one extra pick for this.
         """
         slow, fast = self._endpoints.get(loser), self._endpoints.get(winner)
-        if slow is None or fast is None or slow is fast:
+        if slow is None or fast is None or slow is fast or slow.consecutive_failures:
+            # A failing replica (ejected, or on probation) has its estimate forgotten;
+            # a race it "lost" meanwhile says it failed, which ejection already counts.
             return
         now = self._clock()
         if now - slow.answered_at < self._decay:

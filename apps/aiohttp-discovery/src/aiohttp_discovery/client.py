@@ -77,6 +77,9 @@ log = logging.getLogger("aiohttp_discovery")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 _NO_JSON: Any = object()
+# How many paths a client keeps encoded (``_outgoing``): the few a service calls, with room
+# for ids in paths; past it the cache starts over.
+_PATHS_KEPT = 1024
 Query = Mapping[str, str | int | float] | Sequence[tuple[str, str | int | float]]
 Result = Answer | StreamedAnswer
 
@@ -125,10 +128,12 @@ class _Call:
     """
 
     __slots__ = (
+        "_caller",
         "_client",
         "_deadline",
         "_hedges_left",
         "_idempotent",
+        "_interrupted",
         "_planned",
         "_request",
         "_running",
@@ -153,6 +158,8 @@ class _Call:
         self._hedges_left = settings.max_hedges if idempotent else 0
         self._planned = 0
         self._running: dict[asyncio.Task[Result], bool] = {}  # attempt -> is the hedge
+        self._caller: asyncio.Task[Any] | None = None  # while an attempt runs inline
+        self._interrupted = False  # a hedge's answer cancelled the caller's wait
         self.tried: set[str] = set()
         self.causes: list[str] = []
         self.answered = False  # some task sent a status line
@@ -173,17 +180,27 @@ class _Call:
                     started = self._start_next()
                     if started is None:
                         break
+                    # The attempt runs in the caller's own task (no task, no waiter);
+                    # where it may be hedged, a timer starts the hedge (``_hedge_due``).
                     address, attempt = started
-                    if not self._may_hedge():
-                        # Nothing to race it against: await it here (no task, no timer).
-                        try:
-                            result = await attempt
-                        except AttemptFailed as exc:
-                            self.failed(address, exc.failure)
-                            continue
-                        winner = address
-                        return self._won(result, hedge=False)
-                    self._running[asyncio.create_task(attempt, name=address)] = False
+                    timer = self._arm_hedge()
+                    try:
+                        result = await attempt
+                    except AttemptFailed as exc:
+                        self.failed(address, exc.failure)
+                        continue
+                    except asyncio.CancelledError:
+                        if not self._taken_back():
+                            raise
+                        winner, result = self._take_hedge()
+                        client._balancer.lost_race(address, winner)
+                        return self._won(result, hedge=True)
+                    finally:
+                        if timer is not None:
+                            timer.cancel()
+                            self._caller = None
+                    winner = address
+                    return self._won(result, hedge=False)
                 delay = client._hedge.delay
                 hedge_due = delay is not None and self._may_hedge() and len(self._running) == 1
                 done = await _first_done(self._running, delay if hedge_due else None)
@@ -202,6 +219,48 @@ class _Call:
         finally:
             client._abandon(self._running, winner)
         raise self._error()
+
+    def _arm_hedge(self) -> asyncio.TimerHandle | None:
+        """The timer that starts the hedge of the attempt about to run inline, if it may
+        be hedged. A hedge that answers first interrupts the caller's wait: it cancels
+        the caller's task (``_hedge_finished``), and ``_taken_back`` takes that
+        cancellation back."""
+        delay = self._client._hedge.delay
+        if delay is None or not self._may_hedge():
+            return None
+        self._caller = asyncio.current_task()
+        return asyncio.get_running_loop().call_later(delay, self._hedge_due)
+
+    def _taken_back(self) -> bool:
+        """Was the cancellation the caller's task just met ours alone (a hedge answered)?
+        Then it is taken back; any other (the caller leaving) goes on as it came."""
+        caller = self._caller
+        return self._interrupted and caller is not None and caller.uncancel() == 0
+
+    def _hedge_due(self) -> None:
+        """The inline attempt has not answered within the hedge delay: start the hedge."""
+        before = set(self._running)
+        self._start_hedge()
+        for task in self._running:
+            if task not in before:
+                task.add_done_callback(self._hedge_finished)
+
+    def _hedge_finished(self, task: asyncio.Task[Result]) -> None:
+        """A hedge ended while the first attempt may still run inline: if it answered,
+        interrupt the caller's wait (a failed hedge waits to be looked at in ``run``)."""
+        caller = self._caller
+        if caller is None or self._interrupted or task.cancelled() or task.exception():
+            return
+        self._interrupted = True
+        caller.cancel()
+
+    def _take_hedge(self) -> tuple[str, Result]:
+        """The hedge that interrupted the inline attempt: its address and answer."""
+        for task in self._running:
+            if task.done() and not task.cancelled() and task.exception() is None:
+                self._running.pop(task)
+                return task.get_name(), task.result()
+        raise AssertionError("interrupted by a hedge that did not answer")  # pragma: no cover
 
     def _may_hedge(self) -> bool:
         return self._hedges_left > 0 and len(self.tried) < self._planned
@@ -397,6 +456,7 @@ class UpstreamClient:
         probe = settings.probe_path
         self._probe_path_qs = None if probe is None else URL(probe).raw_path_qs
         self._urls: dict[str, URL] = {}
+        self._paths: dict[str, str] = {}  # request(path=...) -> its encoded path and query
         self._target: Target | None = None
         self._cancelled: set[asyncio.Task[Result]] = set()
 
@@ -492,6 +552,8 @@ class UpstreamClient:
             # sock_connect bounds the TCP handshake; the call's and the attempt's
             # deadlines bound everything else, body included.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout),
+            # Sent with every request (aiohttp lays a call's own headers over them).
+            headers=self._headers,
             raise_for_status=False,
             trace_configs=list(self._trace_configs) or None,
         )
@@ -695,21 +757,8 @@ class UpstreamClient:
         if not isinstance(method, str) or not method.isascii() or not method.isalpha():
             raise ValueError(f"method must be an HTTP method like GET, not {method!r}")
         method = method.upper()
-        if path is None and query is None:
-            path_qs = self._path_qs
-        else:
-            if path is not None and not isinstance(path, str):
-                raise TypeError(f"path must be a str, not {path!r}")
-            try:
-                base = self.settings.target if path is None else URL(path)
-                if query is not None:
-                    base = base.extend_query(query)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"path or query cannot make a URL: {exc}") from None
-            if not base.path.startswith("/") or base.is_absolute():
-                raise ValueError(f"path must be an absolute path like /orders, not {path!r}")
-            path_qs = base.raw_path_qs
-        merged = self._headers
+        path_qs = self._encoded(path, query)
+        merged: CIMultiDict[str] | None = None  # the call's own headers, over the session's
         content_type = None
         if json is not _NO_JSON:
             if body is not None:
@@ -727,7 +776,7 @@ class UpstreamClient:
         if headers is not None and not isinstance(headers, Mapping):
             raise TypeError(f"headers must be a mapping, not {headers!r}")
         if headers or content_type:
-            merged = CIMultiDict(self._headers)
+            merged = CIMultiDict()
             if content_type and not (headers and any(k.lower() == "content-type" for k in headers)):
                 merged["Content-Type"] = content_type
             for name, value in (headers or {}).items():
@@ -741,6 +790,28 @@ class UpstreamClient:
             raise TypeError(f"idempotent must be True, False or None, not {idempotent!r}")
         payload = bytes(body) if body is not None else None
         return Outgoing(method, path_qs, merged, payload), idempotent
+
+    def _encoded(self, path: str | None, query: Query | None) -> str:
+        """The call's path and query, percent-encoded: the settings URL's by default."""
+        if path is None and query is None:
+            return self._path_qs
+        if query is None and type(path) is str and path in self._paths:
+            return self._paths[path]  # a path this client has encoded before
+        if path is not None and not isinstance(path, str):
+            raise TypeError(f"path must be a str, not {path!r}")
+        try:
+            base = self.settings.target if path is None else URL(path)
+            if query is not None:
+                base = base.extend_query(query)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"path or query cannot make a URL: {exc}") from None
+        if not base.path.startswith("/") or base.is_absolute():
+            raise ValueError(f"path must be an absolute path like /orders, not {path!r}")
+        if path is not None and query is None:
+            if len(self._paths) >= _PATHS_KEPT:  # paths with ids in them: stay bounded
+                self._paths.clear()
+            self._paths[path] = base.raw_path_qs
+        return base.raw_path_qs
 
     async def _call(self, request: Outgoing, idempotent: bool, *, stream: bool) -> Result:
         """One call (``_Call``): addresses, then attempts until one answers usably."""
@@ -776,7 +847,7 @@ class UpstreamClient:
             task.cancel()
             self._cancelled.add(task)
             task.add_done_callback(self._reap)
-            if winner is not None:
+            if winner is not None and not task.done():
                 self._balancer.lost_race(task.get_name(), winner)
 
     def _reap(self, task: asyncio.Task[Result]) -> None:
@@ -880,7 +951,7 @@ class UpstreamClient:
                 asyncio.timeout(self.settings.probe_timeout),
                 target.session.get(
                     url,
-                    headers=self._headers,
+                    headers=None,  # the session's: Host and settings.headers
                     allow_redirects=False,
                     server_hostname=target.server_hostname,
                     ssl=target.ssl,
