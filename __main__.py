@@ -100,7 +100,7 @@ def service_args(
         namespace_name=platform.namespace_name,
         vpc_id=network.vpc_id,
         subnet_ids=network.private_subnet_ids,
-        region=context.region,
+        region=context["region"],
         dns_ttl=settings.dns_ttl,
         log_retention_days=settings.log_retention_days,
         prefix=prefix,
@@ -118,18 +118,20 @@ def autoscale(
     app: str,
     service: DiscoverableService,
     counts: config.ServiceSettings,
-    target: CpuTarget | RequestsTarget,
+    cpu: CpuTarget | None = None,
+    requests: RequestsTarget | None = None,
 ) -> ServiceAutoscaling:
-    return ServiceAutoscaling(
-        f"{app}-autoscaling",
-        ServiceAutoscalingArgs(
-            cluster_name=platform.cluster_name,
-            service_name=service.service_name,
-            min_count=counts.min_count,
-            max_count=counts.max_count,
-            target=target,
-        ),
+    args = ServiceAutoscalingArgs(
+        cluster_name=platform.cluster_name,
+        service_name=service.service_name,
+        min_count=counts.min_count,
+        max_count=counts.max_count,
     )
+    if cpu is not None:
+        args["cpu"] = cpu
+    if requests is not None:
+        args["requests"] = requests
+    return ServiceAutoscaling(f"{app}-autoscaling", args)
 
 
 # The public name and its certificate, when the stack has a domain (config.py refuses a
@@ -188,7 +190,7 @@ alarms = Alarms("alarms", alarm_args)
 name = DiscoverableService(
     "name", service_args("name", settings.name, alarms.deployment_alarms["name"])
 )
-autoscale("name", name, settings.name, CpuTarget(settings.name.target_cpu_percent))
+autoscale("name", name, settings.name, cpu=CpuTarget(percent=settings.name.target_cpu_percent))
 RunningTasksAlarm(
     "name-running-tasks",
     RunningTasksAlarmArgs(
@@ -235,16 +237,18 @@ autoscale(
     "hello",
     hello,
     settings.hello,
-    RequestsTarget(
-        settings.hello.target_requests_per_task,
-        resource_label(entry.load_balancer_arn_suffix, entry.target_group_arn_suffix),
+    requests=RequestsTarget(
+        requests=settings.hello.target_requests_per_task,
+        resource_label=resource_label(
+            entry.load_balancer_arn_suffix, entry.target_group_arn_suffix
+        ),
     ),
 )
 dashboard = Dashboard(
     "dashboard",
     DashboardArgs(
         name=prefix,
-        region=context.region,
+        region=context["region"],
         cluster_name=platform.cluster_name,
         metrics_namespace=prefix,
         services=[

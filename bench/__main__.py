@@ -1,12 +1,13 @@
 """``python -m bench`` (``./dev bench``): hello's discovery client measured, on loopback.
 
 Rows: hello beside an nginx keep-alive proxy (wrk), gray failures, the client as a
-library, and zones and scale on the local stack. Needs nginx and wrk (Debian: ``apt-get
-install nginx wrk``) for the rows beside nginx only, so not with ``--only-gray``,
-``--only-client`` or ``--only-zones``; ``--install`` installs them with apt-get when run
-as root. Prints each group's table, its ratios and PASS/MISS per aim. The aims are
-informational: the exit code is 0 unless the harness itself failed (1), a tool is missing
-(2) or it was interrupted (130).
+library, hello through a local Envoy, zones and scale on the local stack, and rolling
+deployments on the local stack. Needs nginx and wrk (Debian: ``apt-get install nginx wrk``)
+for the rows beside nginx only, so not with ``--only-gray``, ``--only-client``,
+``--only-zones``, ``--only-envoy`` or ``--only-deploy``;
+``--install`` installs them with apt-get when run as root. Prints each group's table, its
+ratios and PASS/MISS per aim. The aims are informational: the exit code is 0 unless the
+harness itself failed (1), a tool is missing (2) or it was interrupted (130).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from apps import ENVIRONMENT
-from bench import client, clientrows, envoy, gray, report, zones, zonestats
+from bench import client, clientrows, deploy, deployrows, envoy, gray, report, zones, zonestats
 from bench.procs import Children, HarnessError
 from bench.run import Bench, Options, Results, Tools, versions
 from bench.wrk import Load
@@ -151,6 +152,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     add("--envoy-rate", type=float, default=200.0, help="Envoy rows: open-loop req/s (default 200)")
     add("--envoy-duration", type=float, default=10.0, help="Envoy rows: seconds each (default 10)")
+    add("--no-deploy", action="store_true", help="skip the deployment rows")
+    add(
+        "--only-deploy",
+        action="store_true",
+        help="only the deployment rows, on the local stack (no wrk/nginx needed)",
+    )
+    add(
+        "--deploy-seconds",
+        type=float,
+        default=20.0,
+        help="deployment rows: seconds per row, at least 15 (default 20; longer if a"
+        " deployment is still going)",
+    )
+    add(
+        "--deploy-connections",
+        type=int,
+        default=16,
+        help="deployment rows: closed-loop clients through the front (default 16)",
+    )
     add("--install", action="store_true", help="apt-get install nginx and wrk if missing (root)")
     add("--keep", action="store_true", help="keep the work directory (logs, nginx config)")
     add("--json", type=Path, help="also write the rows as JSON to this file")
@@ -171,7 +191,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--only-zones excludes --no-zones and --only-gray")
     if args.only_client and (args.no_client or args.only_gray or args.only_zones):
         parser.error("--only-client excludes --no-client, --only-gray and --only-zones")
-    only = [args.only_gray, args.only_client, args.only_zones, args.only_envoy]
+    only = [args.only_gray, args.only_client, args.only_zones, args.only_envoy, args.only_deploy]
     if args.only_envoy and (args.no_envoy or sum(only) > 1):
         parser.error("--only-envoy excludes --no-envoy and the other --only options")
     if args.envoy_connections < 1 or args.envoy_rate <= 0 or args.envoy_duration < 3:
@@ -182,6 +202,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"need --zones-rate > 0 and --zones-duration >= {zonestats.WINDOW_SECONDS:g}")
     if args.zones_warmup < 0:
         parser.error("--zones-warmup must be >= 0")
+    if args.only_deploy and (args.no_deploy or sum(only) > 1):
+        parser.error("--only-deploy excludes --no-deploy and the other --only options")
+    if args.deploy_seconds < deploy.MIN_SECONDS or args.deploy_connections < 1:
+        parser.error(
+            f"need --deploy-seconds >= {deploy.MIN_SECONDS:g} and --deploy-connections >= 1"
+        )
     return args
 
 
@@ -219,6 +245,25 @@ def print_zones(rows: list[zonestats.ZoneRow], options: zones.ZoneOptions) -> No
     print()
     print("Aims (zones and scale), judged on this run's shares and ratios; informational:")
     for aim in zonestats.aims(rows):
+        print(aim.line())
+
+
+def print_deploy(rows: list[deployrows.DeployRow], options: deploy.DeployOptions) -> None:
+    print()
+    print(
+        f"Rolling deployments of name: the local stack ({deploy.NAME_REPLICAS} name, "
+        f"{deploy.HELLO_REPLICAS} hello, every timing at its default), closed loop through its "
+        f"front with {options.connections} clients, {deploy.CLIENT_TIMEOUT:g} s client timeout; "
+        f"each row {options.seconds:g} s from its start (longer while a deployment is going)"
+    )
+    print()
+    print(deployrows.table(rows))
+    print()
+    for line in deployrows.notes(rows):
+        print(line)
+    print()
+    print("Aims (deployments), judged on this run; informational:")
+    for aim in deployrows.aims(rows):
         print(aim.line())
 
 
@@ -314,11 +359,14 @@ def print_report(results: Results, options: Options) -> None:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    only_other = args.only_zones or args.only_gray or args.only_client or args.only_envoy
+    only_other = any(
+        [args.only_zones, args.only_gray, args.only_client, args.only_envoy, args.only_deploy]
+    )
     wrk_rows = not only_other
-    gray_rows = not (args.no_gray or args.only_zones or args.only_client or args.only_envoy)
-    client_rows = not (args.no_client or args.only_zones or args.only_gray or args.only_envoy)
-    zone_rows_on = not (args.no_zones or args.only_gray or args.only_client or args.only_envoy)
+    gray_rows = not args.no_gray and (args.only_gray or not only_other)
+    client_rows = not args.no_client and (args.only_client or not only_other)
+    zone_rows_on = not args.no_zones and (args.only_zones or not only_other)
+    deploy_rows_on = not args.no_deploy and (args.only_deploy or not only_other)
     envoy_rows = not args.no_envoy and (args.only_envoy or not only_other)
     envoy_binary = envoy.find_envoy() if envoy_rows else None
     if envoy_rows and envoy_binary is None:
@@ -373,6 +421,10 @@ def main(argv: Sequence[str]) -> int:
     # as every other row's processes do: they measure the documented defaults.
     env = {k: v for k, v in os.environ.items() if k not in ENVIRONMENT}
     zone_rows = zones.Zones(Children(workdir), env, workdir, zone_options)
+    deploy_options = deploy.DeployOptions(
+        seconds=args.deploy_seconds, connections=args.deploy_connections
+    )
+    deploy_rows = deploy.Deploys(Children(workdir), env, workdir, deploy_options)
     client_options = client.ClientOptions(requests=args.client_requests, rounds=args.client_rounds)
     library = client.ClientRows(Children(workdir), env, workdir, client_options)
     code = 0
@@ -411,6 +463,11 @@ def main(argv: Sequence[str]) -> int:
             print_zones(measured, zone_options)
             if args.json is not None:
                 zonestats.write_json(measured, args.json.with_suffix(".zones.json"))
+        if deploy_rows_on:
+            deployed = deploy_rows.run()
+            print_deploy(deployed, deploy_options)
+            if args.json is not None:
+                deployrows.write_json(deployed, args.json.with_suffix(".deploy.json"))
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping everything", file=sys.stderr)
         code = 130
@@ -423,6 +480,7 @@ def main(argv: Sequence[str]) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         zone_rows.close()
+        deploy_rows.close()
         library.close()
         library.children.stop_all()
         if bench is not None:

@@ -52,11 +52,11 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import openloop, prom
 from bench.openloop import OpenLoop
@@ -497,17 +497,20 @@ class Zones:
         return rows
 
     def run(self) -> list[ZoneRow]:
-        try:
-            import uvloop  # noqa: PLC0415 - optional, as in the services and bench.openloop
+        return run_rows(self.rows())
 
-            runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-        except ImportError:
-            runner = asyncio.Runner()
-        with runner:
-            try:
-                return runner.run(self.rows())
-            except ControlError as error:  # the stack refused a request: say which
-                raise HarnessError(f"local stack: {error}") from None
+
+T = TypeVar("T")
+
+
+def run_rows(rows: Coroutine[Any, Any, T]) -> T:
+    """Run rows driven through a local stack, on the load generators' loop; a request the
+    stack refused ends the bench naming it (the zone rows, and bench/deploy.py's)."""
+    with openloop.event_loop_runner() as runner:
+        try:
+            return runner.run(rows)
+        except ControlError as error:  # the stack refused a request: say which
+            raise HarnessError(f"local stack: {error}") from None
 
 
 def _progress(row: ZoneRow, workdir: Path) -> None:

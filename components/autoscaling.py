@@ -11,9 +11,7 @@ ignores `desired_count` after creation (components/service.py), so `pulumi up` n
 scaling decision.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -45,32 +43,34 @@ SCALE_OUT_COOLDOWN_SECONDS = 60
 SCALE_IN_COOLDOWN_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class CpuTarget:
+class CpuTarget(TypedDict):
     """Keep the service's average CPU near `percent`."""
 
     percent: int
+    """The average CPU utilisation to track, in percent."""
 
 
-@dataclass(frozen=True)
-class RequestsTarget:
-    """Keep the load balancer's requests per task per minute near `requests`.
-
-    `resource_label` names the target group the count is taken from:
-    `app/<load balancer>/<id>/targetgroup/<target group>/<id>`, the two ARN suffixes joined.
-    """
+class RequestsTarget(TypedDict):
+    """Keep the load balancer's requests per task per minute near `requests`."""
 
     requests: int
+    """Requests per task per minute to track."""
     resource_label: pulumi.Input[str]
+    """The target group the count is taken from:
+    `app/<load balancer>/<id>/targetgroup/<target group>/<id>`, the two ARN suffixes joined."""
 
 
-@dataclass(frozen=True)
-class ServiceAutoscalingArgs:
+class ServiceAutoscalingArgs(TypedDict):
     cluster_name: pulumi.Input[str]
     service_name: pulumi.Input[str]
     min_count: int
+    """The fewest tasks scale-in may leave."""
     max_count: int
-    target: CpuTarget | RequestsTarget
+    """The most tasks scale-out may start."""
+    cpu: NotRequired[CpuTarget]
+    """Track average CPU (exactly one of cpu and requests)."""
+    requests: NotRequired[RequestsTarget]
+    """Track the load balancer's requests per task (exactly one of cpu and requests)."""
 
 
 def resource_label(
@@ -81,17 +81,21 @@ def resource_label(
 
 
 def policy_configuration(
-    target: CpuTarget | RequestsTarget,
+    args: ServiceAutoscalingArgs,
 ) -> aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs:
-    """The target tracking configuration for a CPU or a request-count target."""
-    if isinstance(target, CpuTarget):
+    """The target tracking configuration for the CPU or the request-count target."""
+    cpu, requests = args.get("cpu"), args.get("requests")
+    if cpu is not None and requests is None:
         metric = _Metric(predefined_metric_type=CPU_METRIC)
-        value = float(target.percent)
-    else:
+        value = float(cpu["percent"])
+    elif requests is not None and cpu is None:
         metric = _Metric(
-            predefined_metric_type=REQUESTS_METRIC, resource_label=target.resource_label
+            predefined_metric_type=REQUESTS_METRIC, resource_label=requests["resource_label"]
         )
-        value = float(target.requests)
+        value = float(requests["requests"])
+    else:
+        given = "both" if cpu is not None else "neither"
+        raise ValueError(f"ServiceAutoscalingArgs: give exactly one of cpu and requests ({given})")
     return aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
         predefined_metric_specification=metric,
         target_value=value,
@@ -104,7 +108,11 @@ def policy_configuration(
 
 
 class ServiceAutoscaling(pulumi.ComponentResource):
+    """Application Auto Scaling for one ECS service: a scalable target on its desired count
+    and a target tracking policy on its CPU or on its load balancer's requests per task."""
+
     resource_id: pulumi.Output[str]
+    """`service/<cluster>/<service>`."""
     policy_arn: pulumi.Output[str]
 
     def __init__(
@@ -114,6 +122,14 @@ class ServiceAutoscaling(pulumi.ComponentResource):
             "fargate-service-discovery:autoscaling:ServiceAutoscaling", name, None, opts
         )
         child = pulumi.ResourceOptions(parent=self)
+        # Integers reach a component through the package as floats (Pulumi's provider SDK).
+        min_count, max_count = int(args["min_count"]), int(args["max_count"])
+        if not 0 <= min_count <= max_count:
+            raise ValueError(
+                f"ServiceAutoscalingArgs: need 0 <= min_count <= max_count, got {min_count} and "
+                f"{max_count}"
+            )
+        configuration = policy_configuration(args)
 
         # resource_id, scalable_dimension and service_namespace are ForceNew; min and max update
         # in place (RegisterScalableTarget again). role_arn is left unset: Application Auto
@@ -126,9 +142,11 @@ class ServiceAutoscaling(pulumi.ComponentResource):
             name,
             service_namespace=SERVICE_NAMESPACE,
             scalable_dimension=SCALABLE_DIMENSION,
-            resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", args.service_name),
-            min_capacity=args.min_count,
-            max_capacity=args.max_count,
+            resource_id=pulumi.Output.concat(
+                "service/", args["cluster_name"], "/", args["service_name"]
+            ),
+            min_capacity=min_count,
+            max_capacity=max_count,
             opts=child,
         )
         # name, resource_id, dimension and namespace are ForceNew; the configuration updates in
@@ -139,7 +157,7 @@ class ServiceAutoscaling(pulumi.ComponentResource):
             service_namespace=target.service_namespace,
             scalable_dimension=target.scalable_dimension,
             resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration=policy_configuration(args.target),
+            target_tracking_scaling_policy_configuration=configuration,
             opts=child,
         )
 

@@ -11,10 +11,9 @@ CertificateValidation (waits until ACM has issued the certificate) -> HTTPS list
 certificate's ARN from the validation, so it never attaches a certificate still pending).
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -24,15 +23,15 @@ import pulumi_aws as aws
 VALIDATION_RECORD_TTL = 300
 
 
-@dataclass(frozen=True)
-class PublicDomainArgs:
-    # The DNS name visitors use, e.g. hello.example.com (validated in config.py).
+class PublicDomainArgs(TypedDict):
     name: str
-    # The Route 53 public hosted zone that holds `name`: its id, or its name to look the id up.
-    zone_id: str | None = None
-    zone_name: str | None = None
-    # A certificate for `name` in the stack's region; None: request one from ACM.
-    certificate_arn: str | None = None
+    """The DNS name visitors use, e.g. hello.example.com."""
+    zone_id: NotRequired[str | None]
+    """The Route 53 public hosted zone that holds `name` (this or zone_name)."""
+    zone_name: NotRequired[str | None]
+    """The public hosted zone's name, to look its ID up (when zone_id is unset)."""
+    certificate_arn: NotRequired[str | None]
+    """A certificate for `name` in the stack's region; unset: request one from ACM."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,13 @@ def validation_record(
 
 
 class PublicDomain(pulumi.ComponentResource):
-    # The certificate the HTTPS listener serves, known only once ACM has issued it.
+    """A public name for a load balancer: an ACM certificate for it, validated through DNS in
+    its Route 53 public hosted zone (or a certificate given). The alias record pointing the
+    name at the load balancer is the method `route_to` (Python programs only: the component
+    package serves no methods)."""
+
     certificate_arn: pulumi.Output[str]
+    """The certificate an HTTPS listener serves, known only once ACM has issued it."""
     zone_id: pulumi.Output[str]
     url: pulumi.Output[str]
 
@@ -76,14 +80,16 @@ class PublicDomain(pulumi.ComponentResource):
         super().__init__("fargate-service-discovery:domain:PublicDomain", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self._name = name
-        self._domain = args.name
+        self._domain = args["name"]
+        zone_id, zone_name = args.get("zone_id"), args.get("zone_name")
+        certificate_arn = args.get("certificate_arn")
 
-        if args.zone_id is not None:
-            self.zone_id = pulumi.Output.from_input(args.zone_id)
-        elif args.zone_name is not None:
+        if zone_id is not None:
+            self.zone_id = pulumi.Output.from_input(zone_id)
+        elif zone_name is not None:
             # Public zones only: ACM validates through public DNS, and visitors resolve there.
             zone = aws.route53.get_zone_output(
-                name=args.zone_name,
+                name=zone_name,
                 private_zone=False,
                 opts=pulumi.InvokeOutputOptions(parent=self),
             )
@@ -91,12 +97,12 @@ class PublicDomain(pulumi.ComponentResource):
         else:
             raise ValueError("PublicDomainArgs needs zone_id or zone_name")
 
-        if args.certificate_arn is not None:
-            self.certificate_arn = pulumi.Output.from_input(args.certificate_arn)
+        if certificate_arn is not None:
+            self.certificate_arn = pulumi.Output.from_input(certificate_arn)
         else:
             certificate = aws.acm.Certificate(
                 name,
-                domain_name=args.name,
+                domain_name=self._domain,
                 validation_method="DNS",
                 opts=child,
             )
@@ -123,7 +129,7 @@ class PublicDomain(pulumi.ComponentResource):
             )
             self.certificate_arn = validation.certificate_arn
 
-        self.url = pulumi.Output.from_input(f"https://{args.name}/")
+        self.url = pulumi.Output.from_input(f"https://{self._domain}/")
         self.register_outputs(
             {"certificateArn": self.certificate_arn, "zoneId": self.zone_id, "url": self.url}
         )

@@ -14,10 +14,8 @@ case-sensitive wildcards with no word on percent-decoding, so a deny rule cannot
 catch every spelling; `/` alone can (tests/infra/test_public_paths.py).
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -42,46 +40,52 @@ NOT_FOUND_BODY = "not found\n"
 DEREGISTRATION_DELAY_SECONDS = 10
 
 
-@dataclass(frozen=True)
-class PublicEntryArgs:
+class PublicEntryArgs(TypedDict):
     vpc_id: pulumi.Input[str]
-    subnet_ids: pulumi.Input[Sequence[str]]
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Public subnets, in at least two availability zones."""
     target_port: int
+    """The port the targets (the tasks behind the load balancer) listen on."""
     health_check_path: str
-    # Serve HTTPS with this certificate (its name must be the one visitors use: see
-    # components/domain.py); None: plain HTTP on the load balancer's own name.
-    certificate_arn: pulumi.Input[str] | None = None
+    """The path the load balancer checks on each target; 200 means healthy."""
+    certificate_arn: NotRequired[pulumi.Input[str] | None]
+    """Serve HTTPS with this certificate (its name must be the one visitors use, see
+    PublicDomain); unset: plain HTTP on the load balancer's own name."""
 
 
 class PublicEntry(pulumi.ComponentResource):
+    """An internet-facing Application Load Balancer that forwards only the path `/` to one
+    target group (IP targets); every other path gets a 404 from the load balancer itself."""
+
     security_group_id: pulumi.Output[str]
+    """The load balancer's security group: allow it into the targets (it has no egress)."""
     target_group_arn: pulumi.Output[str]
+    """Known once the forwarding rule exists: ECS refuses a service whose target group has no
+    load balancer yet, so a service that takes this ARN waits for the rule."""
     dns_name: pulumi.Output[str]
-    # The load balancer's canonical hosted zone, for alias records.
     zone_id: pulumi.Output[str]
+    """The load balancer's canonical hosted zone, for alias records."""
     url: pulumi.Output[str]
-    # CloudWatch's names for the load balancer (`app/<name>/<id>`) and the target group
-    # (`targetgroup/<name>/<id>`): the LoadBalancer and TargetGroup metric dimensions, and
-    # together the resource label of hello's ALBRequestCountPerTarget scaling policy.
     load_balancer_arn_suffix: pulumi.Output[str]
+    """CloudWatch's name for the load balancer (`app/<name>/<id>`): the LoadBalancer metric
+    dimension, and with the target group's the resource label of ALBRequestCountPerTarget."""
     target_group_arn_suffix: pulumi.Output[str]
-    # The listener that serves visitors (HTTPS with a certificate, else HTTP).
-    listener: aws.lb.Listener
-    # The rule that ties the target group to the load balancer (it forwards PUBLIC_PATHS):
-    # ECS refuses a service whose target group has no load balancer yet, so hello waits for it.
-    forwarding: aws.lb.ListenerRule
+    """CloudWatch's name for the target group (`targetgroup/<name>/<id>`)."""
 
     def __init__(
         self, name: str, args: PublicEntryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("fargate-service-discovery:entry:PublicEntry", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tls = args.certificate_arn is not None
+        certificate_arn = args.get("certificate_arn")
+        tls = certificate_arn is not None
+        # Integers reach a component through the package as floats (Pulumi's provider SDK).
+        target_port = int(args["target_port"])
 
         group = aws.ec2.SecurityGroup(
             name,
             description="Public load balancer",
-            vpc_id=args.vpc_id,
+            vpc_id=args["vpc_id"],
             opts=child,
         )
         for port in (80, 443) if tls else (80,):
@@ -100,7 +104,7 @@ class PublicEntry(pulumi.ComponentResource):
             name,
             load_balancer_type="application",
             internal=False,
-            subnets=args.subnet_ids,
+            subnets=args["subnet_ids"],
             security_groups=[group.id],
             # Requests with malformed headers are dropped here instead of reaching hello.
             drop_invalid_header_fields=True,
@@ -112,12 +116,12 @@ class PublicEntry(pulumi.ComponentResource):
             name,
             # awsvpc tasks are registered by IP address, not by instance.
             target_type="ip",
-            port=args.target_port,
+            port=target_port,
             protocol="HTTP",
-            vpc_id=args.vpc_id,
+            vpc_id=args["vpc_id"],
             deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=args.health_check_path,
+                path=args["health_check_path"],
                 protocol="HTTP",
                 matcher="200",
                 interval=10,
@@ -137,6 +141,10 @@ class PublicEntry(pulumi.ComponentResource):
             )
         ]
 
+        # The listener that serves visitors (HTTPS with a certificate, else HTTP). It and the
+        # rule are attributes for this program, not schema outputs (a resource there would
+        # write pulumi-aws's version into the package's schema).
+        self.listener: aws.lb.Listener
         if tls:
             self.listener = aws.lb.Listener(
                 f"{name}-https",
@@ -144,7 +152,7 @@ class PublicEntry(pulumi.ComponentResource):
                 port=443,
                 protocol="HTTPS",
                 ssl_policy=SSL_POLICY,
-                certificate_arn=args.certificate_arn,
+                certificate_arn=certificate_arn,
                 default_actions=not_found,
                 opts=child,
             )
@@ -172,7 +180,10 @@ class PublicEntry(pulumi.ComponentResource):
                 default_actions=not_found,
                 opts=child,
             )
-        self.forwarding = aws.lb.ListenerRule(
+        # The rule that ties the target group to the load balancer (it forwards PUBLIC_PATHS):
+        # ECS refuses a service whose target group has no load balancer yet, so hello waits for
+        # it (target_group_arn below carries the same dependency, for package consumers).
+        self.forwarding: aws.lb.ListenerRule = aws.lb.ListenerRule(
             f"{name}-public",
             listener_arn=self.listener.arn,
             # Explicit: unset, the provider takes the next free priority at create time, so a
@@ -192,7 +203,9 @@ class PublicEntry(pulumi.ComponentResource):
         )
 
         self.security_group_id = group.id
-        self.target_group_arn = target_group.arn
+        self.target_group_arn = pulumi.Output.all(target_group.arn, self.forwarding.arn).apply(
+            lambda v: v[0]
+        )
         self.dns_name = balancer.dns_name
         self.zone_id = balancer.zone_id
         self.load_balancer_arn_suffix = balancer.arn_suffix

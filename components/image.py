@@ -6,10 +6,8 @@ image means a changed task definition, hence a deployment. A tag could be moved 
 service; a digest cannot.
 """
 
-from __future__ import annotations
-
 import json
-from dataclasses import dataclass
+from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -40,21 +38,25 @@ def lifecycle_policy(keep_untagged: int) -> str:
     )
 
 
-@dataclass(frozen=True)
-class ServiceImageArgs:
-    # Build context and Dockerfile, relative to the project directory (where Pulumi runs the
-    # program). Relative on purpose: awsx derives the image's tag from these strings, so an
-    # absolute path would retag the image on every machine that deploys.
+class ServiceImageArgs(TypedDict):
     context: str
+    """The build context, relative to the directory Pulumi runs the program in. Relative on
+    purpose: awsx derives the image's tag from these strings, so an absolute path would retag
+    the image on every machine that deploys."""
     dockerfile: str
-    # Docker platform, e.g. linux/amd64. Always set: left out, Docker builds for the machine
-    # that runs `pulumi up`, and an Apple Silicon laptop would ship arm64 images to x86_64 tasks.
+    """The Dockerfile, relative like `context`."""
     platform: str
+    """Docker platform, e.g. linux/amd64. Always set: left out, Docker builds for the machine
+    that runs `pulumi up`, and an Apple Silicon laptop would ship arm64 images to x86_64 tasks."""
 
 
 class ServiceImage(pulumi.ComponentResource):
+    """An ECR repository (scanned on push, untagged images expire) and an image built with
+    Docker and pushed to it, pinned by digest."""
+
     repository_url: pulumi.Output[str]
     image_uri: pulumi.Output[str]
+    """`<repository>@sha256:...`: a task runs exactly the bytes built."""
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -85,9 +87,9 @@ class ServiceImage(pulumi.ComponentResource):
         image = awsx.ecr.Image(
             name,
             repository_url=repository.repository_url,
-            context=args.context,
-            dockerfile=args.dockerfile,
-            platform=args.platform,
+            context=args["context"],
+            dockerfile=args["dockerfile"],
+            platform=args["platform"],
             opts=child,
         )
 

@@ -2,22 +2,22 @@
 tasks, and the Cloud Map namespace the services register in.
 """
 
-from __future__ import annotations
-
 import json
-from dataclasses import dataclass
+from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
 
 
-@dataclass(frozen=True)
-class AwsContext:
+class AwsContext(TypedDict):
     """Region, account and partition, looked up once per stack and passed where needed."""
 
     region: pulumi.Input[str]
+    """The stack's region, e.g. eu-west-1."""
     account_id: pulumi.Input[str]
+    """The stack's AWS account ID."""
     partition: pulumi.Input[str]
+    """The account's partition: aws, aws-cn or aws-us-gov."""
 
 
 def execution_role_trust_policy(partition: str, region: str, account_id: str) -> str:
@@ -46,14 +46,15 @@ def execution_role_trust_policy(partition: str, region: str, account_id: str) ->
     )
 
 
-@dataclass(frozen=True)
-class PlatformArgs:
+class PlatformArgs(TypedDict):
     vpc_id: pulumi.Input[str]
-    # The namespace's DNS name; services become <service>.<namespace>.
+    """The VPC the Cloud Map namespace's private hosted zone is attached to."""
     namespace: str
-    # The cluster's name, as operators see it in the console and CLI.
+    """The namespace's DNS name; services become <service>.<namespace>."""
     cluster_name: str
+    """The cluster's name, as operators see it in the console and CLI."""
     aws: AwsContext
+    """Region, account and partition: the execution role trusts only this account's tasks."""
 
 
 # The providers the services' capacity provider strategies may name (config.Capacity). Both are
@@ -63,13 +64,14 @@ CAPACITY_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 
 
 class Platform(pulumi.ComponentResource):
+    """What every service on a cluster shares: the ECS cluster (FARGATE and FARGATE_SPOT
+    attached), the task execution role, and the Cloud Map private DNS namespace."""
+
     cluster_arn: pulumi.Output[str]
+    """The cluster's ARN, known once its capacity providers are attached (see __init__)."""
     cluster_name: pulumi.Output[str]
-    # The cluster's capacity providers: a service that names one in its strategy must be created
-    # after this (ECS refuses a strategy naming a provider the cluster lacks) and deleted before
-    # it (PutClusterCapacityProviders fails with ResourceInUse while a service uses one).
-    capacity_providers: aws.ecs.ClusterCapacityProviders
     execution_role_arn: pulumi.Output[str]
+    """The role Fargate starts tasks with, known once its managed policy is attached."""
     namespace_id: pulumi.Output[str]
     namespace_name: pulumi.Output[str]
 
@@ -81,7 +83,7 @@ class Platform(pulumi.ComponentResource):
 
         cluster = aws.ecs.Cluster(
             name,
-            name=args.cluster_name,
+            name=args["cluster_name"],
             # Per-task and per-service CPU, memory and network metrics in CloudWatch.
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
             opts=child,
@@ -92,12 +94,18 @@ class Platform(pulumi.ComponentResource):
         # create and update, waits for the cluster to be ACTIVE, retries ResourceInUse and
         # UpdateInProgress; delete sends empty lists. No default strategy: each service names
         # its own, so nothing depends on the cluster default.
-        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
+        capacity_providers = aws.ecs.ClusterCapacityProviders(
             name,
             cluster_name=cluster.name,
             capacity_providers=list(CAPACITY_PROVIDERS),
             opts=child,
         )
+        # A service that names a capacity provider in its strategy must be created after this
+        # (ECS refuses a strategy naming a provider the cluster lacks) and deleted before it
+        # (PutClusterCapacityProviders fails with ResourceInUse while a service uses one).
+        # Not a schema output (a resource there would write pulumi-aws's version into the
+        # package's schema): cluster_arn carries the same dependency, for package consumers.
+        self.capacity_providers: aws.ecs.ClusterCapacityProviders = capacity_providers
 
         # The role the Fargate agent (not the application) uses to pull images from ECR and
         # write container logs. The tasks themselves get no role: the services call no AWS API.
@@ -106,7 +114,7 @@ class Platform(pulumi.ComponentResource):
             description="Lets Fargate pull this stack's images and ship its task logs",
             path="/fargate-service-discovery/",  # the CI deploy role manages roles under it only
             assume_role_policy=pulumi.Output.all(
-                args.aws.partition, args.aws.region, args.aws.account_id
+                args["aws"]["partition"], args["aws"]["region"], args["aws"]["account_id"]
             ).apply(lambda v: execution_role_trust_policy(v[0], v[1], v[2])),
             opts=child,
         )
@@ -115,7 +123,7 @@ class Platform(pulumi.ComponentResource):
             role=role.name,
             policy_arn=pulumi.Output.concat(
                 "arn:",
-                args.aws.partition,
+                args["aws"]["partition"],
                 ":iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
             ),
             opts=child,
@@ -123,13 +131,18 @@ class Platform(pulumi.ComponentResource):
 
         namespace = aws.servicediscovery.PrivateDnsNamespace(
             name,
-            name=args.namespace,
+            name=args["namespace"],
             description="Service discovery for the tasks of this stack",
-            vpc=args.vpc_id,
+            vpc=args["vpc_id"],
             opts=child,
         )
 
-        self.cluster_arn = cluster.arn
+        # Handed out only once the capacity providers are attached, so whatever runs on the
+        # cluster (through this program or the component package, where no resource can be
+        # passed) is created after them and deleted before them.
+        self.cluster_arn = pulumi.Output.all(cluster.arn, capacity_providers.id).apply(
+            lambda v: v[0]
+        )
         self.cluster_name = cluster.name
         # The ARN is handed out only once the policy is attached: task definitions (and so the
         # ECS services) then depend on the attachment, so no task launches with a role that

@@ -29,6 +29,15 @@ HEALTH_CHECK_COMMAND = ["CMD", "python", "-m", "apps.healthcheck", HEALTH_PATH]
 # awslogs blocks the application when CloudWatch is slow unless told not to; non-blocking mode
 # buffers up to this much and then drops lines, which beats stalling request handling.
 LOG_BUFFER = "25m"
+# How long `pulumi up` waits for a service's deployment to finish (wait_for_steady_state)
+# before it fails. Pinned to the provider's own default (ecs/service.go: 20 minutes for create
+# and update) so a provider upgrade cannot change it unseen. Not shorter: ECS's circuit breaker
+# may need most of it to roll a failing deployment back (pulumi-awsx#1848: three failed tasks
+# and the rollback over 18 minutes), and a wait that ends first reports a timeout instead of
+# the deployment's reason. A deployment that can never finish (Fargate Spot with no capacity:
+# ECS keeps retrying and never falls back to FARGATE) fails here, loudly, not later
+# (docs/infrastructure.md, "A deployment that cannot finish").
+DEPLOYMENT_WAIT = pulumi.CustomTimeouts(create="20m", update="20m")
 # Cloud Map's health fed by ECS. A dict, not ServiceHealthCheckCustomConfigArgs(...), so that the
 # Python SDK does not log its deprecation warning for failure_threshold on every run (the
 # provider may still mention the deprecation); the value is the one AWS fixes anyway. See the
@@ -376,6 +385,8 @@ class DiscoverableService(pulumi.ComponentResource):
                 # has changed it, sending the configured count again would undo the scaling on
                 # every `pulumi up`.
                 ignore_changes=["desiredCount"] if args.autoscaled else None,
+                # wait_for_steady_state's bound (DEPLOYMENT_WAIT above).
+                custom_timeouts=DEPLOYMENT_WAIT,
             ),
         )
 

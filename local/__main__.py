@@ -36,6 +36,7 @@ def banner(config: StackConfig) -> str:
             f"  {control} scale name 5",
             f"  {control} kill name {first_name}",
             f"  {control} dns stop      # and: dns start",
+            f"  {control} deploy name --env METRICS_INTERVAL_SECONDS=5 --wait",
             *(
                 [f"  {control} zone {config.zone_names[0]} down   # and: zone ... up"]
                 if config.zones > 1

@@ -8,6 +8,7 @@
     POST /control/zone/{zone}/down  {"service": "name"}   (service optional: all)
     POST /control/zone/{zone}/up    {"service": "name"}
     POST /control/rebalancing/{service}  {"enabled": false}
+    POST /control/deploy/{service}  {"env": {"KEY": "VALUE"}}   (env optional: same revision)
     GET  /v4/{address}/task                     a replica's ECS task metadata (v4)
 
 Answers are JSON. It can kill processes, so besides listening on loopback only it
@@ -48,6 +49,7 @@ def control_app(stack: Stack) -> web.Application:
     app.router.add_post("/control/dns/{action}", _dns)
     app.router.add_post("/control/zone/{zone}/{action}", _zone)
     app.router.add_post("/control/rebalancing/{service}", _rebalancing)
+    app.router.add_post("/control/deploy/{service}", _deploy)
     app.router.add_get(METADATA_PREFIX + "/{address}", _container_metadata)
     app.router.add_get(METADATA_PREFIX + "/{address}/task", _task_metadata)
     return app
@@ -172,6 +174,22 @@ async def _rebalancing(request: web.Request) -> web.Response:
     except LookupError as error:
         return _error(404, str(error))
     return web.json_response({"service": service, "az_rebalancing": enabled})
+
+
+async def _deploy(request: web.Request) -> web.Response:
+    service = request.match_info["service"]
+    env = (await _body(request)).get("env", {})
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in env.items()
+    ):
+        return _error(400, 'expected {"env": {"KEY": "VALUE", ...}} (strings) or nothing')
+    try:
+        deployment = request.app[STACK].runner.deploy(service, env)
+    except LookupError as error:
+        return _error(404, str(error))
+    except RuntimeError as error:
+        return _error(409, str(error))
+    return web.json_response({"service": service, "deployment": deployment.as_dict()}, status=202)
 
 
 def _replica(request: web.Request) -> Replica | None:

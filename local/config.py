@@ -16,6 +16,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from apps.hello.settings import MIN_DNS_REFRESH_SECONDS
+from local.control import env_pair
 from local.dns import Answers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,13 +199,6 @@ def _network(text: str) -> IPv4Network:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _env(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def parser() -> argparse.ArgumentParser:
     d = StackConfig()
     p = argparse.ArgumentParser(
@@ -264,8 +258,8 @@ def parser() -> argparse.ArgumentParser:
         default=d.zones,
         help=f"emulated availability zones (1-{len(ZONE_NAMES)}), replicas spread across them",
     )
-    add("--name-env", type=_env, action="append", default=[], metavar="KEY=VALUE")
-    add("--hello-env", type=_env, action="append", default=[], metavar="KEY=VALUE")
+    add("--name-env", type=env_pair, action="append", default=[], metavar="KEY=VALUE")
+    add("--hello-env", type=env_pair, action="append", default=[], metavar="KEY=VALUE")
     return p
 
 

@@ -7,6 +7,7 @@
     python -m local.control dns start
     python -m local.control zone local-1a down [--service name]   # and: zone local-1a up
     python -m local.control rebalancing name off    # ECS's AZ rebalancing (on by default)
+    python -m local.control deploy name [--env KEY=VALUE ...] [--wait [SECONDS]]
 
 ``--url`` (or ``LOCAL_CONTROL_URL``) picks the stack; the default is the one ``./dev up``
 starts. Standard library only, so it answers instantly.
@@ -82,6 +83,30 @@ class Client:
             "POST", f"zone/{zone}/{action}", {} if service is None else {"service": service}
         )
 
+    def deploy(self, service: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Start a rolling deployment; returns the deployment as the stack describes it."""
+        result = self.request("POST", f"deploy/{service}", {"env": env or {}})
+        deployment: dict[str, Any] = result["deployment"]
+        return deployment
+
+    def wait_deployed(self, service: str, deployment: int, timeout: float) -> list[dict[str, Any]]:
+        """Poll status until deployment ``deployment`` has completed, or has failed and its
+        rollback (if any) has ended; returns the service's deployments from that one on."""
+        deadline = time.monotonic() + timeout
+        while True:
+            deployments = [
+                d
+                for d in self.status()["services"][service]["deployments"]
+                if d["id"] >= deployment
+            ]
+            if deployments and deployments[-1]["state"] != "in progress":
+                return deployments
+            if time.monotonic() > deadline:
+                raise ControlError(
+                    f"{service}: deployment {deployment} not over after {timeout:.0f}s"
+                )
+            time.sleep(0.2)
+
     def wait_settled(self, service: str, timeout: float) -> dict[str, Any]:
         """Poll status until ``service`` runs exactly its desired count, all registered."""
         deadline = time.monotonic() + timeout
@@ -95,11 +120,30 @@ class Client:
 
 
 def _replica_row(r: dict[str, Any], last: str) -> str:
-    """One replica, running or stopped: address, zone, pid, state, health, then `last`."""
+    """One replica, running or stopped: address, zone, revision, pid, state, health, then
+    `last`."""
+    revision = f" rev {r['revision']:<3}" if "revision" in r else ""
     return (
-        f"  {r['address'] + ':' + str(r['port']):<21} {r.get('zone') or '-':<9}"
+        f"  {r['address'] + ':' + str(r['port']):<21} {r.get('zone') or '-':<9}{revision}"
         f" pid {r['pid'] or '-':<8} {r['state']:<9}"
         f" health {r.get('health', '-'):<8} {last}"
+    )
+
+
+def deployment_line(d: dict[str, Any]) -> str:
+    """One deployment: what it changed, how it ended (or how far it is)."""
+    if d["rollback_of"] is not None:
+        what = f"rollback of deployment {d['rollback_of']} to revision {d['revision']}"
+    else:
+        changes = " ".join(f"{k}={v}" for k, v in d["changes"].items()) or "no change"
+        what = f"revision {d['revision']} ({changes})"
+    took = f" after {d['ended_at'] - d['started_at']:.1f}s" if d["ended_at"] else ""
+    progress = (
+        f"{d['started']} started, {d['stopped']} stopped,"
+        f" circuit breaker {d['failures']} of {d['threshold']}"
+    )
+    return f"  deployment {d['id']}: {what}: {d['state']}{took}; {progress}" + (
+        f"; {d['reason']}" if d["reason"] else ""
     )
 
 
@@ -120,7 +164,12 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"  {name} A {addresses}")
     for name, svc in status["services"].items():
         settled = "settled" if svc["settled"] else "changing"
-        lines.append(f"{name}: desired {svc['desired']}, {settled}")
+        revision = f", revision {svc['revision']}" if "revision" in svc else ""
+        stalled = (
+            " (stalled: no completed deployment to roll back to)" if svc.get("stalled") else ""
+        )
+        lines.append(f"{name}: desired {svc['desired']}, {settled}{revision}{stalled}")
+        lines.extend(deployment_line(d) for d in list(svc.get("deployments", []))[-2:])
         for r in svc["replicas"]:
             registered = "registered" if r["registered"] else "not registered"
             lines.append(_replica_row(r, registered))
@@ -175,7 +224,49 @@ def parser() -> argparse.ArgumentParser:
     )
     rebalancing.add_argument("service", choices=["name", "hello"])
     rebalancing.add_argument("state", choices=["on", "off"])
+    deploy = sub.add_parser(
+        "deploy",
+        help="a rolling deployment of a new revision (200/75, circuit breaker with rollback)",
+    )
+    deploy.add_argument("service", choices=["name", "hello"])
+    deploy.add_argument(
+        "--env",
+        type=env_pair,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the new revision's environment changes, repeatable (none: the same revision"
+        " again, as --force-new-deployment)",
+    )
+    deploy.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=300.0,
+        metavar="SECONDS",
+        help="return once it has completed (exit 0) or failed and rolled back (exit 1);"
+        " default 300 s",
+    )
     return p
+
+
+def env_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` from the command line (argparse type)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _deploy(client: Client, service: str, env: dict[str, str], wait: float | None) -> int:
+    started = client.deploy(service, env)
+    print(deployment_line(started).strip())
+    if wait is None:
+        return 0
+    deployments = client.wait_deployed(service, started["id"], wait)
+    for deployment in deployments:
+        print(deployment_line(deployment).strip())
+    return 0 if deployments[0]["state"] == "completed" else 1
 
 
 def main(argv: Sequence[str]) -> int:
@@ -201,6 +292,8 @@ def main(argv: Sequence[str]) -> int:
             result = client.rebalancing(args.service, args.state == "on")
             state = "on" if result["az_rebalancing"] else "off"
             print(f"{result['service']}: availability zone rebalancing {state}")
+        elif args.command == "deploy":
+            return _deploy(client, args.service, dict(args.env), args.wait)
         elif args.command == "zone":
             result = client.zone(args.zone, args.action, args.service)
             killed = ", ".join(r["address"] for r in result.get("killed", []))

@@ -14,7 +14,10 @@ What it mirrors from an ECS service:
   (ECS starts a task whenever fewer than the desired count run) unless
   ``replace_crashed`` is off, in which case the desired count drops by one instead;
 - a replica that fails to become healthy is stopped and retried with a backoff that
-  doubles up to 30 s, as ECS throttles a service whose tasks keep failing to start.
+  doubles up to 30 s, as ECS throttles a service whose tasks keep failing to start;
+- ``deploy`` starts a new revision (the service's environment, changed) and retires the
+  old replicas as an ECS rolling deployment with 200/75 does, under the deployment circuit
+  breaker with rollback (the arithmetic and its sources: :mod:`local.rolling`).
 
 Every replica runs in its own session and process group (so a Ctrl-C in the terminal
 reaches only the runner, and signals reach anything a replica spawns), and is started
@@ -34,7 +37,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,8 @@ import aiohttp
 
 from local.config import ROOT
 from local.dns import Registry
-from local.front import Front
+from local.front import Front, TargetState
+from local.rolling import Deployment, Revision, Rolling, Rollout
 
 log = logging.getLogger("local")
 
@@ -51,6 +55,9 @@ HEALTH_PATH = "/health"
 PROBE_INTERVAL = 0.1  # how often a starting replica's /health is polled
 MAX_BACKOFF = 30.0
 HISTORY = 50  # finished replicas kept per service for status
+DEPLOYMENTS = 10  # deployments kept per service for status
+# components/service.py deploys both services with maximumPercent 200, minimumHealthyPercent 75.
+ROLLING = Rolling()
 
 
 class State(enum.StrEnum):
@@ -96,6 +103,7 @@ class Replica:
     registered: bool = False
     deregistered_at: float | None = None
     spawned: asyncio.Event = field(default_factory=asyncio.Event)
+    revision: int = 1  # the service revision (environment) it was started with
 
     @property
     def name(self) -> str:
@@ -121,6 +129,7 @@ class Replica:
             "port": self.spec.port,
             "hostname": self.hostname,
             "zone": self.zone,
+            "revision": self.revision,
             "pid": self.pid,
             "state": str(self.state),
             "registered": self.registered,
@@ -148,6 +157,24 @@ class Service:
     rebalancing: bool = False  # an extra replica is starting in a short zone
     # ECS's per-service availabilityZoneRebalancing (ENABLED by default for new services).
     az_rebalancing: bool = True
+    # The revision new replicas start with (a deployment's target), the last one a deployment
+    # completed (what a failed deployment rolls back to), the deployments so far, and whether
+    # a failed deployment had nothing to roll back to (then no replica is started).
+    revision: Revision = field(init=False)
+    completed: Revision | None = field(init=False)
+    deployments: deque[Deployment] = field(default_factory=lambda: deque(maxlen=DEPLOYMENTS))
+    deployed: int = 0  # deployments started so far: the next one's id is this + 1
+    revisions: int = 1  # revisions created so far
+    stalled: bool = False
+
+    def __post_init__(self) -> None:
+        self.revision = self.completed = Revision(1, self.spec.env)
+
+    def deployment(self) -> Deployment | None:
+        """The deployment in progress, if any."""
+        if self.deployments and self.deployments[-1].state is Rollout.IN_PROGRESS:
+            return self.deployments[-1]
+        return None
 
     def zones_up(self) -> list[str]:
         return [zone for zone, _ in self.spec.zone_subnets() if zone not in self.down]
@@ -163,7 +190,7 @@ class Service:
         return [r for r in self.replicas if r.state in LIVE]
 
     def settled(self) -> bool:
-        return (
+        return self.deployment() is None and (
             self.desired
             == len(self.replicas)
             == sum(r.state is State.RUNNING for r in self.replicas)
@@ -285,6 +312,52 @@ class Runner:
         log.info("%s: availability zone rebalancing %s", service, "on" if enabled else "off")
         self._changed(svc)
 
+    def deploy(self, service: str, env: Mapping[str, str]) -> Deployment:
+        """``aws ecs update-service`` with a new task definition revision (``env`` changed;
+        none: ``--force-new-deployment``): a rolling deployment, see :mod:`local.rolling`."""
+        svc = self._service(service)
+        if self._closing:
+            raise RuntimeError("the stack is stopping")
+        current = svc.deployment()
+        if current is not None:
+            raise RuntimeError(
+                f"{service}: deployment {current.id} is in progress; wait until it completes"
+                " or rolls back"
+            )
+        svc.revisions += 1
+        revision = Revision(svc.revisions, {**svc.revision.env, **env})
+        deployment = Deployment(
+            id=svc.deployed + 1,
+            revision=revision,
+            changes=dict(env),
+            rollback_to=svc.completed,
+            desired=svc.desired,
+        )
+        self._begin(svc, deployment, f"revision {svc.revision.number} -> {revision.number}")
+        return deployment
+
+    def _begin(self, svc: Service, deployment: Deployment, what: str) -> None:
+        svc.deployed = deployment.id
+        svc.deployments.append(deployment)
+        svc.revision = deployment.revision
+        svc.spec = replace(svc.spec, env=deployment.revision.env)
+        svc.stalled = False
+        svc.failures, svc.retry_at = 0, 0.0
+        changes = " ".join(f"{k}={v}" for k, v in deployment.changes.items()) or "no change"
+        log.info(
+            "%s: deployment %d started: %s (%s); %d desired: at least %d healthy, at most %d"
+            " running; circuit breaker after %d failed replicas in a row",
+            svc.spec.name,
+            deployment.id,
+            what,
+            changes,
+            svc.desired,
+            ROLLING.minimum_healthy(svc.desired),
+            ROLLING.maximum(svc.desired),
+            deployment.threshold,
+        )
+        self._changed(svc)
+
     def _zone_services(self, zone: str, service: str | None) -> list[Service]:
         services = [self._service(service)] if service else list(self.services.values())
         zones = {z for svc in services for z, _ in svc.spec.zone_subnets()}
@@ -337,6 +410,9 @@ class Runner:
             name: {
                 "desired": svc.desired,
                 "settled": svc.settled(),
+                "revision": svc.revision.number,
+                "stalled": svc.stalled,
+                "deployments": [d.as_dict() for d in svc.deployments],
                 "az_rebalancing": svc.az_rebalancing,
                 "replicas": [r.as_dict() for r in svc.replicas],
                 "finished": [r.as_dict() for r in svc.history],
@@ -397,32 +473,187 @@ class Runner:
         loop = asyncio.get_running_loop()
         while True:
             svc.wake.clear()
-            live = svc.live()
-            wait: float | None = None
-            if len(live) < svc.desired:
-                wait = svc.retry_at - loop.time()
-                if not svc.zones_up():
-                    wait = None  # every zone is down: nowhere to place a replica
-                elif wait <= 0:
-                    wait = None
-                    for _ in range(svc.desired - len(live)):
-                        self._launch(svc)
-            elif len(live) > svc.desired:
-                if svc.rebalancing and any(r.state is State.STARTING for r in live):
-                    pass  # start before stop: the extra replica must serve first
-                else:
-                    svc.rebalancing = False
-                    for replica in _victims(svc, live, len(live) - svc.desired):
-                        self._stop(replica)
-            elif self._unbalanced(svc, live):
-                wait = svc.retry_at - loop.time()
-                if wait <= 0:
-                    wait = None
-                    svc.rebalancing = True
-                    self._launch(svc)
+            deployment = svc.deployment()
+            if deployment is not None:
+                wait = self._roll(svc, deployment, loop.time())
+            else:
+                wait = self._keep_count(svc, loop.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await svc.wake.wait()
+
+    def _keep_count(self, svc: Service, now: float) -> float | None:
+        """Start or stop replicas toward the desired count, or move one to rebalance the
+        zones; returns how long to wait before a launch may be tried again, or None."""
+        live = svc.live()
+        if len(live) < svc.desired:
+            if svc.stalled or not svc.zones_up():
+                # A failed deployment with nothing to roll back to (ECS starts no task), or
+                # every zone down: nowhere to place a replica.
+                return None
+            wait = svc.retry_at - now
+            if wait > 0:
+                return wait
+            for _ in range(svc.desired - len(live)):
+                self._launch(svc)
+        elif len(live) > svc.desired:
+            if svc.rebalancing and any(r.state is State.STARTING for r in live):
+                return None  # start before stop: the extra replica must serve first
+            svc.rebalancing = False
+            for replica in _victims(svc, live, len(live) - svc.desired):
+                self._stop(replica)
+        elif self._unbalanced(svc, live):
+            wait = svc.retry_at - now
+            if wait > 0:
+                return wait
+            svc.rebalancing = True
+            self._launch(svc)
+        return None
+
+    def _roll(self, svc: Service, deployment: Deployment, now: float) -> float | None:
+        """One step of a rolling deployment; returns how long to wait before the next
+        launch may be tried (a failed start's backoff), or None."""
+        deployment.desired = svc.desired  # the threshold follows the latest desired count
+        number = deployment.revision.number
+        live = svc.live()
+        new = [r for r in live if r.revision == number]
+        old = [r for r in live if r.revision != number]
+        for replica in [r for r in old if r.state is State.STARTING]:
+            log.info(
+                "%s: deployment %d: stopping it (revision %d, not yet healthy)",
+                replica.name,
+                deployment.id,
+                replica.revision,
+            )
+            self._stop(replica)
+            deployment.stopped += 1
+        if len(new) > svc.desired:  # scaled in during the deployment
+            for replica in _victims(svc, new, len(new) - svc.desired):
+                self._stop(replica)
+        running = [r for r in old if r.state is State.RUNNING]
+        healthy = sum(self._healthy(r) for r in live)
+        step = ROLLING.step(svc.desired, new=len(new), old=len(running), healthy=healthy)
+        for replica in _victims(svc, running, step.stop):
+            log.info(
+                "%s: deployment %d: retiring it (revision %d): %d healthy, at least %d must stay",
+                replica.name,
+                deployment.id,
+                replica.revision,
+                healthy,
+                ROLLING.minimum_healthy(svc.desired),
+            )
+            healthy -= 1
+            self._stop(replica)
+            deployment.stopped += 1
+        if step.start and svc.zones_up():
+            wait = svc.retry_at - now
+            if wait > 0:
+                return wait
+            log.info(
+                "%s: deployment %d: starting %d replica(s) of revision %d",
+                svc.spec.name,
+                deployment.id,
+                step.start,
+                number,
+            )
+            for _ in range(step.start):
+                self._launch(svc)
+            deployment.started += step.start
+        elif self._deployed(svc, number):
+            self._complete(svc, deployment)
+        return None
+
+    def _deployed(self, svc: Service, number: int) -> bool:
+        """Only the new revision left, at the desired count, every replica healthy."""
+        replicas = svc.replicas
+        return len(replicas) == svc.desired and all(
+            r.revision == number and self._healthy(r) for r in replicas
+        )
+
+    def _complete(self, svc: Service, deployment: Deployment) -> None:
+        deployment.end(
+            Rollout.COMPLETED,
+            f"{svc.desired} replica(s) of revision {deployment.revision.number} healthy;"
+            f" {deployment.stopped} of older revisions stopped",
+        )
+        svc.completed = deployment.revision
+        log.info(
+            "%s: deployment %d completed after %.1fs: %s%s",
+            svc.spec.name,
+            deployment.id,
+            (deployment.ended_at or deployment.started_at) - deployment.started_at,
+            deployment.reason,
+            f" (rolled back deployment {deployment.rollback_of})" if deployment.rollback_of else "",
+        )
+        self._changed(svc)
+
+    def _healthy(self, replica: Replica) -> bool:
+        """Counted as healthy by a deployment: running, and for a load-balanced service
+        healthy in the front's target group too, as ECS waits for the target group."""
+        if replica.state is not State.RUNNING:
+            return False
+        if not replica.spec.load_balanced:
+            return True
+        return self.front.state(str(replica.address), replica.spec.port) is TargetState.HEALTHY
+
+    def _deployment_failure(self, svc: Service, replica: Replica, why: str) -> None:
+        """A replica of the deployment's new revision failed: the circuit breaker counts it."""
+        deployment = svc.deployment()
+        if deployment is None or replica.revision != deployment.revision.number:
+            return
+        deployment.failures += 1
+        log.warning(
+            "%s: deployment %d: circuit breaker %d of %d (%s)",
+            replica.name,
+            deployment.id,
+            deployment.failures,
+            deployment.threshold,
+            why,
+        )
+        if deployment.failures < deployment.threshold:
+            return
+        target = deployment.rollback_to
+        deployment.end(
+            Rollout.FAILED,
+            f"circuit breaker: {deployment.failures} replicas of revision"
+            f" {deployment.revision.number} failed in a row (threshold {deployment.threshold})",
+        )
+        log.error("%s: deployment %d failed: %s", svc.spec.name, deployment.id, deployment.reason)
+        if target is None:
+            svc.stalled = True
+            log.error(
+                "%s: no completed deployment to roll back to: no replica is started until"
+                " the next deploy",
+                svc.spec.name,
+            )
+            self._changed(svc)
+            return
+        # The rollback is in progress, so not eligible for a rollback of its own.
+        svc.completed = None
+        rollback = Deployment(
+            id=svc.deployed + 1,
+            revision=target,
+            changes={},
+            rollback_to=None,
+            desired=svc.desired,
+            rollback_of=deployment.id,
+        )
+        self._begin(svc, rollback, f"rollback to revision {target.number}")
+
+    def _watch_target(self, svc: Service, replica: Replica) -> None:
+        """During a deployment, re-plan once a new hello replica is healthy in the front's
+        target group (what the deployment waits for before retiring an old one)."""
+
+        async def watch() -> None:
+            host, port = str(replica.address), replica.spec.port
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.start_timeout):
+                    await self.front.wait_for(
+                        lambda: self.front.state(host, port) in (TargetState.HEALTHY, None)
+                    )
+            self._changed(svc)
+
+        self._spawn_task(watch(), name=f"target health {replica.name}")
 
     @staticmethod
     def _unbalanced(svc: Service, live: list[Replica]) -> bool:
@@ -450,7 +681,7 @@ class Runner:
     def _launch(self, svc: Service) -> None:
         zone, address = self._free_address(svc)
         log_path = self.logs / f"{svc.spec.name}-{address}.log"
-        replica = Replica(svc.spec, address, log_path, zone=zone)
+        replica = Replica(svc.spec, address, log_path, zone=zone, revision=svc.revision.number)
         svc.replicas.append(replica)
         self._spawn_task(self._lifecycle(svc, replica), name=f"run {replica.name}")
         self._changed()
@@ -493,16 +724,22 @@ class Runner:
             replica.state = State.RUNNING
             replica.ready_at = time.time()
             svc.failures = 0
+            deployment = svc.deployment()
+            if deployment is not None and replica.revision == deployment.revision.number:
+                deployment.failures = 0  # resetOnHealthyTask: the count is of failures in a row
             self._register(replica)
             spec = replica.spec
             where = [("in Cloud Map", spec.discoverable), ("with the front", spec.load_balanced)]
             log.info(
-                "%s: healthy after %.1fs (pid %d), registered %s",
+                "%s: healthy after %.1fs (pid %d, revision %d), registered %s",
                 replica.name,
                 replica.ready_at - replica.started_at,
                 process.pid,
+                replica.revision,
                 " and ".join(w for w, yes in where if yes),
             )
+            if spec.load_balanced and deployment is not None:
+                self._watch_target(svc, replica)
             self._changed(svc)  # a rebalance may now stop one
         elif replica.state is State.STARTING:
             if process.returncode is None:
@@ -541,7 +778,9 @@ class Runner:
                 out.write(f"cannot start: {error}\n".encode())
                 log.error("%s: cannot start: %s", replica.name, error)
                 return
-        log.info("%s: started (pid %d)", replica.name, replica.process.pid)
+        log.info(
+            "%s: started (pid %d, revision %d)", replica.name, replica.process.pid, replica.revision
+        )
 
     async def _await_healthy(self, replica: Replica) -> bool:
         assert self._probe is not None
@@ -577,6 +816,7 @@ class Runner:
             replica.log_path,
             _tail(replica.log_path),
         )
+        self._deployment_failure(svc, replica, why)
         self._finish(svc, replica)
 
     async def _crashed(self, svc: Service, replica: Replica, returncode: int) -> None:
@@ -593,6 +833,7 @@ class Runner:
             self.crash_deregister_seconds,
             "replacing it" if self.replace_crashed else f"not replacing it: desired {svc.desired}",
         )
+        self._deployment_failure(svc, replica, f"exited with {returncode} while running")
         self._changed(svc)
         if not self._closing:
             # _closing can flip during this wait; close() then deregisters at once.
@@ -627,7 +868,7 @@ class Runner:
         replica.exited_at = time.time()
         replica.returncode = process.returncode
         log.info(
-            "%s: exited with %s after %.1fs",
+            "%s: drained, exited with %s after %.1fs",
             replica.name,
             process.returncode,
             time.monotonic() - drain_started,

@@ -136,6 +136,10 @@ def test_pushes_to_main_deploy_dev_then_prod_after_approval() -> None:
         assert step["with"]["command"] == "up"
         assert step["with"]["stack-name"] == f"${{{{ vars.PULUMI_ORG }}}}/{stack}"
         assert step["with"]["work-dir"] == "."
+        # Refreshed first: after a rolled-back deployment only a read of the service shows
+        # that the failed revision does not run (tests/e2e/rollback.py), and the retry must
+        # deploy it again rather than succeed without a call to ECS.
+        assert step["with"]["refresh"] is True
 
 
 POLICY_PACK = "policy"
@@ -514,6 +518,7 @@ def test_e2e_refuses_to_run_off_main(tmp_path: Path, job: str) -> None:
 def test_e2e_runs_only_the_e2e_test_and_fails_where_it_would_skip() -> None:
     test = e2e_step("test")
     assert shlex.split(test["run"].strip().splitlines()[-1]) == [
+        "exec",
         ".venv/bin/python",
         "-m",
         "pytest",
@@ -564,7 +569,11 @@ def test_e2e_first_destroys_a_stack_an_earlier_run_left_then_tests() -> None:
     (cleanup,) = [s for s in leftover["steps"] if s.get("id") == "cleanup"]
     assert "if" not in cleanup
     command = shlex.split(cleanup["run"].strip().splitlines()[-1])
-    assert command == [".venv/bin/python", "-m", "tests.e2e.lifecycle", "cleanup"]
+    assert command == ["exec", ".venv/bin/python", "-m", "tests.e2e.lifecycle", "cleanup"]
+    # Its destroy retries stop before the step's timeout would cut one short.
+    assert (
+        int(cleanup["env"][lifecycle.CLEANUP_SECONDS_ENV]) <= cleanup["timeout-minutes"] * 60 - 60
+    )
     for key in ("PULUMI_ORG", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "E2E_SECRETS_PROVIDER"):
         assert cleanup["env"][key] == e2e_step("test")["env"][key]
     setup = next(s for s in leftover["steps"] if s.get("id") == "setup")
@@ -572,15 +581,58 @@ def test_e2e_first_destroys_a_stack_an_earlier_run_left_then_tests() -> None:
     assert cleanup["timeout-minutes"] <= leftover["timeout-minutes"] - 5
 
 
+# configure-aws-credentials' default session (the deploy role's max_session_seconds default).
+CREDENTIALS_MINUTES = 60
+# Setup before the test starts: checkout, ./dev setup, QEMU and buildx, the CLI.
+SETUP_MINUTES = 10
+# GitHub force-terminates a cancelled run's steps 5 minutes after the cancel (workflow
+# cancellation reference); what the cleanup step gets then, its credentials step aside.
+CANCELLED_MINUTES = 5
+
+
 def test_e2e_runs_one_at_a_time_never_cancelled_within_its_credentials_hour() -> None:
     wf = workflow("e2e.yml")
     assert wf["concurrency"] == {"group": "e2e", "cancel-in-progress": False}
     job = e2e_job()
-    # The deploy role's session lasts an hour (configure-aws-credentials' default): the
-    # test and the cleanup after it must both fit, with a few minutes of setup before them.
-    assert job["timeout-minutes"] <= 60
-    test, cleanup = e2e_step("test"), job["steps"][-1]
-    assert test["timeout-minutes"] + cleanup["timeout-minutes"] <= job["timeout-minutes"] - 3
+    steps = job["steps"]
+    test, credentials, cleanup = e2e_step("test"), steps[-2], steps[-1]
+    # The test step ends within the hour of the setup's credentials, setup included.
+    assert SETUP_MINUTES + test["timeout-minutes"] <= CREDENTIALS_MINUTES
+    # The cleanup may start after that hour: it gets credentials of its own first, under the
+    # same condition, from the same role.
+    assert credentials["uses"].startswith("aws-actions/configure-aws-credentials@")
+    assert credentials["if"] == cleanup["if"]
+    assert credentials["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    assert cleanup["timeout-minutes"] <= CREDENTIALS_MINUTES
+    assert (
+        SETUP_MINUTES + test["timeout-minutes"] + cleanup["timeout-minutes"]
+        <= job["timeout-minutes"]
+    )
+
+
+def test_a_cancelled_runs_cleanup_fits_what_github_gives_it() -> None:
+    """On a cancel the cleanup step has what is left of 5 minutes: its destroy retries stop in
+    time to print what is left (the leftover job of the next run finishes it); on a failure it
+    gets most of its own timeout."""
+    cleanup = e2e_job()["steps"][-1]
+    budget = cleanup["env"][lifecycle.CLEANUP_SECONDS_ENV]
+    match = re.fullmatch(r"\$\{\{ cancelled\(\) && '(\d+)' \|\| '(\d+)' \}\}", budget)
+    assert match, budget
+    cancelled, failed = (int(g) for g in match.groups())
+    assert cancelled <= CANCELLED_MINUTES * 60 - 60
+    assert cancelled < lifecycle.DESTROY_RETRY_WAITS[0] + lifecycle.DESTROY_RETRY_WAITS[1] + 60
+    assert failed <= cleanup["timeout-minutes"] * 60 - 60
+
+
+def test_e2e_python_is_the_entry_process_and_writes_unbuffered() -> None:
+    """GitHub signals a cancelled step's entry process only: `exec` makes it Python, which
+    passes SIGINT and SIGTERM on to the CLI (tests/e2e/interrupt.py). A pipe is block-buffered:
+    without PYTHONUNBUFFERED the log's tail is lost when the step is killed."""
+    steps = [e2e_step("test"), e2e_job()["steps"][-1]]
+    steps += [s for s in e2e_job("leftover")["steps"] if s.get("id") == "cleanup"]
+    for step in steps:
+        assert step["run"].strip().splitlines()[-1].startswith("exec .venv/bin/python "), step
+        assert step["env"]["PYTHONUNBUFFERED"] == "1"
 
 
 def test_e2e_destroys_what_a_killed_test_left_behind() -> None:
@@ -589,7 +641,7 @@ def test_e2e_destroys_what_a_killed_test_left_behind() -> None:
     assert "steps.test.outcome == 'failure'" in cleanup["if"]
     assert "steps.test.outcome == 'cancelled'" in cleanup["if"]
     command = shlex.split(cleanup["run"].strip().splitlines()[-1])
-    assert command == [".venv/bin/python", "-m", "tests.e2e.lifecycle", "cleanup"]
+    assert command == ["exec", ".venv/bin/python", "-m", "tests.e2e.lifecycle", "cleanup"]
     # Same backend and stack as the test.
     for key in ("PULUMI_ORG", "PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN"):
         assert cleanup["env"][key] == e2e_step("test")["env"][key]

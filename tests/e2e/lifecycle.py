@@ -14,20 +14,30 @@ cleanup step): ``python -m tests.e2e.lifecycle cleanup`` (stack from ``E2E_STACK
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
+from tests.e2e.rollback import (
+    RollbackHidden,
+    Step,
+    require_failed_update,
+    require_rollback_visible,
+    unhealthy_copy,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The project's guardrails (policy/), run on every preview and update as the workflows run
@@ -305,12 +315,24 @@ def require_in_place_update(summary: Mapping[Any, int]) -> None:
 class Preview:
     change_summary: Mapping[Any, int]
     stdout: str
+    # Each resource's step (the engine's resource-pre events): what the rollback check reads.
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
 class Update:
     outputs: Mapping[str, Any]
     change_summary: Mapping[Any, int]
+
+
+@dataclass(frozen=True)
+class PendingOperation:
+    """An operation the engine started and never saw finish (`pending_operations` of the
+    stack's checkpoint): for "creating", a resource may exist that the state does not hold."""
+
+    kind: str
+    type: str
+    urn: str
 
 
 class E2EStack(Protocol):
@@ -321,9 +343,17 @@ class E2EStack(Protocol):
 
     def up(self) -> Update: ...
 
-    def preview(self) -> Preview: ...
+    def preview(self, refresh: bool = False) -> Preview: ...
 
     def set_config(self, key: str, value: str) -> None: ...
+
+    def use_unhealthy_name(self, unhealthy: bool) -> None:
+        """Switch the program to a name revision that cannot start (True), or back (False)."""
+
+    def pending_operations(self) -> list[PendingOperation]: ...
+
+    def cancel(self) -> None:
+        """Release a lock an interrupted operation may have left (no error when none)."""
 
     def destroy(self) -> None: ...
 
@@ -336,6 +366,10 @@ class Budget:
 
     settle: float = 600.0  # after the first up: DNS of a new ALB, targets healthy, records
     scale: float = 300.0  # after the scale-out: a task starts, registers, hello refreshes
+    # After the unhealthy revision's `up` failed: ECS may still be rolling back (an `up` that
+    # timed out before the circuit breaker tripped), so refreshed previews are retried.
+    rollback: float = 600.0
+    rollback_pause: float = 60.0
 
 
 def url_of(outputs: Mapping[str, Any]) -> str:
@@ -352,16 +386,21 @@ def run_scenario(
     budget: Budget,
     log: Callable[[str], None] = print,
     sample: Callable[..., Sample] = sample_until,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """up; >= 2 name tasks answer; a no-op preview; scale name by one; hello sees it."""
+    """up; >= 2 name tasks answer; a refreshed no-op preview; scale name by one; hello sees it;
+    then a name revision that cannot start must fail `up` and stay wanted (rollback.py)."""
     url = url_of(stack.up().outputs)
     log(f"e2e: {stack.name} is up at {url}")
     seen = sample(lambda: fetch(url), max(initial, 2), budget.settle)
     log(f"e2e: before scaling: {seen}")
 
-    preview = stack.preview()
+    # Refreshed: drift that only a read of the real resources shows (a value AWS normalises,
+    # a default it fills in) is a perpetual diff too.
+    preview = stack.preview(refresh=True)
     require_no_changes(preview.change_summary, preview.stdout)
-    log("e2e: the second preview changes nothing")
+    log("e2e: the second preview, refreshed, changes nothing")
 
     scaled = initial + 1
     stack.set_config(MIN_COUNT_KEY, str(scaled))
@@ -373,29 +412,113 @@ def run_scenario(
     seen = sample(lambda: fetch(url), scaled, budget.scale)
     log(f"e2e: after scaling name to {scaled}: {seen}")
 
+    check_rollback(stack, budget, log, clock, sleep)
+
+
+def check_rollback(
+    stack: E2EStack,
+    budget: Budget,
+    log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Deploy a name revision that cannot start: `up` must fail on the ECS service's wait
+    (the circuit breaker rolled it back), and a refreshed preview must still want it, within
+    budget.rollback (the rollback may still be running when the wait timed out)."""
+    stack.use_unhealthy_name(True)
+    try:
+        failure: Exception | None = None
+        try:
+            stack.up()
+        except Exception as exc:
+            failure = exc
+        require_failed_update(failure)
+        log("e2e: `up` of the unhealthy name revision failed, as it must")
+        deadline = clock() + budget.rollback
+        while True:
+            try:
+                require_rollback_visible(stack.preview(refresh=True).steps)
+                break
+            except RollbackHidden as hidden:
+                if clock() + budget.rollback_pause >= deadline:
+                    raise
+                log(f"e2e: {hidden}; previewing again in {budget.rollback_pause:.0f} s")
+                sleep(budget.rollback_pause)
+        log("e2e: after the rollback, a refreshed preview still updates name's task definition")
+    finally:
+        stack.use_unhealthy_name(False)
+
 
 class CleanupFailed(Exception):
     """The scenario passed but its stack could not be destroyed (resources may be left)."""
 
 
-def clean_up(stack: E2EStack, log: Callable[[str], None] = print, attempts: int = 2) -> str | None:
-    """destroy (retried once: AWS releases task network interfaces late), then remove the stack.
+# Waits before each further destroy. A stopped Fargate task's network interface is released
+# minutes after the task stops, and its security group and subnets cannot be deleted until
+# then (DependencyViolation); an immediate retry fails the same way.
+DESTROY_RETRY_WAITS: tuple[float, ...] = (60.0, 120.0, 240.0)
 
-    Returns None, or what went wrong. A stack whose destroy failed is kept: its state is the
-    only record of what is left to delete.
-    """
-    errors = []
-    for attempt in range(1, attempts + 1):
+
+def destroy_with_backoff(
+    stack: E2EStack,
+    log: Callable[[str], None],
+    deadline: float,
+    waits: Sequence[float] = DESTROY_RETRY_WAITS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """destroy, retried after each wait while the retry can start before `deadline` (a clock()
+    time). Returns the errors of the attempts that failed: [] when the last one succeeded."""
+    errors: list[str] = []
+    for attempt, wait in enumerate((0.0, *waits), start=1):
+        if wait:
+            if clock() + wait >= deadline:
+                log(f"e2e: no time left for destroy attempt {attempt} (it would wait {wait:.0f} s)")
+                return errors
+            log(f"e2e: waiting {wait:.0f} s for AWS to release network interfaces")
+            sleep(wait)
         try:
             stack.destroy()
-            break
+            return []
         except Exception as exc:
             errors.append(f"destroy attempt {attempt}: {type(exc).__name__}: {exc}")
             log(f"e2e: {errors[-1]}")
-    else:
+    return errors
+
+
+def clean_up(
+    stack: E2EStack,
+    log: Callable[[str], None] = print,
+    *,
+    seconds: float = 20 * 60,
+    waits: Sequence[float] = DESTROY_RETRY_WAITS,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """destroy (retried with backoff within `seconds`), then remove the stack.
+
+    Returns None, or what went wrong. The stack is kept when its destroy failed (its state is
+    the only record of what is left) and when an interrupted create left pending operations
+    (resources may exist outside the state: `stack rm` would forget them, and so would destroy,
+    which is why they are read first).
+    """
+    deadline = clock() + seconds
+    pending = [p for p in stack.pending_operations() if p.kind in ("creating", "importing")]
+    for p in pending:
+        log(f"e2e: pending {p.kind} of {p.type} {p.urn}: it may exist outside the state")
+    errors = destroy_with_backoff(stack, log, deadline, waits, clock, sleep)
+    if errors:
         return (
             f"`pulumi destroy` of {stack.name} failed; the stack is kept so that "
             f"`pulumi destroy -s {stack.name}` can finish the job. " + " | ".join(errors)
+        )
+    if pending:
+        listed = "; ".join(f"{p.type} {p.urn}" for p in pending)
+        return (
+            f"{stack.name} was destroyed but is kept: an interrupted create left {len(pending)} "
+            f"pending operation(s), whose resources may exist outside the state ({listed}). "
+            "Find them by the stack's tags (Project, Stack) and delete them, then "
+            f"`pulumi stack rm {stack.name}`"
         )
     try:
         stack.remove()
@@ -406,8 +529,11 @@ def clean_up(stack: E2EStack, log: Callable[[str], None] = print, attempts: int 
 
 
 @contextmanager
-def cleaned_up(stack: E2EStack, log: Callable[[str], None] = print) -> Iterator[E2EStack]:
-    """Run the body, then clean up whatever happened (an interrupt too).
+def cleaned_up(
+    stack: E2EStack, log: Callable[[str], None] = print, **cleanup: Any
+) -> Iterator[E2EStack]:
+    """Run the body, then clean up whatever happened (an interrupt too; `cleanup` goes to
+    clean_up).
 
     A failed cleanup after a failed body is added as a note to the body's exception, which is
     re-raised: the original failure stays the headline. After a passing body, it raises.
@@ -415,11 +541,15 @@ def cleaned_up(stack: E2EStack, log: Callable[[str], None] = print) -> Iterator[
     try:
         yield stack
     except BaseException as exc:
-        problem = clean_up(stack, log)
+        if isinstance(exc, KeyboardInterrupt):
+            # The interrupted CLI has exited (interrupt.py), but one killed outright leaves its
+            # lock behind: release it first, as the leftover job does, or destroy meets it.
+            stack.cancel()
+        problem = clean_up(stack, log, **cleanup)
         if problem:
             exc.add_note(f"and then the cleanup failed: {problem}")
         raise
-    problem = clean_up(stack, log)
+    problem = clean_up(stack, log, **cleanup)
     if problem:
         raise CleanupFailed(problem)
 
@@ -432,6 +562,8 @@ class AutomationStack:
 
     def __init__(self, stack: Any, log: Callable[[str], None] = print) -> None:
         self._stack = stack
+        self._project = stack  # the stack in the project directory; _stack may be a copy's
+        self._copy: Path | None = None
         self._log = log
 
     @property
@@ -439,31 +571,92 @@ class AutomationStack:
         return str(self._stack.name)
 
     def up(self) -> Update:
-        result = self._stack.up(
-            on_output=self._log,
-            on_error=self._log,
-            color="never",
-            policy_packs=[str(POLICY_PACK)],
-        )
+        try:
+            result = self._stack.up(
+                on_output=self._log,
+                on_error=self._log,
+                color="never",
+                policy_packs=[str(POLICY_PACK)],
+            )
+        except Exception as exc:
+            note = deployment_note(str(exc))
+            if note:
+                exc.add_note(note)
+            raise
         return Update(
             outputs={k: v.value for k, v in result.outputs.items()},
             change_summary=result.summary.resource_changes or {},
         )
 
-    def preview(self) -> Preview:
+    def preview(self, refresh: bool = False) -> Preview:
+        steps: list[Step] = []
+
+        def on_event(event: Any) -> None:
+            pre = event.resource_pre_event
+            if pre is not None:
+                m = pre.metadata
+                steps.append(Step(m.urn, m.type, _op(m.op), tuple(m.diffs or ())))
+
         result = self._stack.preview(
             on_output=self._log,
             on_error=self._log,
+            on_event=on_event,
             color="never",
             diff=True,
+            refresh=refresh,
             policy_packs=[str(POLICY_PACK)],
         )
-        return Preview(result.change_summary, result.stdout)
+        return Preview(result.change_summary, result.stdout, tuple(steps))
 
     def set_config(self, key: str, value: str) -> None:
         from pulumi import automation as auto  # noqa: PLC0415 - only where it runs
 
         self._stack.set_config(key, auto.ConfigValue(value=value), path=True)
+
+    def use_unhealthy_name(self, unhealthy: bool) -> None:
+        """The same stack, run from a copy of the project whose name image cannot start (a
+        temporary directory), or back from the project directory."""
+        from pulumi import automation as auto  # noqa: PLC0415
+
+        if not unhealthy:
+            self._stack = self._project
+            if self._copy is not None:
+                shutil.rmtree(self._copy.parent, ignore_errors=True)
+                self._copy = None
+            return
+        workspace = self._project.workspace
+        root = Path(workspace.work_dir)
+        settings = sorted(root.glob(f"Pulumi.{self.name.rsplit('/', 1)[-1]}.y*ml"))
+        self._copy = unhealthy_copy(
+            root, Path(tempfile.mkdtemp(prefix="e2e-")) / "project", settings
+        )
+        self._stack = auto.select_stack(
+            self.name,
+            work_dir=str(self._copy),
+            opts=auto.LocalWorkspaceOptions(
+                pulumi_command=workspace.pulumi_command, env_vars=workspace.env_vars
+            ),
+        )
+
+    def deployment(self) -> Mapping[str, Any]:
+        """The stack's checkpoint as `pulumi stack export` prints it, secrets left encrypted:
+        the SDK's export_stack passes --show-secrets, which needs the secrets provider."""
+        workspace = self._stack.workspace
+        result = workspace.pulumi_command.run(
+            ["stack", "export", "--stack", self.name], workspace.work_dir, workspace.env_vars
+        )
+        return dict(json.loads(result.stdout).get("deployment") or {})
+
+    def pending_operations(self) -> list[PendingOperation]:
+        return pending_operations_of(self.deployment())
+
+    def cancel(self) -> None:
+        from pulumi import automation as auto  # noqa: PLC0415
+
+        try:
+            self._stack.cancel()
+        except auto.CommandError as exc:  # no update in progress: nothing to release
+            self._log(f"e2e: nothing to cancel ({str(exc).strip().splitlines()[-1:]})")
 
     def destroy(self) -> None:
         self._stack.destroy(on_output=self._log, on_error=self._log, color="never")
@@ -473,20 +666,68 @@ class AutomationStack:
         self._stack.workspace.remove_stack(self._stack.name)
 
 
+# The provider's error when a service's deployment did not finish within the wait
+# (components/service.py, DEPLOYMENT_WAIT): the ECS waiter's state never became stable.
+DEPLOYMENT_TIMEOUT = "timeout while waiting for state to become 'tfSTABLE'"
+
+
+def deployment_note(error: str) -> str | None:
+    """What a failed update's error means, where the provider's words do not say it."""
+    if DEPLOYMENT_TIMEOUT not in error:
+        return None
+    return (
+        "an ECS deployment did not finish within its wait (20 minutes): on a stack with "
+        "capacity.spotWeight > 0 the likely cause is no Fargate Spot capacity (ECS retries the "
+        'Spot tasks and never falls back to FARGATE); its service events say "unable to place '
+        'a task" (docs/infrastructure.md, "A deployment that cannot finish")'
+    )
+
+
+def pending_operations_of(deployment: Mapping[str, Any]) -> list[PendingOperation]:
+    return [
+        PendingOperation(
+            kind=str(op.get("type", "")),
+            type=str(op.get("resource", {}).get("type", "")),
+            urn=str(op.get("resource", {}).get("urn", "")),
+        )
+        for op in deployment.get("pending_operations") or []
+    ]
+
+
+def secrets_settings_of(deployment: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(secrets provider URL, encrypted data key) of a stack whose secrets provider is a cloud
+    KMS (`secrets_providers` of its checkpoint), or None (Pulumi Cloud's own, or passphrase)."""
+    provider = deployment.get("secrets_providers") or {}
+    state = provider.get("state") or {}
+    if provider.get("type") != "cloud" or not state.get("url") or not state.get("encryptedkey"):
+        return None
+    return str(state["url"]), str(state["encryptedkey"])
+
+
 def workspace_options(
-    environ: Mapping[str, str], config: Mapping[str, Any] | None, short: str
+    environ: Mapping[str, str],
+    config: Mapping[str, Any] | None,
+    short: str,
+    command: Any = None,
 ) -> Any:
+    """`command`: the PulumiCommand to run the CLI with (ForwardingPulumiCommand where it runs
+    for real; None leaves the SDK's, which looks the CLI up on PATH when used)."""
     from pulumi import automation as auto  # noqa: PLC0415
 
     return auto.LocalWorkspaceOptions(
         secrets_provider=environ.get(SECRETS_PROVIDER_ENV) or None,
         # Written to Pulumi.<stack>.yaml before `stack init`: nested values stay nested.
         stack_settings={short: auto.StackSettings(config=dict(config))} if config else None,
+        pulumi_command=command,
     )
 
 
 def create_stack(
-    name: StackName, config: Mapping[str, Any], environ: Mapping[str, str], root: Path = ROOT
+    name: StackName,
+    config: Mapping[str, Any],
+    environ: Mapping[str, str],
+    root: Path = ROOT,
+    command: Any = None,
 ) -> Any:
     """`pulumi stack init` of a new stack; its config file goes away if that fails."""
     from pulumi import automation as auto  # noqa: PLC0415
@@ -499,7 +740,7 @@ def create_stack(
         return auto.create_stack(
             name.qualified,
             work_dir=str(root),
-            opts=workspace_options(environ, config, name.short),
+            opts=workspace_options(environ, config, name.short, command),
         )
     except BaseException as exc:
         settings.unlink(missing_ok=True)
@@ -514,38 +755,89 @@ def create_stack(
         raise
 
 
-def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
-    """`cleanup`: destroy and remove the stack named by E2E_STACK if it still exists."""
+def restore_secrets_settings(stack: Any, deployment: Mapping[str, Any], short: str) -> bool:
+    """Give a stack selected without its Pulumi.<stack>.yaml (a fresh checkout) the secrets
+    provider and data key its checkpoint records. Without them the CLI falls back to a
+    passphrase secrets manager and fails (pulumi/pulumi#17236, #5657). True if written."""
+    from pulumi import automation as auto  # noqa: PLC0415
+
+    found = secrets_settings_of(deployment)
+    if found is None:
+        return False
+    try:
+        settings = stack.workspace.stack_settings(short)
+    except FileNotFoundError:  # the fresh checkout: no Pulumi.<stack>.yaml at all
+        settings = auto.StackSettings()
+    if settings.secrets_provider and settings.encrypted_key:
+        return False
+    settings.secrets_provider, settings.encrypted_key = found
+    stack.workspace.save_stack_settings(short, settings)
+    return True
+
+
+# Seconds the cleanup may take (E2E_CLEANUP_SECONDS): the workflow gives a step for a cancelled
+# run less, since GitHub force-terminates a cancelled run's steps 5 minutes after the cancel.
+CLEANUP_SECONDS_ENV = "E2E_CLEANUP_SECONDS"
+CLEANUP_SECONDS = 20 * 60
+
+
+def main(argv: list[str], environ: Mapping[str, str] = os.environ, command: Any = None) -> int:
+    """`cleanup`: destroy and remove the stack named by E2E_STACK if it still exists.
+    `command`: the PulumiCommand to use (the tests' stand-in CLI); else the one on PATH."""
     if argv != ["cleanup"]:
         print("usage: python -m tests.e2e.lifecycle cleanup   (stack from E2E_STACK)")
         return 2
     if not environ.get(STACK_ENV):
         print(f"e2e cleanup: set {STACK_ENV} to the stack's name")
         return 2
-    if shutil.which("pulumi") is None:
+    if command is None and shutil.which("pulumi") is None:
         print("e2e cleanup: the pulumi CLI is not on PATH")
         return 1
     from pulumi import automation as auto  # noqa: PLC0415
 
+    from tests.e2e.interrupt import ForwardingPulumiCommand, terminate_as_interrupt  # noqa: PLC0415
+
+    seconds = float(environ.get(CLEANUP_SECONDS_ENV) or CLEANUP_SECONDS)
     name = stack_name(environ)
+    command = command or ForwardingPulumiCommand()
     try:
         stack = auto.select_stack(
-            name.qualified, work_dir=str(ROOT), opts=workspace_options(environ, None, name.short)
+            name.qualified,
+            work_dir=str(ROOT),
+            opts=workspace_options(environ, None, name.short, command),
         )
     except auto.StackNotFoundError:
-        print(f"e2e cleanup: no stack {name.qualified}: nothing left behind")
+        print(f"e2e cleanup: no stack {name.qualified}: nothing left behind", flush=True)
         return 0
-    # A test killed mid-update leaves Pulumi Cloud's lock on the stack; release it (an error
-    # here only means there was no update to cancel, or a backend without the operation).
+    if threading_main():
+        terminate_as_interrupt()
+    e2e = AutomationStack(stack)
+    try:
+        deployment = e2e.deployment()
+    except auto.CommandError as exc:  # then the destroy below says what is wrong
+        print(f"e2e cleanup: could not export the stack ({str(exc).strip().splitlines()[-1:]})")
+        deployment = {}
+    if restore_secrets_settings(stack, deployment, name.short):
+        print(f"e2e cleanup: Pulumi.{name.short}.yaml restored from the stack's checkpoint")
+    # A run killed mid-update leaves the stack locked (Pulumi Cloud: an update in progress;
+    # self-managed: a lock file, which `pulumi cancel` deletes too). Release it first; an error
+    # here only means there was no update to cancel.
     try:
         stack.cancel()
     except auto.CommandError as exc:
         print(f"e2e cleanup: nothing cancelled ({str(exc).strip().splitlines()[-1:]})")
-    problem = clean_up(AutomationStack(stack))
+    problem = clean_up(e2e, seconds=seconds)
     if problem:
         print(f"e2e cleanup: {problem}")
         return 1
     return 0
+
+
+def threading_main() -> bool:
+    """Signal handlers can be installed from the main thread only."""
+    import threading  # noqa: PLC0415
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

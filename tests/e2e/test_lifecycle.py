@@ -8,20 +8,23 @@ failure would each pass silently on AWS or leave a billed stack behind.
 
 from __future__ import annotations
 
+import ast
 import functools
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+import yaml
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
 import config
 from deploy.github_oidc.names import DEFAULT_STACKS
-from tests.e2e import lifecycle
+from tests.e2e import interrupt, lifecycle, rollback
 from tests.e2e.lifecycle import (
     Budget,
     CleanupFailed,
@@ -32,6 +35,7 @@ from tests.e2e.lifecycle import (
     Update,
     WrongAnswer,
 )
+from tests.e2e.rollback import RollbackHidden, RollbackReportedAsSuccess, Step
 
 # The seed's README shows this answer (us-east-2 hostnames of two Fargate tasks).
 SEED_ANSWER = (
@@ -40,6 +44,10 @@ SEED_ANSWER = (
 )
 URL = "http://entry-1234567890.us-east-1.elb.amazonaws.com/"
 NO_OUTPUT: Callable[[str], None] = lambda _: None  # noqa: E731
+NAME_SERVICE_URN = (
+    "urn:pulumi:e2e::fargate-service-discovery::"
+    "fargate-service-discovery:service:DiscoverableService$aws:ecs/service:Service"
+)
 
 
 class Clock:
@@ -64,7 +72,11 @@ class FakeStack:
 
     fail_at: the operation that raises; destroy_failures: how many destroys raise first;
     preview_summary: what the second preview reports; stale: hello never sees new tasks;
-    reachable: how many name tasks hello reaches at most (1: stuck on the first record).
+    reachable: how many name tasks hello reaches at most (1: stuck on the first record);
+    rollback: what `up` of the unhealthy name revision does ("fails": the provider's error,
+    "succeeds": an old provider's false success, "build": fails for another reason);
+    hidden: after the rollback, the refreshed preview plans no taskDefinition update;
+    pending: the checkpoint's pending operations.
     """
 
     def __init__(
@@ -77,8 +89,16 @@ class FakeStack:
         stale: bool = False,
         reachable: int | None = None,
         initial: int = 2,
+        rollback: str = "fails",
+        hidden: bool = False,
+        pending: list[lifecycle.PendingOperation] | None = None,
     ) -> None:
         self.calls: list[str] = []
+        self.rollback = rollback
+        self.hidden = hidden
+        self.pending = pending or []
+        self.unhealthy = False
+        self.rolled_back = False
         self.fail_at = fail_at
         self.destroy_failures = destroy_failures
         self.preview_summary = preview_summary or {"same": 40}
@@ -101,14 +121,46 @@ class FakeStack:
 
     def up(self) -> Update:
         self._call("up")
+        if self.unhealthy:
+            return self._up_unhealthy()
         self.ups += 1
         if not self.stale or self.running == 0:
             self.running = self.desired
         return Update({"url": URL}, {"create": 60} if self.ups == 1 else self.scale_summary)
 
-    def preview(self) -> Preview:
-        self._call("preview")
-        return Preview(self.preview_summary, "diff text of the preview")
+    def _up_unhealthy(self) -> Update:
+        if self.rollback == "build":
+            raise RuntimeError("error: docker build failed")
+        self.rolled_back = True
+        if self.rollback == "succeeds":
+            return Update({"url": URL}, {"same": 39, "update": 1})
+        raise RuntimeError(
+            "error: waiting for ECS Service (arn:aws:ecs:us-east-1:123456789012:service/"
+            "fargate-service-discovery-e2e/name-abc1234) update: ECS Deployment Circuit "
+            "Breaker was triggered"
+        )
+
+    def preview(self, refresh: bool = False) -> Preview:
+        self._call("preview --refresh" if refresh else "preview")
+        if not self.rolled_back:
+            return Preview(self.preview_summary, "diff text of the preview")
+        urn = f"{NAME_SERVICE_URN}::name"
+        step = Step(urn, "aws:ecs/service:Service", "update", ("taskDefinition",))
+        # What the engine plans for a resource saved with init errors when nothing is read
+        # back: an update with no changed keys (rollback.py).
+        steps = (Step(urn, step.type, "update", ()),) if self.hidden or not refresh else (step,)
+        return Preview({"same": 39, "update": 1}, "~ name", steps)
+
+    def use_unhealthy_name(self, unhealthy: bool) -> None:
+        self._call(f"use_unhealthy_name {unhealthy}")
+        self.unhealthy = unhealthy
+
+    def pending_operations(self) -> list[lifecycle.PendingOperation]:
+        self._call("pending_operations")
+        return self.pending
+
+    def cancel(self) -> None:
+        self._call("cancel")
 
     def set_config(self, key: str, value: str) -> None:
         self._call(f"set_config {key}={value}")
@@ -141,7 +193,7 @@ def scenario(
 ) -> None:
     """The real test's body (test_e2e.py), with the fakes."""
     clock = clock or Clock()
-    with lifecycle.cleaned_up(stack, log=NO_OUTPUT):
+    with lifecycle.cleaned_up(stack, log=NO_OUTPUT, clock=clock, sleep=clock.sleep):
         run(
             stack,
             initial=2,
@@ -149,6 +201,8 @@ def scenario(
             budget=budget or Budget(),
             log=NO_OUTPUT,
             sample=functools.partial(lifecycle.sample_until, clock=clock, sleep=clock.sleep),
+            clock=clock,
+            sleep=clock.sleep,
         )
 
 
@@ -309,10 +363,18 @@ def test_the_scenario_runs_in_order_and_ends_destroyed_and_removed() -> None:
     scenario(stack)
     assert stack.calls == [
         "up",
-        "preview",
+        # Refreshed: drift only a read of the real resources shows is a perpetual diff too.
+        "preview --refresh",
         f"set_config {lifecycle.MIN_COUNT_KEY}=3",
         f"set_config {lifecycle.DESIRED_COUNT_KEY}=3",
         "up",
+        # The rollback check: an unhealthy name revision, up fails, a refreshed preview.
+        "use_unhealthy_name True",
+        "up",
+        "preview --refresh",
+        "use_unhealthy_name False",
+        # Read before destroy: a successful destroy drops them from the state.
+        "pending_operations",
         "destroy",
         "remove",
     ]
@@ -326,7 +388,7 @@ def test_hello_reaching_one_name_task_only_fails_within_the_settle_budget() -> N
     with pytest.raises(NotSettled, match="wanted 2 distinct name tasks within 120 s"):
         scenario(stack, clock, Budget(settle=120, scale=90))
     assert 120 <= clock.now - 1000 <= 123
-    assert stack.calls == ["up", "destroy", "remove"]
+    assert stack.calls == ["up", "pending_operations", "destroy", "remove"]
 
 
 def test_hello_not_reaching_the_new_task_fails_within_the_scale_budget() -> None:
@@ -343,7 +405,7 @@ def test_a_perpetual_diff_fails_the_scenario_and_the_stack_is_still_destroyed() 
     stack = FakeStack(preview_summary={"same": 39, "replace": 1})
     with pytest.raises(UnexpectedChanges):
         scenario(stack)
-    assert stack.calls == ["up", "preview", "destroy", "remove"]
+    assert stack.calls == ["up", "preview --refresh", "pending_operations", "destroy", "remove"]
 
 
 def test_a_scale_out_that_replaces_resources_fails() -> None:
@@ -353,20 +415,186 @@ def test_a_scale_out_that_replaces_resources_fails() -> None:
     assert stack.calls[-2:] == ["destroy", "remove"]
 
 
-@pytest.mark.parametrize("op", ["up", "preview", f"set_config {lifecycle.DESIRED_COUNT_KEY}=3"])
+@pytest.mark.parametrize(
+    "op", ["up", "preview --refresh", f"set_config {lifecycle.DESIRED_COUNT_KEY}=3"]
+)
 def test_a_failure_anywhere_still_destroys_then_removes_the_stack(op: str) -> None:
     stack = FakeStack(fail_at=op)
     with pytest.raises(RuntimeError, match="failed on purpose"):
         scenario(stack)
-    assert stack.calls[-3:] == [op, "destroy", "remove"]
+    assert stack.calls[-4:] == [op, "pending_operations", "destroy", "remove"]
 
 
-def test_a_destroy_that_fails_once_is_retried() -> None:
-    """AWS releases a stopped task's network interface late, and its security group cannot
-    be deleted until then: a second destroy usually finishes the job."""
-    stack = FakeStack(destroy_failures=1)
+def test_a_destroy_that_fails_is_retried_after_minutes_not_at_once() -> None:
+    """AWS releases a stopped task's network interface minutes after the task stops, and its
+    security group cannot be deleted until then: a retry at once fails the same way."""
+    stack = FakeStack(destroy_failures=2)
+    clock = Clock()
+    with lifecycle.cleaned_up(stack, log=NO_OUTPUT, clock=clock, sleep=clock.sleep):
+        pass
+    assert stack.calls == ["pending_operations", "destroy", "destroy", "destroy", "remove"]
+    # Waited 60 s, then 120 s: DESTROY_RETRY_WAITS, each longer than the last.
+    assert clock.now - 1000 == sum(lifecycle.DESTROY_RETRY_WAITS[:2])
+    assert list(lifecycle.DESTROY_RETRY_WAITS) == sorted(lifecycle.DESTROY_RETRY_WAITS)
+    assert lifecycle.DESTROY_RETRY_WAITS[0] >= 60
+
+
+def test_destroy_retries_stop_where_the_cleanup_budget_ends() -> None:
+    """A cancelled GitHub run gets about 5 minutes: no retry starts that cannot finish in the
+    cleanup's budget; the stack is kept for the next run's leftover job."""
+    stack = FakeStack(destroy_failures=4)
+    clock = Clock()
+    problem = lifecycle.clean_up(stack, NO_OUTPUT, seconds=150, clock=clock, sleep=clock.sleep)
+    assert problem is not None
+    assert "stack is kept" in problem
+    assert "attempt 2" in problem  # after 60 s; the 120 s wait would end past 150 s
+    assert stack.calls == ["pending_operations", "destroy", "destroy"]
+    assert clock.now - 1000 == 60
+
+
+def test_pending_creates_are_read_before_destroy_and_keep_the_stack() -> None:
+    """A create interrupted mid-way may have made a resource the state does not hold; destroy
+    and `stack rm` would both forget it, so the stack is kept and the resource named."""
+    pending = lifecycle.PendingOperation(
+        "creating", "aws:ec2/natGateway:NatGateway", "urn:pulumi:e2e::p::aws:ec2/natGateway::nat"
+    )
+    stack = FakeStack(pending=[pending])
+    with pytest.raises(CleanupFailed, match="pending operation") as failed:
+        scenario(stack)
+    assert "aws:ec2/natGateway:NatGateway" in str(failed.value)
+    assert stack.calls[-2:] == ["pending_operations", "destroy"]
+    assert "remove" not in stack.calls
+
+
+def test_pending_updates_and_deletes_do_not_keep_the_stack() -> None:
+    """Resources being updated or deleted are in the state: destroy takes care of them."""
+    pending = [
+        lifecycle.PendingOperation(kind, "aws:ecs/service:Service", "urn:x")
+        for kind in ("updating", "deleting")
+    ]
+    stack = FakeStack(pending=pending)
     scenario(stack)
-    assert stack.calls[-3:] == ["destroy", "destroy", "remove"]
+    assert stack.calls[-1] == "remove"
+
+
+def test_the_checkpoint_pending_operations_are_read_as_exported() -> None:
+    deployment = {
+        "pending_operations": [
+            {"resource": {"urn": "urn:a", "type": "aws:ec2/vpc:Vpc"}, "type": "creating"},
+        ]
+    }
+    assert lifecycle.pending_operations_of(deployment) == [
+        lifecycle.PendingOperation("creating", "aws:ec2/vpc:Vpc", "urn:a")
+    ]
+    assert lifecycle.pending_operations_of({}) == []
+
+
+# --- a revision ECS rolls back ------------------------------------------------------------------
+
+
+def test_a_rollback_that_fails_up_and_stays_wanted_passes() -> None:
+    stack = FakeStack()
+    scenario(stack)
+    assert not stack.unhealthy  # switched back before the cleanup
+    assert stack.calls[-1] == "remove"
+
+
+def test_an_up_that_reports_success_after_a_rollback_fails_the_test() -> None:
+    """An old provider called a rolled-back service stable: `up` succeeded (pulumi-aws#4487)."""
+    stack = FakeStack(rollback="succeeds")
+    with pytest.raises(RollbackReportedAsSuccess, match="4487"):
+        scenario(stack)
+    assert stack.calls[-3:] == ["pending_operations", "destroy", "remove"]
+    assert "use_unhealthy_name False" in stack.calls
+
+
+def test_a_failure_other_than_the_ecs_wait_is_not_taken_for_the_rollback() -> None:
+    stack = FakeStack(rollback="build")
+    with pytest.raises(RuntimeError, match="docker build failed"):
+        scenario(stack)
+
+
+def test_a_state_that_claims_the_failed_revision_runs_fails_the_test() -> None:
+    """An update planned for the init errors only (no taskDefinition diff) sends nothing to
+    ECS: the next `up` would succeed and leave the old revision running."""
+    stack = FakeStack(hidden=True)
+    clock = Clock()
+    with pytest.raises(RollbackHidden, match="taskDefinition"):
+        scenario(stack, clock, Budget(rollback=200, rollback_pause=60))
+    # Previewed again while the rollback may still run: at 0, 60, 120 and 180 s of the 200 s,
+    # after the second preview of the scenario itself.
+    assert stack.calls.count("preview --refresh") == 1 + 4
+
+
+def test_a_rollback_that_shows_late_is_waited_for() -> None:
+    """An `up` whose wait timed out before the circuit breaker tripped: the rollback shows in
+    a later refreshed preview."""
+    stack = FakeStack(hidden=True)
+    previews = 0
+    original = stack.preview
+
+    def later(refresh: bool = False) -> Preview:
+        nonlocal previews
+        previews += 1
+        stack.hidden = previews < 3  # the second, first and second rollback previews miss it
+        return original(refresh)
+
+    stack.preview = later  # type: ignore[method-assign]
+    scenario(stack)
+    assert stack.calls.count("preview --refresh") == 3
+    assert stack.calls[-1] == "remove"
+
+
+def test_only_a_task_definition_update_of_that_service_counts() -> None:
+    other = Step(
+        f"{NAME_SERVICE_URN}::hello", "aws:ecs/service:Service", "update", ("taskDefinition",)
+    )
+    replaced = Step(f"{NAME_SERVICE_URN}::name", "aws:ecs/service:Service", "replace", ("name",))
+    for steps in ([], [other], [replaced]):
+        with pytest.raises(RollbackHidden):
+            rollback.require_rollback_visible(steps)
+    rollback.require_rollback_visible(
+        [
+            Step(
+                f"{NAME_SERVICE_URN}::name",
+                "aws:ecs/service:Service",
+                "update",
+                ("taskDefinition", "tags"),
+            )
+        ]
+    )
+
+
+def test_the_unhealthy_copy_changes_only_the_copy_of_names_image(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "apps" / "name").mkdir(parents=True)
+    (root / "apps" / "hello").mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / ".venv").mkdir()
+    original = 'FROM python\nCMD ["python", "-m", "apps.name"]\n'
+    (root / "apps" / "name" / "Dockerfile").write_text(original)
+    (root / "apps" / "hello" / "Dockerfile").write_text("FROM python\n")
+    (root / "Pulumi.yaml").write_text(
+        "name: p\nruntime:\n  name: python\n  options:\n    toolchain: uv\n    virtualenv: .venv\n"
+    )
+    settings = root / "Pulumi.e2e.yaml"
+    settings.write_text("config: {}\n")
+    dest = rollback.unhealthy_copy(root, tmp_path / "copy", [settings])
+    dockerfile = (dest / "apps" / "name" / "Dockerfile").read_text()
+    # Docker runs the last CMD: the copy's name container exits at once.
+    assert dockerfile.splitlines()[-1] == rollback.UNHEALTHY_CMD
+    assert dockerfile.startswith(original)
+    assert (root / "apps" / "name" / "Dockerfile").read_text() == original
+    assert (dest / "apps" / "hello" / "Dockerfile").read_text() == "FROM python\n"
+    assert (dest / "Pulumi.e2e.yaml").read_text() == "config: {}\n"
+    # The project's virtualenv runs the copy's program as it is: no `uv sync` from the copy.
+    runtime = yaml.safe_load((dest / "Pulumi.yaml").read_text())["runtime"]
+    assert runtime == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": str((root / ".venv").resolve())},
+    }
+    assert not (dest / ".venv").exists()
+    assert not (dest / ".git").exists()
 
 
 def test_an_interrupt_still_destroys_the_stack() -> None:
@@ -379,23 +607,24 @@ def test_an_interrupt_still_destroys_the_stack() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         scenario(stack, run=interrupted)
-    assert stack.calls == ["up", "destroy", "remove"]
+    # Cancelled first: a CLI killed outright leaves the stack locked, and destroy would fail.
+    assert stack.calls == ["up", "cancel", "pending_operations", "destroy", "remove"]
 
 
 def test_a_failed_destroy_is_reported_without_hiding_the_original_failure() -> None:
-    stack = FakeStack(fail_at="preview", destroy_failures=2)
-    with pytest.raises(RuntimeError, match="preview failed on purpose") as failure:
+    stack = FakeStack(fail_at="preview --refresh", destroy_failures=4)
+    with pytest.raises(RuntimeError, match="preview --refresh failed on purpose") as failure:
         scenario(stack)
     notes = " ".join(getattr(failure.value, "__notes__", []))
     assert "cleanup failed" in notes
     assert "DependencyViolation" in notes
     assert "pulumi destroy -s e2e-fake" in notes
     # Its state is the only record of what is left: a stack that failed to destroy is kept.
-    assert stack.calls == ["up", "preview", "destroy", "destroy"]
+    assert stack.calls == ["up", "preview --refresh", "pending_operations", *["destroy"] * 4]
 
 
 def test_a_failed_destroy_after_a_passing_scenario_fails_the_test() -> None:
-    stack = FakeStack(destroy_failures=2)
+    stack = FakeStack(destroy_failures=4)
     with pytest.raises(CleanupFailed, match="DependencyViolation"):
         scenario(stack)
     assert "remove" not in stack.calls
@@ -559,7 +788,46 @@ class SdkStack:
 
     def preview(self, **kwargs: Any) -> auto.PreviewResult:
         self.calls.append(("preview", kwargs))
+        # What the engine sends for name's service after a rollback, read by the SDK's parser.
+        kwargs["on_event"](
+            auto.EngineEvent.from_json(
+                {
+                    "sequence": 1,
+                    "timestamp": 0,
+                    "resourcePreEvent": {
+                        "metadata": {
+                            "op": "update",
+                            "urn": f"{NAME_SERVICE_URN}::name",
+                            "type": "aws:ecs/service:Service",
+                            "provider": "",
+                            "diffs": ["taskDefinition"],
+                        }
+                    },
+                }
+            )
+        )
+        kwargs["on_event"](auto.EngineEvent.from_json({"sequence": 2, "timestamp": 0}))
         return auto.PreviewResult("~ name update", "", engine_words({"same": 40}))
+
+    # The workspace's side: the CLI itself, for `stack export` without --show-secrets.
+    work_dir = "/project"
+    env_vars: Mapping[str, str] = MappingProxyType({})
+
+    @property
+    def pulumi_command(self) -> SdkStack:
+        return self
+
+    def run(self, args: list[str], cwd: str, env: Mapping[str, str]) -> auto.CommandResult:
+        self.calls.append(("run", {"args": args, "cwd": cwd}))
+        deployment = {
+            "pending_operations": [
+                {
+                    "resource": {"urn": "urn:n", "type": "aws:ec2/natGateway:NatGateway"},
+                    "type": "creating",
+                }
+            ]
+        }
+        return auto.CommandResult(json.dumps({"version": 3, "deployment": deployment}), "", 0)
 
     def set_config(self, key: str, value: auto.ConfigValue, *, path: bool) -> None:
         self.calls.append(("set_config", {"key": key, "value": value.value, "path": path}))
@@ -577,11 +845,27 @@ def test_the_adapter_reads_the_sdk_results_and_sets_config_by_path() -> None:
     stack = lifecycle.AutomationStack(sdk, log=lines.append)
     assert stack.name == "acme/e2e-abc"
     assert stack.up() == Update({"url": URL}, {"same": 39, "update": 1})
-    assert stack.preview() == Preview({"same": 40}, "~ name update")
+    preview = stack.preview(refresh=True)
+    assert preview.change_summary == {"same": 40}
+    assert preview.stdout == "~ name update"
+    # The steps the rollback check reads, from the engine's resource-pre events only.
+    assert preview.steps == (
+        Step(f"{NAME_SERVICE_URN}::name", "aws:ecs/service:Service", "update", ("taskDefinition",)),
+    )
     stack.set_config(lifecycle.DESIRED_COUNT_KEY, "3")
     stack.destroy()
     stack.remove()
     assert [op for op, _ in sdk.calls] == ["up", "preview", "set_config", "destroy", "remove_stack"]
+    assert sdk.calls[1][1]["refresh"] is True
+    # Pending operations from `stack export` without --show-secrets (the secrets provider may
+    # be missing), in the project directory.
+    assert stack.pending_operations() == [
+        lifecycle.PendingOperation("creating", "aws:ec2/natGateway:NatGateway", "urn:n")
+    ]
+    assert sdk.calls[-1][1] == {
+        "args": ["stack", "export", "--stack", "acme/e2e-abc"],
+        "cwd": "/project",
+    }
     # name.desiredCount is a path into the name object, not a key of its own.
     assert sdk.calls[2][1] == {"key": lifecycle.DESIRED_COUNT_KEY, "value": "3", "path": True}
     assert sdk.calls[4][1] == {"name": "acme/e2e-abc"}
@@ -623,3 +907,169 @@ def test_a_stack_left_by_an_earlier_run_is_named_with_the_way_to_clear_it(
         lifecycle.create_stack(name, {"aws:region": "eu-west-1"}, {}, root=tmp_path)
     assert "E2E_STACK=e2e python -m tests.e2e.lifecycle cleanup" in "".join(raised.value.__notes__)
     assert not (tmp_path / "Pulumi.e2e.yaml").exists()
+
+
+class Workspace:
+    """The settings side of a LocalWorkspace: Pulumi.<stack>.yaml as StackSettings."""
+
+    def __init__(self, settings: auto.StackSettings | None) -> None:
+        self.settings = settings
+        self.saved: list[tuple[str, auto.StackSettings]] = []
+        self.workspace = self
+
+    def stack_settings(self, name: str) -> auto.StackSettings:
+        if self.settings is None:  # as LocalWorkspace says when Pulumi.<stack>.yaml is missing
+            raise FileNotFoundError("failed to find stack settings file in workdir: /project")
+        return self.settings
+
+    def save_stack_settings(self, name: str, settings: auto.StackSettings) -> None:
+        self.saved.append((name, settings))
+
+
+KMS_STACK = {
+    "secrets_providers": {
+        "type": "cloud",
+        "state": {"url": "awskms://alias/pulumi", "encryptedkey": "AQICAHh...=="},
+    }
+}
+
+
+def test_a_fresh_checkout_gets_the_secrets_provider_its_checkpoint_records() -> None:
+    """The leftover job runs on a new runner, without Pulumi.e2e.yaml: without the provider and
+    data key the CLI falls back to a passphrase and every later run stops there."""
+    stack = Workspace(None)
+    assert lifecycle.restore_secrets_settings(stack, KMS_STACK, "e2e") is True
+    ((name, settings),) = stack.saved
+    assert name == "e2e"
+    assert settings.secrets_provider == "awskms://alias/pulumi"
+    assert settings.encrypted_key == "AQICAHh...=="
+
+
+def test_settings_that_name_their_provider_or_a_service_managed_stack_are_left_alone() -> None:
+    kept = Workspace(auto.StackSettings(secrets_provider="awskms://alias/x", encrypted_key="k"))
+    assert lifecycle.restore_secrets_settings(kept, KMS_STACK, "e2e") is False
+    service = {"secrets_providers": {"type": "service", "state": {"url": "https://api"}}}
+    fresh = Workspace(None)
+    assert lifecycle.restore_secrets_settings(fresh, service, "e2e") is False
+    assert lifecycle.restore_secrets_settings(fresh, {}, "e2e") is False
+    assert kept.saved == fresh.saved == []
+
+
+def test_the_unhealthy_revision_runs_from_a_copy_and_the_project_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "apps" / "name").mkdir(parents=True)
+    (project / "apps" / "name" / "Dockerfile").write_text("FROM python\n")
+    (project / "Pulumi.e2e-abc.yaml").write_text("config: {}\n")
+    (project / "Pulumi.yaml").write_text("name: p\nruntime: {name: python}\n")
+    sdk = SdkStack()
+    sdk.work_dir = str(project)
+    selected: list[tuple[str, str]] = []
+    copy = SdkStack()
+
+    def select_stack(name: str, *, work_dir: str, opts: auto.LocalWorkspaceOptions) -> SdkStack:
+        selected.append((name, work_dir))
+        assert opts.pulumi_command is sdk  # the same CLI, interrupts forwarded alike
+        return copy
+
+    monkeypatch.setattr(auto, "select_stack", select_stack)
+    stack = lifecycle.AutomationStack(sdk, log=NO_OUTPUT)
+    stack.use_unhealthy_name(True)
+    ((name, work_dir),) = selected
+    assert name == "acme/e2e-abc"
+    copied = Path(work_dir)
+    assert rollback.UNHEALTHY_CMD in (copied / "apps" / "name" / "Dockerfile").read_text()
+    assert (copied / "Pulumi.e2e-abc.yaml").is_file()
+    stack.up()
+    assert [op for op, _ in copy.calls] == ["up"]
+    stack.use_unhealthy_name(False)
+    stack.up()
+    assert [op for op, _ in sdk.calls] == ["up"]
+    assert not copied.exists()
+
+
+def test_a_deployment_that_never_finishes_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider says only that its wait timed out; the note names the Spot shortage that
+    makes a dev stack's deployment unable to finish, and where to look."""
+    sdk = SdkStack()
+    error = auto.CommandError(
+        auto.CommandResult(
+            "",
+            "error: waiting for ECS Service (arn:aws:ecs:...:service/c/name-abc) update: timeout "
+            "while waiting for state to become 'tfSTABLE' (last state: 'tfPENDING', timeout: "
+            "20m0s)",
+            255,
+        )
+    )
+
+    def up(**_: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(sdk, "up", up)
+    with pytest.raises(auto.CommandError) as raised:
+        lifecycle.AutomationStack(sdk, log=NO_OUTPUT).up()
+    assert "Fargate Spot" in " ".join(raised.value.__notes__)
+    assert lifecycle.deployment_note("error: docker build failed") is None
+
+
+def test_the_note_names_the_wait_the_services_are_given() -> None:
+    """components/service.py's DEPLOYMENT_WAIT, read from its source (importing it would import
+    pulumi_aws, seconds of this suite for one constant)."""
+    tree = ast.parse((lifecycle.ROOT / "components" / "service.py").read_text())
+    (call,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["DEPLOYMENT_WAIT"]
+    ]
+    assert isinstance(call, ast.Call)
+    waits = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    assert waits == {"create": "20m", "update": "20m"}
+    note = lifecycle.deployment_note(lifecycle.DEPLOYMENT_TIMEOUT)
+    assert note is not None
+    assert "20 minutes" in note
+
+
+class LeftoverStack(SdkStack):
+    """A stack an earlier run left on a self-managed backend, selected on a fresh runner."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settings: auto.StackSettings | None = None
+
+    def run(self, args: list[str], cwd: str, env: Mapping[str, str]) -> auto.CommandResult:
+        self.calls.append(("export", {"args": args}))
+        return auto.CommandResult(json.dumps({"version": 3, "deployment": KMS_STACK}), "", 0)
+
+    def stack_settings(self, name: str) -> auto.StackSettings:
+        if self.settings is None:
+            raise FileNotFoundError(name)
+        return self.settings
+
+    def save_stack_settings(self, name: str, settings: auto.StackSettings) -> None:
+        self.calls.append(("save_stack_settings", {"secrets_provider": settings.secrets_provider}))
+        self.settings = settings
+
+    def cancel(self) -> None:
+        self.calls.append(("cancel", {}))
+
+
+def test_the_leftover_job_restores_settings_then_cancels_then_destroys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leftover = LeftoverStack()
+    monkeypatch.setattr(auto, "select_stack", lambda *_, **__: leftover)
+    # Not in this test process: SIGTERM must keep ending pytest.
+    monkeypatch.setattr(interrupt, "terminate_as_interrupt", lambda: None)
+    environ = {lifecycle.STACK_ENV: "e2e", lifecycle.CLEANUP_SECONDS_ENV: "780"}
+    assert lifecycle.main(["cleanup"], environ, command=object()) == 0
+    assert [op for op, _ in leftover.calls] == [
+        "export",  # the secrets provider the checkpoint records
+        "save_stack_settings",
+        "cancel",  # a lock a killed run left
+        "export",  # pending operations, before destroy drops them
+        "destroy",
+        "remove_stack",
+    ]
+    assert leftover.calls[1][1] == {"secrets_provider": "awskms://alias/pulumi"}

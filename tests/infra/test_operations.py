@@ -115,6 +115,18 @@ def test_cooldowns_let_a_scale_in_finish_before_the_next(run: Run, key: str) -> 
     assert s.name.stop_timeout < autoscaling.SCALE_IN_COOLDOWN_SECONDS
 
 
+@pytest.mark.parametrize(
+    ("targets", "given"),
+    [({}, "neither"), ({"cpu": {"percent": 60}, "requests": {"requests": 50}}, "both")],
+)
+def test_autoscaling_tracks_exactly_one_target(targets: dict[str, Any], given: str) -> None:
+    """One of cpu and requests, never both: the package's schema cannot say "one of" (a Union
+    is refused by Pulumi's analyzer), so the component does, naming the fields."""
+    args: Any = {"cluster_name": "c", "service_name": "s", "min_count": 1, "max_count": 2}
+    with pytest.raises(ValueError, match=rf"exactly one of cpu and requests \({given}\)"):
+        autoscaling.policy_configuration({**args, **targets})
+
+
 # --- Capacity providers (Fargate Spot) -------------------------------------------------------
 
 

@@ -64,9 +64,17 @@ def name_queries(stack: StackProcess) -> int:
     return int(stack.status()["dns"]["queries"].get("name.internal.", 0))
 
 
-def replaced(status: dict[str, Any], victim: str) -> bool:
+def pid_of(status: dict[str, Any], address: str) -> int:
+    """The pid of the name replica at ``address``: a replica's identity, as an address is
+    taken again by a later replica once it is free (the finished list keeps both)."""
+    (pid,) = [r["pid"] for r in status["services"]["name"]["replicas"] if r["address"] == address]
+    return int(pid)
+
+
+def replaced(status: dict[str, Any], victim: int) -> bool:
+    """The replica with pid ``victim`` has finished, and name is settled again."""
     name = status["services"]["name"]
-    gone = any(r["address"] == victim for r in name["finished"])
+    gone = any(r["pid"] == victim for r in name["finished"])
     return gone and bool(name["settled"])
 
 
@@ -106,20 +114,22 @@ def load_hellos(load: Load) -> dict[str, int]:
 async def test_hard_kill_of_a_name_replica_under_load_fails_no_request(
     stack: StackProcess,
 ) -> None:
-    before = registered(await settle(stack, 3))
+    settled = await settle(stack, 3)
+    before = registered(settled)
     counters = await asyncio.to_thread(hello_counters, stack)
     victim = sorted(before)[0]
+    victim_pid = pid_of(settled, victim)
     async with Load(stack.front_url) as load:
         await load.more(WARMUP)
         killed_at = time.time()
         await asyncio.to_thread(stack.client.kill, "name", victim)
         # Settled again: the dead replica deregistered (after CRASH_DEREGISTER, as ECS
         # would notice), and its replacement started, healthy and registered.
-        status = await asyncio.to_thread(stack.wait_for, lambda s: replaced(s, victim))
+        status = await asyncio.to_thread(stack.wait_for, lambda s: replaced(s, victim_pid))
         (replacement,) = set(registered(status)) - set(before)
         await load.until(lambda: load.first_seen(replacement) is not None)
         await load.more(WARMUP)
-    dead = next(r for r in status["services"]["name"]["finished"] if r["address"] == victim)
+    dead = next(r for r in status["services"]["name"]["finished"] if r["pid"] == victim_pid)
     listed = dead["deregistered_at"] - killed_at
     while_listed = [s for s in load.samples if killed_at <= s.start < dead["deregistered_at"]]
     report(
@@ -354,8 +364,9 @@ def test_with_no_replace_a_crashed_replica_lowers_the_count(
         tmp_path_factory.mktemp("no-replace"), name=2, hello=0, extra=["--no-replace", *quick]
     ) as stack:
         first, second = sorted(r["address"] for r in stack.replicas("name"))
+        first_pid = pid_of(stack.status(), first)
         stack.client.kill("name", first)
-        status = stack.wait_for(lambda s: replaced(s, first))
+        status = stack.wait_for(lambda s: replaced(s, first_pid))
     name = status["services"]["name"]
     assert name["desired"] == 1
     assert [r["address"] for r in name["replicas"]] == [second]
