@@ -10,7 +10,7 @@ next `pulumi up`. The policy pack holds any service to the same (`service-connec
 
 Args are TypedDicts and this module has no `from __future__ import annotations`: the
 component that takes them is analysed by Pulumi's schema analyzer, which reads annotations at
-run time (docs: briefs' analyzer rules).
+run time (docs/package.md).
 """
 
 import re
