@@ -49,6 +49,20 @@ class ProxyAlarmsArgs(TypedDict):
     """The proxies' per-request timeout: a p99 above it means callers get 504s."""
 
 
+def check(args: ProxyAlarmsArgs) -> None:
+    """One clear error naming the argument and what is allowed."""
+    service = args["service"]
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", service):
+        raise ValueError(
+            f"ProxyAlarmsArgs.service={service!r}: expected lowercase letters, digits and '-'"
+        )
+    timeout = int(args["per_request_timeout_seconds"])
+    if timeout < 1:
+        raise ValueError(
+            f"ProxyAlarmsArgs.per_request_timeout_seconds={timeout}: expected at least 1"
+        )
+
+
 class ProxyAlarms(pulumi.ComponentResource):
     """Alarms on a Service Connect client-server service's 5xx rate and p99 response time."""
 
@@ -58,17 +72,10 @@ class ProxyAlarms(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ProxyAlarmsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        check(args)
         super().__init__("fargate-service-discovery:proxy_alarms:ProxyAlarms", name, None, opts)
         service = args["service"]
-        if not re.fullmatch(r"[a-z][a-z0-9-]*", service):
-            raise ValueError(
-                f"ProxyAlarmsArgs.service={service!r}: expected lowercase letters, digits and '-'"
-            )
         timeout = int(args["per_request_timeout_seconds"])
-        if timeout < 1:
-            raise ValueError(
-                f"ProxyAlarmsArgs.per_request_timeout_seconds={timeout}: expected at least 1"
-            )
         child = pulumi.ResourceOptions(parent=self)
         dimensions = {
             "ClusterName": args["cluster_name"],

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.proxy_alarms import ProxyAlarms, ProxyAlarmsArgs
+from components.proxy_alarms import ProxyAlarms, ProxyAlarmsArgs, check
 from tests.infra.support import ROOT
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -110,4 +110,4 @@ def test_bad_args_are_refused_naming_them(change: dict[str, Any], words: str) ->
         per_request_timeout_seconds=1,
     )
     with pytest.raises(ValueError, match=words):
-        ProxyAlarms("x", {**args, **change})  # type: ignore[typeddict-item]
+        check({**args, **change})  # type: ignore[typeddict-item]
