@@ -5,7 +5,7 @@
                   \\-- DNS: name.<namespace> (Cloud Map) --/
 
 hello finds name's tasks through Cloud Map DNS and balances across them itself; traffic
-between the two goes task to task. The configuration is validated in full (config.py) before
+between the two goes task to task. The configuration is validated in full (stack/) before
 any resource is declared.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-import config
+import stack
 from components.alarms import (
     Alarms,
     AlarmsArgs,
@@ -35,21 +35,22 @@ from components.dashboard import Dashboard, DashboardArgs, DashboardCaller, Dash
 from components.domain import PublicDomain, PublicDomainArgs
 from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
-from components.network import Network, NetworkArgs
+from components.network import Network
 from components.platform import AwsContext, Platform, PlatformArgs
 from components.running_tasks import RunningTasksAlarm, RunningTasksAlarmArgs
 from components.service import (
-    HEALTH_PATH,
     DiscoverableService,
     DiscoverableServiceArgs,
-    LoadBalancerTarget,
+    ServiceLoadBalancer,
     dns_name,
 )
+from stack.args import HEALTH_PATH, network_args
+from stack.args import service_args as stack_service_args
 
 # The services' build context, relative to this directory (see components/image.py).
 APPS_DIR = "apps"
 
-settings = config.load()
+settings = stack.load()
 
 # Looked up once and handed to whatever needs them.
 context = AwsContext(
@@ -59,7 +60,7 @@ context = AwsContext(
 )
 prefix = f"{pulumi.get_project()}-{pulumi.get_stack()}"
 
-network = Network("network", NetworkArgs(vpc=settings.network))
+network = Network("network", network_args(settings.network))
 platform = Platform(
     "platform",
     PlatformArgs(
@@ -82,42 +83,49 @@ images = {
 }
 
 
+# The services' cluster, handed out once its capacity providers are attached: ECS refuses a
+# strategy naming a provider the cluster lacks, and PutClusterCapacityProviders fails while a
+# service still uses one, so each service is created after them and deleted before them.
+cluster_arn = pulumi.Output.all(platform.cluster_arn, platform.capacity_providers.urn).apply(
+    lambda v: str(v[0])
+)
+
+
 def service_args(
     app: str,
-    service: config.ServiceSettings,
+    service: stack.ServiceSettings,
     deployment_alarms: Sequence[pulumi.Input[str]],
+    *,
     environment: Mapping[str, pulumi.Input[str]] | None = None,
-    load_balancer: LoadBalancerTarget | None = None,
+    load_balancer: ServiceLoadBalancer | None = None,
+    caller_dns_refresh_seconds: int | None = None,
 ) -> DiscoverableServiceArgs:
     """Everything name and hello have in common, plus what sets them apart."""
-    return DiscoverableServiceArgs(
-        settings=service,
-        architecture=settings.architecture,
-        image_uri=images[app].image_uri,
-        cluster_arn=platform.cluster_arn,
+    return stack_service_args(
+        settings,
+        service,
+        image=images[app].image_uri,
+        cluster_arn=cluster_arn,
         execution_role_arn=platform.execution_role_arn,
         namespace_id=platform.namespace_id,
         namespace_name=platform.namespace_name,
         vpc_id=network.vpc_id,
         subnet_ids=network.private_subnet_ids,
         region=context["region"],
-        dns_ttl=settings.dns_ttl,
-        log_retention_days=settings.log_retention_days,
         prefix=prefix,
         # The discovery client's counters go to CloudWatch as EMF lines in this namespace
         # (apps/common/emf.py); the alarms and the dashboard read them there.
         environment={"METRICS_NAMESPACE": prefix, **(environment or {})},
-        load_balancer=load_balancer,
-        capacity=settings.capacity,
-        capacity_providers=platform.capacity_providers,
         deployment_alarm_names=deployment_alarms,
+        load_balancer=load_balancer,
+        caller_dns_refresh_seconds=caller_dns_refresh_seconds,
     )
 
 
 def autoscale(
     app: str,
     service: DiscoverableService,
-    counts: config.ServiceSettings,
+    counts: stack.ServiceSettings,
     cpu: CpuTarget | None = None,
     requests: RequestsTarget | None = None,
 ) -> ServiceAutoscaling:
@@ -134,7 +142,7 @@ def autoscale(
     return ServiceAutoscaling(f"{app}-autoscaling", args)
 
 
-# The public name and its certificate, when the stack has a domain (config.py refuses a
+# The public name and its certificate, when the stack has a domain (stack/ refuses a
 # certificate without one: it could never match the load balancer's own name).
 domain = (
     PublicDomain(
@@ -188,7 +196,14 @@ if settings.alarms.email:
 alarms = Alarms("alarms", alarm_args)
 
 name = DiscoverableService(
-    "name", service_args("name", settings.name, alarms.deployment_alarms["name"])
+    "name",
+    service_args(
+        "name",
+        settings.name,
+        alarms.deployment_alarms["name"],
+        # hello finds name's tasks through Cloud Map: name's drain must outlast hello's cache.
+        caller_dns_refresh_seconds=settings.hello.dns_refresh_seconds,
+    ),
 )
 autoscale("name", name, settings.name, cpu=CpuTarget(percent=settings.name.target_cpu_percent))
 RunningTasksAlarm(
@@ -227,8 +242,12 @@ hello = DiscoverableService(
                 else {}
             ),
         },
-        load_balancer=LoadBalancerTarget(
-            target_group_arn=entry.target_group_arn, listener=entry.forwarding
+        # ECS refuses a service whose target group no load balancer uses yet: the listener rule
+        # attaches it, so the service waits for the rule.
+        load_balancer=ServiceLoadBalancer(
+            target_group_arn=pulumi.Output.all(entry.target_group_arn, entry.forwarding.urn).apply(
+                lambda v: str(v[0])
+            )
         ),
     ),
 )

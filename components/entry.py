@@ -211,7 +211,7 @@ class PublicEntry(pulumi.ComponentResource):
         self.load_balancer_arn_suffix = balancer.arn_suffix
         self.target_group_arn_suffix = target_group.arn_suffix
         # The load balancer's own name is only ever served over plain HTTP: no certificate can
-        # match *.elb.amazonaws.com (config.py refuses certificateArn without a domain).
+        # match *.elb.amazonaws.com (stack/parse.py refuses certificateArn without a domain).
         self.url = pulumi.Output.concat("http://", balancer.dns_name)
         self.register_outputs(
             {

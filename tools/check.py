@@ -2,7 +2,7 @@
 
 No Pulumi CLI, no AWS account: ``Pulumi.<stack>.yaml`` is read as Pulumi hands its values to
 the program (objects as JSON text, scalars as text) and checked by the program's own code
-(``config.load``'s checks: ``parse_settings``, the ``aws:defaultTags`` rule, and the
+(``stack.load``'s checks: ``parse_settings``, the ``aws:defaultTags`` rule, and the
 provider's key list, so ``aws:regoin`` is refused like ``fargate-service-discovery:dnsTTL``).
 When the file is valid, the effective settings are printed, defaults included; when not, the
 error ``pulumi up`` would print, and exit 1.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from config import (
+from stack import (
     NESTING_MAX,
     ConfigError,
     Settings,
@@ -166,7 +166,7 @@ def _paths(value: object, prefix: str) -> Iterator[str]:
 def check_config(
     config: Mapping[str, object], project: str, stack: str, path: Path | None = None
 ) -> Result:
-    """Validate one stack's `config:` mapping as `pulumi up` will (config.load's checks)."""
+    """Validate one stack's `config:` mapping as `pulumi up` will (stack.load's checks)."""
     result = Result(path or Path(f"Pulumi.{stack}.yaml"), stack, project, [])
     raw: dict[str, object] = {}
     for full_key, value in config.items():

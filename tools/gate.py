@@ -20,7 +20,7 @@ BIN = Path(sys.executable).parent
 # What the type checker covers: the shipped code.
 TYPED = [
     "__main__.py",
-    "config.py",
+    "stack",
     "components",
     "apps",
     "local",

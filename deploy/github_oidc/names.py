@@ -19,7 +19,7 @@ PROJECT = "fargate-service-discovery"
 # Every IAM role the Fargate program creates lives under this path
 # (components/platform.py); role management and PassRole are limited to it.
 ROLE_PATH = f"/{PROJECT}/"
-# Tags every resource of a stack carries (aws:defaultTags, checked by config.py):
+# Tags every resource of a stack carries (aws:defaultTags, checked by stack/rules.py):
 # Project=<PROJECT>, Stack=<stack>. Tag-scoped statements match both.
 PROJECT_TAG = "Project"
 STACK_TAG = "Stack"

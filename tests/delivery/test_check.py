@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import config
+import stack as stack_settings
 from tests.infra.support import PROJECT, ROOT
 from tools import check, gate
 
@@ -64,11 +64,11 @@ def test_a_typo_in_a_provider_key_is_refused_with_the_key_meant() -> None:
 
 
 def test_every_key_the_provider_reads_is_accepted() -> None:
-    keys = config.aws_config_keys()
+    keys = stack_settings.aws_config_keys()
     assert {"region", "defaultTags", "profile", "skipCredentialsValidation"} <= keys
-    assert config.provider_key_problems(f"aws:{key}" for key in keys) == []
+    assert stack_settings.provider_key_problems(f"aws:{key}" for key in keys) == []
     # Other providers' namespaces are theirs to check.
-    assert config.provider_key_problems(["awsx:anything", f"{PROJECT}:name"]) == []
+    assert stack_settings.provider_key_problems(["awsx:anything", f"{PROJECT}:name"]) == []
 
 
 def test_an_unknown_project_key_is_refused_with_or_without_the_namespace() -> None:
@@ -121,7 +121,7 @@ def test_an_invalid_file_prints_the_error_pulumi_up_would_and_exits_1(
 
 
 # 10,000: past libyaml's own limit (1,000); 100: within it, measured from the event stream.
-@pytest.mark.parametrize("levels", [10_000, 100, config.NESTING_MAX + 1])
+@pytest.mark.parametrize("levels", [10_000, 100, stack_settings.NESTING_MAX + 1])
 def test_a_value_nested_too_deep_is_refused_naming_its_key(tmp_path: Path, levels: int) -> None:
     deep = "[" * levels + "]" * levels
     text = (ROOT / "Pulumi.dev.yaml").read_text() + f"  {PROJECT}:alarms: {deep}\n  a: 1\n"
@@ -129,11 +129,11 @@ def test_a_value_nested_too_deep_is_refused_naming_its_key(tmp_path: Path, level
     path.write_text(text)
     result = check.check_file(path, PROJECT)
     assert result.problems == [
-        f"{PROJECT}:alarms: nested more than {config.NESTING_MAX} levels deep; no setting of "
-        "this program nests deeper than 2"
+        f"{PROJECT}:alarms: nested more than {stack_settings.NESTING_MAX} levels deep; "
+        "no setting of this program nests deeper than 2"
     ]
     # Just within the limit, the file is read and the value judged as usual.
-    ok = "[" * config.NESTING_MAX + "]" * config.NESTING_MAX
+    ok = "[" * stack_settings.NESTING_MAX + "]" * stack_settings.NESTING_MAX
     path.write_text((ROOT / "Pulumi.dev.yaml").read_text() + f"  {PROJECT}:alarms: {ok}\n")
     (problem,) = check.check_file(path, PROJECT).problems
     assert problem.startswith(f"{PROJECT}:alarms: expected an object with keys email")
@@ -160,9 +160,11 @@ def test_the_gate_checks_every_stack_file() -> None:
 
 
 def test_the_gate_fails_on_a_stack_file_pulumi_up_would_refuse(tmp_path: Path) -> None:
-    for name in ("config.py", "Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml", "Pulumi.prod.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "tools", tmp_path / "tools")
+    # The settings' checks, and the component limits they share (components/service.py).
+    for folder in ("tools", "stack", "components"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
     commands = dict(gate.steps(tmp_path, []))
     passed = subprocess.run(commands["stack files"], cwd=tmp_path, capture_output=True, text=True)
     assert passed.returncode == 0, passed.stderr

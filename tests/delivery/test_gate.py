@@ -29,7 +29,7 @@ def double(value: int) -> int:
     return value * 2
 '''
 
-CLEAN_TEST = """from config import double
+CLEAN_TEST = """from stack.settings import double
 
 
 def test_double() -> None:
@@ -45,7 +45,8 @@ CMD ["python", "-c", "print('ok')"]
 def make_tree(path: Path) -> Path:
     shutil.copy(ROOT / "pyproject.toml", path)
     shutil.copytree(ROOT / ".github", path / ".github")
-    (path / "config.py").write_text(CLEAN_MODULE)
+    (path / "stack").mkdir()
+    (path / "stack" / "settings.py").write_text(CLEAN_MODULE)
     (path / "tests").mkdir()
     (path / "tests" / "test_double.py").write_text(CLEAN_TEST)
     (path / "apps" / "svc").mkdir(parents=True)
@@ -62,7 +63,7 @@ def tree(tmp_path: Path) -> Path:
 def shared_mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One mypy cache for every tree of this module: typeshed is checked once, not in each
     tree (about a second each). mypy's incremental mode re-checks every module whose source
-    differs from what the cache holds, so a broken config.py is still checked."""
+    differs from what the cache holds, so a broken stack/settings.py is still checked."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MYPY_CACHE_DIR", str(tmp_path_factory.mktemp("mypy-cache")))
         yield
@@ -192,21 +193,21 @@ def test_security_lint_validates_the_dependabot_config(tree: Path) -> None:
 
 def test_ruff_rejects_a_lint_error(tree: Path) -> None:
     assert run_step(tree, "ruff check").returncode == 0
-    edit(tree / "config.py", '"""\n', '"""\n\nimport os\n')
+    edit(tree / "stack" / "settings.py", '"""\n', '"""\n\nimport os\n')
     result = run_step(tree, "ruff check")
     assert result.returncode != 0
     assert "F401" in result.stdout
 
 
 def test_ruff_format_rejects_unformatted_code(tree: Path) -> None:
-    edit(tree / "config.py", "return value * 2", "return value*2")
+    edit(tree / "stack" / "settings.py", "return value * 2", "return value*2")
     result = run_step(tree, "ruff format")
     assert result.returncode != 0
-    assert "config.py" in result.stdout + result.stderr
+    assert "settings.py" in result.stdout + result.stderr
 
 
 def test_mypy_rejects_a_type_error(tree: Path) -> None:
-    edit(tree / "config.py", "return value * 2", 'return f"{value}"')
+    edit(tree / "stack" / "settings.py", "return value * 2", 'return f"{value}"')
     result = run_step(tree, "mypy")
     assert result.returncode != 0
     assert "Incompatible return value type" in result.stdout

@@ -22,7 +22,7 @@ import yaml
 from pulumi import automation as auto
 from pulumi.automation import OpType
 
-import config
+import stack as stack_settings
 from deploy.github_oidc.names import DEFAULT_STACKS
 from tests.e2e import interrupt, lifecycle, rollback
 from tests.e2e.lifecycle import (
@@ -730,13 +730,13 @@ def test_the_config_is_dev_in_the_environment_region_tagged_with_the_e2e_stack()
 
 
 def test_the_config_carries_the_tags_the_program_requires_of_its_stack() -> None:
-    """config.py refuses a stack whose aws:defaultTags are not Project/Stack=<its name> (the
+    """stack/ refuses a stack whose aws:defaultTags are not Project/Stack=<its name> (the
     deploy role's tag scope): the e2e stack's config passes that check, another stack's
     tags would not."""
     config_values = lifecycle.e2e_config(lifecycle.dev_config(), "e2e", "eu-west-1")
     tags = json.dumps(config_values["aws:defaultTags"])
-    assert config.default_tag_problems(tags, lifecycle.PROJECT, "e2e") == []
-    assert config.default_tag_problems(tags, lifecycle.PROJECT, "dev") != []
+    assert stack_settings.default_tag_problems(tags, lifecycle.PROJECT, "e2e") == []
+    assert stack_settings.default_tag_problems(tags, lifecycle.PROJECT, "dev") != []
 
 
 def test_a_single_name_task_cannot_show_balancing() -> None:

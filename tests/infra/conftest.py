@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from config import Settings, parse_settings
+from stack import Settings, parse_settings
 from tests.e2e import lifecycle
 from tests.infra.harness import REGION
-from tests.infra.support import PROJECT, Runs, stack_config, with_values
+from tests.infra.support import PROJECT, Run, Runs, stack_config, with_values
 
 EXISTING_VPC = {
     "vpcId": "vpc-0a1b2c3d4e5f60718",
@@ -105,3 +105,24 @@ def runs() -> Iterator[Runs]:
     started = shared_runs()
     yield started
     started.close()
+
+
+# The stacks whose graphs the operations and alarm tests read, one test per stack.
+KEYS = ["dev", "prod", "alternatives"]
+
+
+@pytest.fixture(params=KEYS)
+def key(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def run(runs: Runs, key: str) -> Run:
+    result = runs[key]
+    assert result.error is None, result.error
+    return result
+
+
+def prefix_of(key: str) -> str:
+    """The resource-name prefix of the stack run as ``key``."""
+    return f"{PROJECT}-{SPECS[key][0]}"

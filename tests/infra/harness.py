@@ -347,7 +347,7 @@ def warm_up(specs: dict[str, dict[str, Any]]) -> None:
     import pulumi_awsx  # noqa: PLC0415
 
     packages = {"aws": pulumi_aws, "awsx": pulumi_awsx}
-    sources = [*ROOT.glob("components/*.py"), ROOT / "config.py"]
+    sources = [*ROOT.glob("components/*.py"), *ROOT.glob("stack/*.py")]
     for spec in specs.values():
         program = spec["program"]
         if ":" in program:

@@ -9,10 +9,14 @@ from __future__ import annotations
 from components.domain import PublicDomain, PublicDomainArgs
 from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
-from components.network import Network, NetworkArgs
+from components.network import ExistingVpc, NatGateways, Network, NetworkArgs, NewVpc
 from components.platform import AwsContext, Platform, PlatformArgs
-from components.service import DiscoverableService, DiscoverableServiceArgs
-from config import ExistingVpc, NewVpc, ServiceSettings
+from components.service import (
+    ContainerHealthCheck,
+    CpuArchitecture,
+    DiscoverableService,
+    DiscoverableServiceArgs,
+)
 
 VPC_ID = "vpc-0123456789abcdef0"
 PUBLIC = ("subnet-0123456789abcdef1", "subnet-0123456789abcdef2")
@@ -23,14 +27,31 @@ CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0f1e2d3c-4b5a-6978
 ZONE_ID = "Z0123456789ABCDEFGHIJ"
 ALB_DNS = "given-1234567890.eu-west-1.elb.amazonaws.com"
 ALB_ZONE = "Z32O12XQLNTSW2"
-SOLO = ServiceSettings(cpu=512, memory=1024, desired_count=1, port=8080, drain_seconds=15)
+CHECK = ContainerHealthCheck(command=["CMD", "/bin/check", "--quick"])
+# Secrets of both stores: a whole secret, one JSON key of another, a parameter.
+SECRETS = {
+    "API_TOKEN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keeper/token-AbCdEf",
+    "DB_PASSWORD": (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keeper/db-GhIjKl:password::"
+    ),
+    "LICENSE": "arn:aws:ssm:eu-west-1:123456789012:parameter/keeper/license",
+}
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+TASK_POLICY = (
+    '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", '
+    '"Resource": "arn:aws:s3:::keeper-bucket/*"}]}'
+)
 
 
-def service_args(prefix: str, settings: ServiceSettings) -> DiscoverableServiceArgs:
+def service_args(prefix: str) -> DiscoverableServiceArgs:
     return DiscoverableServiceArgs(
-        settings=settings,
-        architecture="ARM64",
-        image_uri=IMAGE,
+        image=IMAGE,
+        port=8080,
+        cpu=512,
+        memory=1024,
+        desired_count=1,
+        drain_seconds=15,
+        architecture=CpuArchitecture.ARM64,
         cluster_arn="arn:aws:ecs:eu-west-1:123456789012:cluster/test",
         execution_role_arn="arn:aws:iam::123456789012:role/test-execution",
         namespace_id="ns-0123456789abcdef",
@@ -42,12 +63,53 @@ def service_args(prefix: str, settings: ServiceSettings) -> DiscoverableServiceA
         log_retention_days=14,
         prefix=prefix,
         environment={"GREETING": "hi"},
+        health_check=CHECK,
+        # What the policy pack asks of every container (tests/policy runs these scenarios too).
+        user="1000:1000",
+        read_only_root_filesystem=True,
+    )
+
+
+def keeper_args() -> DiscoverableServiceArgs:
+    """A service with secrets and a task role, no health check, the region looked up (and the
+    user and read-only root the policy pack asks of every container)."""
+    return DiscoverableServiceArgs(
+        image=IMAGE,
+        port=9000,
+        cluster_arn="arn:aws:ecs:eu-west-1:123456789012:cluster/test",
+        namespace_id="ns-0123456789abcdef",
+        namespace_name="corp.example",
+        vpc_id=VPC_ID,
+        subnet_ids=list(PRIVATE),
+        prefix="test",
+        secrets=SECRETS,
+        secrets_kms_key_arns=[KMS_KEY],
+        task_role_policy=TASK_POLICY,
+        role_path="/test/",
+        user="1000:1000",
+        read_only_root_filesystem=True,
     )
 
 
 def components() -> None:
-    Network("existing", NetworkArgs(vpc=ExistingVpc(VPC_ID, PUBLIC, PRIVATE)))
-    Network("fresh", NetworkArgs(vpc=NewVpc("10.20.0.0/20", 3, "OnePerAz")))
+    Network(
+        "existing",
+        NetworkArgs(
+            existing_vpc=ExistingVpc(
+                vpc_id=VPC_ID, public_subnet_ids=list(PUBLIC), private_subnet_ids=list(PRIVATE)
+            )
+        ),
+    )
+    Network(
+        "fresh",
+        NetworkArgs(
+            new_vpc=NewVpc(
+                cidr_block="10.20.0.0/20",
+                availability_zones=3,
+                nat_gateways=NatGateways.ONE_PER_AZ,
+            )
+        ),
+    )
     Platform(
         "shared",
         PlatformArgs(
@@ -62,9 +124,10 @@ def components() -> None:
         ServiceImageArgs(context="apps", dockerfile="apps/solo/Dockerfile", platform="linux/arm64"),
     )
     # Alone: nobody allowed in yet.
-    DiscoverableService("solo", service_args("test", SOLO))
+    DiscoverableService("solo", service_args("test"))
     # With one caller allowed in.
-    DiscoverableService("callee", service_args("test", SOLO)).allow_from("caller", CALLER_GROUP)
+    DiscoverableService("callee", service_args("test")).allow_from("caller", CALLER_GROUP)
+    DiscoverableService("keeper", keeper_args())
     PublicEntry(
         "plain",
         PublicEntryArgs(

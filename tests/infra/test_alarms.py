@@ -30,7 +30,7 @@ from components.dashboard import (
     dashboard_body,
 )
 from components.running_tasks import RunningTasksAlarm, RunningTasksAlarmArgs
-from tests.infra.conftest import ALARM_EMAIL, SPECS, settings_for
+from tests.infra.conftest import ALARM_EMAIL, prefix_of, settings_for
 from tests.infra.support import PROJECT, ROOT, Run, Runs
 
 ECS_SERVICE = "aws:ecs/service:Service"
@@ -38,7 +38,6 @@ ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
-KEYS = ["dev", "prod", "alternatives"]
 RUNBOOK = (ROOT / "docs" / "runbook.md").read_text()
 # hello's and name's alarms, by short name: what each deployment watches.
 DEPLOYMENT_ALARMS = {
@@ -46,22 +45,6 @@ DEPLOYMENT_ALARMS = {
     "name": ["hello-name-5xx", "hello-name-503", "hello-name-retries"],
 }
 ALL_ALARMS = {"alb-5xx", "name-task-count", *DEPLOYMENT_ALARMS["hello"], *DEPLOYMENT_ALARMS["name"]}
-
-
-@pytest.fixture(params=KEYS)
-def key(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def run(runs: Runs, key: str) -> Run:
-    result = runs[key]
-    assert result.error is None, result.error
-    return result
-
-
-def prefix_of(key: str) -> str:
-    return f"{PROJECT}-{SPECS[key][0]}"
 
 
 def alarm(run: Run, name: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-import config
+import stack as stack_settings
 from deploy.github_oidc.names import DEFAULT_ATTACHABLE_POLICIES, PROJECT, ROLE_PATH, stack_prefix
 from deploy.github_oidc.permissions import deploy_policy
 from deploy.github_oidc.validation import PublicDomain
@@ -133,12 +133,12 @@ def test_log_groups_are_under_the_stacks_prefix(scoped: tuple[str, Run]) -> None
 def test_each_stack_file_tags_every_resource_with_project_and_stack(stack: str) -> None:
     """EC2, load balancer, Cloud Map and ACM writes are granted only on resources tagged
     Project=fargate-service-discovery and Stack=<stack>; aws:defaultTags puts those tags on
-    every taggable resource, so config.py refuses a stack file without them."""
+    every taggable resource, so stack/rules.py refuses a stack file without them."""
     values = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     tags = values["aws:defaultTags"]
     assert tags == {"tags": {"Project": PROJECT, "Stack": stack}}
-    assert config.default_tag_problems(json.dumps(tags), PROJECT, stack) == []
-    assert config.default_tag_problems(json.dumps(tags), PROJECT, "qa") != []
+    assert stack_settings.default_tag_problems(json.dumps(tags), PROJECT, stack) == []
+    assert stack_settings.default_tag_problems(json.dumps(tags), PROJECT, "qa") != []
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_each_stack_file_tags_every_resource_with_project_and_stack(stack: str) 
     ids=["unset", "empty", "not-json", "not-object", "no-stack"],
 )
 def test_default_tags_without_project_and_stack_are_refused(value: str | None) -> None:
-    (problem,) = config.default_tag_problems(value, PROJECT, "dev")
+    (problem,) = stack_settings.default_tag_problems(value, PROJECT, "dev")
     assert problem.startswith("aws:defaultTags: must be {tags: {Project: ")
 
 
@@ -179,7 +179,7 @@ def test_lifecycle_policy_is_deleted_before_it_is_replaced(scoped: tuple[str, Ru
 
 def load_settings() -> None:
     """A program that only loads the settings (run by the harness in its own process)."""
-    config.load()
+    stack_settings.load()
 
 
 def test_wrong_default_tags_alone_stop_the_program(runs: Runs) -> None:

@@ -21,14 +21,11 @@ from components.entry import FORWARD_RULE_PRIORITY, PUBLIC_PATHS
 from components.image import lifecycle_policy
 from components.network import SubnetMasks, subnet_masks
 from components.platform import execution_role_trust_policy
-from components.service import (
-    CONTAINER_USER,
-    HEALTH_CHECK_COMMAND,
-    HEALTH_PATH,
-    container_definition,
-)
-from config import ServiceSettings
+from components.service import container_definition
+from stack import ServiceSettings
+from stack.args import CONTAINER_USER, HEALTH_CHECK_COMMAND, HEALTH_PATH, service_args
 from tests.infra import scenarios
+from tests.infra.conftest import settings_for
 from tests.infra.support import PROJECT, ROOT, Resource, Run, Runs, container, environment, names
 
 INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -190,7 +187,15 @@ def test_lone_service_task(run: Run) -> None:
     c = container(task)
     assert c["image"] == scenarios.IMAGE
     assert c["stopTimeout"] == 25  # 15 s of drain and 10 to finish in-flight requests
-    assert environment(task) == {"PORT": "8080", "DRAIN_SECONDS": "15", "GREETING": "hi"}
+    # Exactly what it was given: the component adds no variable of this project's apps.
+    assert environment(task) == {"GREETING": "hi"}
+    assert c["healthCheck"] == {
+        "command": ["CMD", "/bin/check", "--quick"],
+        "interval": 10,
+        "timeout": 5,
+        "retries": 3,
+        "startPeriod": 10,
+    }
     assert c["logConfiguration"]["options"]["awslogs-region"] == "eu-west-1"
     registry = run.one("aws:servicediscovery/service:Service", "solo").inputs
     assert registry["dnsConfig"]["dnsRecords"] == [{"type": "A", "ttl": 3}]
@@ -213,15 +218,117 @@ def test_allow_from_opens_one_tcp_port_in_both_directions(run: Run) -> None:
         assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 8080, 8080)
 
 
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+
+
+def test_a_service_without_secrets_or_policy_gets_no_role_of_its_own(run: Run) -> None:
+    """No task role by default: the application can call no AWS API. The execution role is the
+    one given (the platform's, shared by services without secrets)."""
+    solo = component(run, "service:DiscoverableService", "solo")
+    assert not [r for r in run.children(solo) if r.type.startswith("aws:iam/")]
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "solo").inputs
+    assert "taskRoleArn" not in task
+    assert task["executionRoleArn"] == "arn:aws:iam::123456789012:role/test-execution"
+    assert run.outputs[solo.urn]["taskRoleArn"] == ""
+
+
+def test_secrets_reach_the_container_by_arn_and_the_execution_role_reads_exactly_them(
+    run: Run,
+) -> None:
+    """ECS fetches `secrets` with the task's execution role (Amazon ECS Developer Guide,
+    "Required IAM permissions for Amazon ECS secrets"): secretsmanager:GetSecretValue on the
+    secret (a JSON key's ARN names the secret plus ":password::", the grant is on the secret),
+    ssm:GetParameters on the parameter, kms:Decrypt only on the customer managed keys given.
+    The role is the service's own, so no other task definition can read them through it."""
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper")
+    assert container(task)["secrets"] == [
+        {"name": name, "valueFrom": scenarios.SECRETS[name]} for name in sorted(scenarios.SECRETS)
+    ]
+    role = run.one(ROLE, "keeper-execution")
+    assert role.inputs["path"] == "/test/"
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert task.inputs["executionRoleArn"] == role.state["arn"]
+    secrets = run.one(ROLE_POLICY, "keeper-secrets")
+    assert secrets.inputs["role"] == role.state["name"]
+    statements = json.loads(secrets.inputs["policy"])["Statement"]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": [scenarios.KMS_KEY],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": [
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keeper/db-GhIjKl",
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:keeper/token-AbCdEf",
+            ],
+        },
+        {
+            "Effect": "Allow",
+            "Action": "ssm:GetParameters",
+            "Resource": [scenarios.SECRETS["LICENSE"]],
+        },
+    ]
+    attachment = run.one(ATTACHMENT, "keeper-execution").inputs
+    assert attachment["policyArn"] == (
+        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    )
+    # No task starts before the role may pull, log and read the secrets.
+    for grant in (secrets, run.one(ATTACHMENT, "keeper-execution")):
+        assert grant.urn in task.dependencies
+
+
+def test_the_task_role_carries_exactly_the_applications_policy(run: Run) -> None:
+    """task_role_arn is ForceNew in the provider (ecs/task_definition.go): a new role is a new
+    task definition, hence a deployment. The inline policy (iam/role_policy.go: name and role
+    ForceNew, the document compared as equivalent JSON) holds only what the caller wrote."""
+    task = run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper")
+    role = run.one(ROLE, "keeper-task")
+    assert role.inputs["path"] == "/test/"
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Principal"] == {
+        "Service": "ecs-tasks.amazonaws.com"
+    }
+    policy = run.one(ROLE_POLICY, "keeper-task")
+    assert (policy.inputs["role"], policy.inputs["name"]) == (role.state["name"], "application")
+    assert policy.inputs["policy"] == scenarios.TASK_POLICY
+    assert task.inputs["taskRoleArn"] == role.state["arn"]
+    assert policy.urn in task.dependencies
+    keeper = component(run, "service:DiscoverableService", "keeper")
+    assert run.outputs[keeper.urn]["taskRoleArn"] == role.state["arn"]
+
+
+def test_an_image_without_a_health_check_gets_none(run: Run) -> None:
+    """No health_check: no healthCheck key (the provider fills in interval/retries/timeout
+    defaults only for a check that exists; an empty one would differ from what ECS returns).
+    The region, not given, is the provider's own (looked up)."""
+    c = container(run.one("aws:ecs/taskDefinition:TaskDefinition", "keeper"))
+    assert "healthCheck" not in c
+    assert c["logConfiguration"]["options"]["awslogs-region"] == "us-east-1"
+    # The region (logs, trust policies), partition and account, each looked up once (only the
+    # keeper, whose region and roles are its own, looks them up in this run).
+    looked_up = [t for t in run.invokes if t.startswith("aws:index/")]
+    assert sorted(looked_up) == [
+        "aws:index/getCallerIdentity:getCallerIdentity",
+        "aws:index/getPartition:getPartition",
+        "aws:index/getRegion:getRegion",
+    ]
+
+
 def _solo_definition() -> dict[str, Any]:
+    """Every key the component can write: user, read-only root, secrets, a health check."""
+    args = scenarios.service_args("test")
+    args["environment"] = {"B": "2", "A": "1"}
+    args["secrets"] = {"Z": scenarios.SECRETS["LICENSE"], "Y": scenarios.SECRETS["API_TOKEN"]}
+    args["user"] = "10001:10001"
+    args["read_only_root_filesystem"] = True
     return container_definition(
-        name="solo",
-        image=scenarios.IMAGE,
-        settings=scenarios.SOLO,
-        environment={"B": "2", "A": "1"},
-        log_group="/ecs/test/solo",
-        region="eu-west-1",
-        labels={"example.label": "value"},
+        "solo", args, log_group="/ecs/test/solo", region="eu-west-1", labels={"example.label": "v"}
     )
 
 
@@ -245,6 +352,8 @@ def test_container_definition_uses_only_ecs_field_names() -> None:
     assert set(definition["logConfiguration"]) <= _keys(ecs.TaskDefinitionLogConfigurationArgs)
     for pair in definition["environment"]:
         assert set(pair) == _keys(ecs.TaskDefinitionKeyValuePairArgs)
+    for secret in definition["secrets"]:
+        assert set(secret) == _keys(ecs.TaskDefinitionSecretArgs)
 
 
 def test_container_definition_is_already_what_ecs_reads_back() -> None:
@@ -271,8 +380,9 @@ def test_container_definition_is_already_what_ecs_reads_back() -> None:
         # awsvpc: ECS sets hostPort to containerPort when it is left out.
         assert mapping["hostPort"] == mapping["containerPort"]
         assert mapping["protocol"] == "tcp"
-    names = [pair["name"] for pair in definition["environment"]]
-    assert names == sorted(names)
+    for key in ("environment", "secrets"):
+        names = [pair["name"] for pair in definition[key]]
+        assert names == sorted(names), key
     assert all(isinstance(pair["value"], str) for pair in definition["environment"])
 
 
@@ -494,14 +604,22 @@ def serving(status: int) -> Iterator[int]:
 
 def probe(port: int) -> int:
     """Run the container's health check as ECS would: its command, with the container's env."""
-    definition = container_definition(
-        name="probe",
+    args = service_args(
+        settings_for("dev"),
+        ServiceSettings(cpu=256, memory=512, desired_count=1, port=port, drain_seconds=0),
         image="unused",
-        settings=ServiceSettings(cpu=256, memory=512, desired_count=1, port=port, drain_seconds=0),
-        environment={},
-        log_group="unused",
+        cluster_arn="unused",
+        execution_role_arn="unused",
+        namespace_id="unused",
+        namespace_name="unused",
+        vpc_id="unused",
+        subnet_ids=[],
         region="unused",
+        prefix="unused",
+        environment={},
+        deployment_alarm_names=[],
     )
+    definition = container_definition("probe", args, log_group="unused", region="unused")
     command = definition["healthCheck"]["command"]
     assert command[:2] == ["CMD", "python"]
     env = {e["name"]: e["value"] for e in definition["environment"]}

@@ -1,4 +1,4 @@
-"""config.parse_settings: every rule, without Pulumi."""
+"""stack.parse_settings: every rule, without Pulumi."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-import config
-from config import ConfigError, Domain, ExistingVpc, NewVpc, parse_settings
+import stack as stack_settings
+from stack import ConfigError, Domain, ExistingVpc, NewVpc, parse_settings
 from tests.infra.support import PROJECT, ROOT, stack_config
 
 VPC = {
@@ -287,10 +287,12 @@ def test_stack_files_drain_name_for_the_whole_discovery_timeline() -> None:
     still fit Fargate's 120 s stopTimeout."""
     for stack in ("dev", "prod"):
         s = parse_settings(raw_of(stack))
-        needed = config.ROUTE53_PROPAGATION_SECONDS + s.dns_ttl + s.hello.dns_refresh_seconds
+        needed = (
+            stack_settings.ROUTE53_PROPAGATION_SECONDS + s.dns_ttl + s.hello.dns_refresh_seconds
+        )
         assert s.name.drain_seconds >= needed, stack
-        assert s.name.stop_timeout <= config.STOP_TIMEOUT_MAX, stack
-        assert config.ROUTE53_PROPAGATION_SECONDS == 60  # Route 53's documented figure
+        assert s.name.stop_timeout <= stack_settings.STOP_TIMEOUT_MAX, stack
+        assert stack_settings.ROUTE53_PROPAGATION_SECONDS == 60  # Route 53's documented figure
 
 
 def test_drain_rule_shows_its_arithmetic() -> None:
@@ -322,8 +324,8 @@ def test_stop_timeout_covers_the_drain() -> None:
     s = parse_settings({"name": {"drainSeconds": 70}})
     assert s.name.stop_timeout > s.name.drain_seconds
     assert parse_settings(
-        {"name": {"drainSeconds": config.DRAIN_SECONDS_MAX}}
-    ).name.stop_timeout <= (config.STOP_TIMEOUT_MAX)
+        {"name": {"drainSeconds": stack_settings.DRAIN_SECONDS_MAX}}
+    ).name.stop_timeout <= (stack_settings.STOP_TIMEOUT_MAX)
 
 
 # Each bad value: the key it must be reported under and a fragment of what is allowed.
@@ -494,27 +496,27 @@ def test_a_value_nested_ten_thousand_deep_is_refused_naming_its_key(
 ) -> None:
     found = problems(raw)
     assert found == [
-        f"{PROJECT}:{key}: nested {config.nesting(raw[key])} levels deep; allowed: at most "
-        f"{config.NESTING_MAX} (no setting of this program nests deeper than 2)"
+        f"{PROJECT}:{key}: nested {stack_settings.nesting(raw[key])} levels deep; allowed: at most "
+        f"{stack_settings.NESTING_MAX} (no setting of this program nests deeper than 2)"
     ]
-    assert config.nesting(raw[key]) >= DEEP
+    assert stack_settings.nesting(raw[key]) >= DEEP
 
 
 def test_nesting_is_measured_as_json_reads_it() -> None:
-    assert config.nesting("internal") == 0
-    assert config.nesting("[not json") == 1
-    assert config.nesting('{"a": "[[[[", "b": [1, {"c": "\\"]]"}]}') == 3
-    assert config.nesting('["\\"[[[[", 1]') == 1  # an escaped quote does not end the string
-    assert config.nesting({"tags": {"Project": "x"}}) == 2
-    assert config.nesting(deeply_nested(5)) == 5
+    assert stack_settings.nesting("internal") == 0
+    assert stack_settings.nesting("[not json") == 1
+    assert stack_settings.nesting('{"a": "[[[[", "b": [1, {"c": "\\"]]"}]}') == 3
+    assert stack_settings.nesting('["\\"[[[[", 1]') == 1  # an escaped quote does not end the string
+    assert stack_settings.nesting({"tags": {"Project": "x"}}) == 2
+    assert stack_settings.nesting(deeply_nested(5)) == 5
 
 
 def test_deep_default_tags_are_refused_naming_the_key() -> None:
-    found = config.default_tag_problems("{" * DEEP + "}" * DEEP, PROJECT, "dev")
+    found = stack_settings.default_tag_problems("{" * DEEP + "}" * DEEP, PROJECT, "dev")
     assert found == [
-        f"aws:defaultTags: nested {DEEP} levels deep; allowed: at most {config.NESTING_MAX} (no "
-        f"setting of this program nests deeper than 2); must be {{tags: {{Project: {PROJECT}, "
-        "Stack: dev}}"
+        f"aws:defaultTags: nested {DEEP} levels deep; allowed: at most "
+        f"{stack_settings.NESTING_MAX} (no setting of this program nests deeper than 2); "
+        f"must be {{tags: {{Project: {PROJECT}, Stack: dev}}}}"
     ]
 
 

@@ -11,30 +11,13 @@ import pytest
 
 from components import autoscaling
 from components.platform import CAPACITY_PROVIDERS
-from tests.infra.conftest import SPECS, settings_for
-from tests.infra.support import PROJECT, Resource, Run, Runs
+from tests.infra.conftest import settings_for
+from tests.infra.support import Resource, Run, Runs
 
 ECS_SERVICE = "aws:ecs/service:Service"
 TARGET = "aws:appautoscaling/target:Target"
 POLICY = "aws:appautoscaling/policy:Policy"
 CAPACITY = "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"
-KEYS = ["dev", "prod", "alternatives"]
-
-
-@pytest.fixture(params=KEYS)
-def key(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def run(runs: Runs, key: str) -> Run:
-    result = runs[key]
-    assert result.error is None, result.error
-    return result
-
-
-def prefix_of(key: str) -> str:
-    return f"{PROJECT}-{SPECS[key][0]}"
 
 
 # --- Autoscaling ------------------------------------------------------------------------------

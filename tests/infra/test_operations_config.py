@@ -1,5 +1,5 @@
 """Validation of the production keys (issue 10): autoscaling ranges and targets, capacity
-providers (Fargate Spot), zone redundancy and the alarm e-mail. Pure: config.parse_settings."""
+providers (Fargate Spot), zone redundancy and the alarm e-mail. Pure: stack.parse_settings."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-import config
+import stack as stack_settings
 from apps.hello.settings import Settings as HelloAppSettings
 from components import entry
-from config import Capacity, ConfigError, parse_settings
+from stack import Capacity, ConfigError, parse_settings
 from tests.infra.test_config import VPC, raw_of
 
 # Spot-free defaults elsewhere; these cases add what they test.
@@ -145,11 +145,11 @@ def test_stack_files_keep_their_promises() -> None:
 def test_the_drain_fits_the_spot_warning() -> None:
     """A Spot reclaim is a SIGTERM two minutes before the end: every task's stopTimeout (the
     drain plus 10 s) must fit, so the drain's arithmetic covers Spot as it covers a scale-in."""
-    assert config.STOP_TIMEOUT_MAX <= config.SPOT_INTERRUPTION_WARNING_SECONDS
+    assert stack_settings.STOP_TIMEOUT_MAX <= stack_settings.SPOT_INTERRUPTION_WARNING_SECONDS
     for stack in ("dev", "prod"):
         s = parse_settings(raw_of(stack))
         for service in (s.name, s.hello):
-            assert service.stop_timeout <= config.SPOT_INTERRUPTION_WARNING_SECONDS
+            assert service.stop_timeout <= stack_settings.SPOT_INTERRUPTION_WARNING_SECONDS
 
 
 def test_hello_scale_in_loses_no_request_behind_the_load_balancer() -> None:
@@ -157,5 +157,5 @@ def test_hello_scale_in_loses_no_request_behind_the_load_balancer() -> None:
     delay, then sends SIGTERM: a request in flight at deregistration has that long to finish.
     hello's slowest answer is one upstream deadline (REQUEST_TIMEOUT_SECONDS), so the delay
     must be longer; config's copy of the delay (the Spot rule) must be the real one."""
-    assert config.ALB_DEREGISTRATION_DELAY_SECONDS == entry.DEREGISTRATION_DELAY_SECONDS
+    assert stack_settings.ALB_DEREGISTRATION_DELAY_SECONDS == entry.DEREGISTRATION_DELAY_SECONDS
     assert HelloAppSettings.request_timeout_seconds < entry.DEREGISTRATION_DELAY_SECONDS

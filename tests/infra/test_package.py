@@ -28,7 +28,6 @@ import pulumi
 import pytest
 import yaml
 from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.runtime.proto import (
     engine_pb2,
@@ -49,19 +48,9 @@ REGENERATE = ".venv/bin/python -m tests.infra.test_package"
 # Seconds for the host to start (imports pulumi_aws, infers the schema: about 2 s) or answer.
 START_TIMEOUT = 60
 
-# Components another change is making analyzer-compatible (issue 17: DiscoverableService and
-# Network in components/service.py and network.py). Until then the committed schema leaves
-# them out, and test_pending_components_are_still_refused fails as soon as one is accepted.
-# Once both are accepted: empty this set and regenerate the schema (the command above).
-PENDING = frozenset({"DiscoverableService", "Network"})
-
-
-def served() -> list[type[pulumi.ComponentResource]]:
-    return [c for c in package.COMPONENTS if c.__name__ not in PENDING]
-
 
 def inferred_schema() -> dict[str, Any]:
-    provider = ComponentProvider(served(), package.NAME, version=package.VERSION)
+    provider = ComponentProvider(package.COMPONENTS, package.NAME, version=package.VERSION)
     schema: dict[str, Any] = json.loads(provider.schema or "{}")
     return schema
 
@@ -119,7 +108,7 @@ def test_every_component_is_a_package_type_with_typed_args() -> None:
     schema = inferred_schema()
     resources = schema["resources"]
     assert isinstance(resources, dict)
-    assert set(resources) == {f"{package.NAME}:index:{c.__name__}" for c in served()}
+    assert set(resources) == {f"{package.NAME}:index:{c.__name__}" for c in package.COMPONENTS}
     text = json.dumps(schema)
     assert "pulumi.json#/Any" not in text
     # Resource references would write pulumi-aws's version into the schema (and change it on
@@ -129,19 +118,6 @@ def test_every_component_is_a_package_type_with_typed_args() -> None:
         assert resource["isComponent"] is True, token
         assert resource["inputProperties"], token
         assert resource["properties"], token
-
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_components_are_still_refused(name: str) -> None:
-    (component,) = [c for c in package.COMPONENTS if c.__name__ == name]
-    try:
-        Analyzer(package.NAME).analyze([component])
-    except Exception:  # the analyzer raises many kinds; any refusal counts here
-        return
-    pytest.fail(
-        f"{name} is now accepted by the analyzer: remove it from PENDING in"
-        f" tests/infra/test_package.py and regenerate the schema (`{REGENERATE}`)"
-    )
 
 
 def test_the_version_is_the_schemas_and_the_docs() -> None:
@@ -172,17 +148,13 @@ def docs_program_inputs() -> dict[str, list[set[str]]]:
 
 def test_the_docs_programs_give_only_inputs_the_schema_has() -> None:
     """docs/package.md's programs against the committed schema: every property a name the
-    component takes, every required input given. (A component in PENDING is not in the
-    schema yet, and is checked once it is.)"""
+    component takes, every required input given."""
     given = docs_program_inputs()
     assert set(given) == {"Platform", "DiscoverableService"}
     assert all(len(programs) == 2 for programs in given.values()), given
     resources = json.loads(SCHEMA.read_text())["resources"]
     for kind, programs in given.items():
-        resource = resources.get(f"{package.NAME}:index:{kind}")
-        if resource is None:
-            assert kind in PENDING, kind
-            continue
+        resource = resources[f"{package.NAME}:index:{kind}"]
         for properties in programs:
             assert properties <= set(resource["inputProperties"]), (kind, properties)
             assert set(resource["requiredInputs"]) <= properties, kind
@@ -304,17 +276,8 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Host]:
-    """The host, with an engine and a resource monitor on loopback. Until PENDING is empty, it
-    serves the other components only (the whole set stops at the analyzer:
-    test_pulumi_runs_the_entry_file_with_its_folder_first_on_sys_path)."""
+    """The host, with an engine and a resource monitor on loopback."""
     command = [sys.executable, "components"]
-    if PENDING:
-        command = [
-            sys.executable,
-            "-c",
-            "import components.package as p; "
-            f"p.serve([c for c in p.COMPONENTS if c.__name__ not in {sorted(PENDING)!r}])",
-        ]
     engine = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     monitor = Monitor()
     resource_pb2_grpc.add_ResourceMonitorServicer_to_server(monitor, engine)
@@ -469,8 +432,6 @@ def test_the_docs_service_runs_through_the_package(host: Host) -> None:
     """docs/package.md's YAML `orders` service, constructed as the engine would: a public nginx
     image on its own port with its own health check, a secret and a task role. Every number
     crossed the wire as a double; the container definition ECS reads has integers."""
-    if "DiscoverableService" in PENDING:
-        pytest.skip("DiscoverableService is PENDING (not served by this branch yet)")
     (program,) = re.findall(r"```yaml\n(name: .*?)```", DOCS.read_text(), re.DOTALL)
     properties = resolved(yaml.safe_load(program)["resources"]["orders"]["properties"])
     response = construct(host, "DiscoverableService", "orders", properties)
@@ -503,14 +464,7 @@ def test_pulumi_runs_the_entry_file_with_its_folder_first_on_sys_path() -> None:
         port = first_line(process)  # empty if the host exits instead
     finally:
         stderr = stop(process)
-    if PENDING:
-        # The whole set stops at the analyzer (on a pending component): everything before it,
-        # importing pulumi and every component from this folder, worked.
-        assert not port, "the host serves every component: empty PENDING, regenerate the schema"
-        assert "provider/experimental/analyzer.py" in stderr, stderr
-        assert "circular import" not in stderr, stderr
-    else:
-        assert port.isdigit(), stderr
+    assert port.isdigit(), stderr
 
 
 if __name__ == "__main__":

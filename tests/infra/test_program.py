@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-import config
+import stack as stack_settings
 from components.service import REGISTRY_LABEL
-from config import Settings
+from stack import Settings
 from tests.infra.conftest import DOMAIN, EXISTING_VPC, settings_for
 from tests.infra.support import (
     PROJECT,
@@ -618,8 +618,8 @@ def test_bad_config_stops_the_program_before_any_resource(runs: Runs) -> None:
 
 def test_project_file_matches_the_program() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    # Config keys are namespaced by the project name; config.py must agree with Pulumi.yaml.
-    assert project["name"] == config.PROJECT == PROJECT
+    # Config keys are namespaced by the project name; stack/ must agree with Pulumi.yaml.
+    assert project["name"] == stack_settings.PROJECT == PROJECT
     assert project["runtime"] == {
         "name": "python",
         "options": {"toolchain": "uv", "virtualenv": ".venv"},
