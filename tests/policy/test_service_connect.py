@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components import service_connect as sc
-from config import FARGATE_MEMORY
+from components.service import FARGATE_MEMORY
 from policy import guardrails
 from tests.policy.engine import Engine
 
