@@ -15,6 +15,7 @@ from components.entry import PublicEntry
 from components.image import ServiceImage
 from components.network import Network
 from components.platform import Platform
+from components.proxy_alarms import ProxyAlarms
 from components.running_tasks import RunningTasksAlarm
 from components.service import DiscoverableService
 
@@ -36,6 +37,7 @@ COMPONENTS: list[type[pulumi.ComponentResource]] = [
     PublicDomain,
     Alarms,
     RunningTasksAlarm,
+    ProxyAlarms,
     Dashboard,
 ]
 

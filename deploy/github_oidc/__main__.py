@@ -20,6 +20,9 @@ Config (``pulumi config set <key> <value>``; lists with ``--path`` or JSON):
   ``{"domain": "app.example.com", "hostedZoneId": "Z..."}`` (default ``[]``): the
   deploy role may then request ACM certificates and write, in that zone only, the
   domain's alias ``A`` record and ACM's ``_<hash>.<domain>`` validation records.
+* ``serviceConnect``: ``true`` when any of those stacks uses ``discoveryMode:
+  serviceConnect`` (default ``false``): the deploy role may then create and update the
+  stack's Cloud Map HTTP namespace (docs/service-connect.md).
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ try:
         extra_deploy_policy_arns=names(config, "extraDeployPolicyArns", ()),
         stacks=names(config, "stacks", DEFAULT_STACKS),
         public_domains=public_domains(config),
+        service_connect=config.get_bool("serviceConnect") is True,
     )
 except (TypeError, ValueError) as err:
     raise pulumi.RunError(f"github-oidc: {err}") from None

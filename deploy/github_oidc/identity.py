@@ -62,7 +62,9 @@ class GitHubOidcArgs:
     case-sensitive). ``provider_arn`` reuses an account's existing GitHub OIDC
     provider: IAM allows one provider per URL and account. ``stacks`` are the
     Fargate program's stacks the deploy role may change; ``public_domains`` the
-    public names (and their hosted zones) those stacks serve, if any.
+    public names (and their hosted zones) those stacks serve, if any;
+    ``service_connect`` whether any of them runs in the ``serviceConnect`` discovery
+    mode (the role may then create and update the stack's HTTP namespace).
     """
 
     repository: str
@@ -76,6 +78,7 @@ class GitHubOidcArgs:
     max_session_seconds: int = 3600
     stacks: Sequence[str] = DEFAULT_STACKS
     public_domains: Sequence[PublicDomain] = ()
+    service_connect: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,10 @@ class GitHubOidcArgs:
         # The stacks and domains the deploy role is scoped to, and that its policies fit.
         validation.check_stacks(self.stacks)
         validation.check_public_domains(self.public_domains)
+        if not isinstance(self.service_connect, bool):
+            raise TypeError(
+                f"service_connect: expected true or false, not {self.service_connect!r}"
+            )
         check_fits(
             self.attachable_policies,
             self.extra_deploy_policy_arns,
@@ -225,6 +232,7 @@ class GitHubOidc(pulumi.ComponentResource):
                     protected_arns=arns,
                     stacks=args.stacks,
                     public_domains=args.public_domains,
+                    service_connect=args.service_connect,
                 )[name_of_part]
             )
 

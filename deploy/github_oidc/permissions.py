@@ -112,6 +112,8 @@ ACCOUNT_WIDE_ACTIONS: Mapping[str, str] = {
     "marks a revision INACTIVE, running tasks and services are unaffected",
     "servicediscovery:CreatePrivateDnsNamespace": "no resource types; conditioned on the "
     "stack's request tags",
+    "servicediscovery:CreateHttpNamespace": "no resource types; conditioned on the stack's "
+    "request tags (only with serviceConnect: the Service Connect namespace)",
     "route53:CreateHostedZone": "no resource types; Cloud Map's CreatePrivateDnsNamespace "
     "creates the namespace's private zone with the caller's permissions",
     "acm:RequestCertificate": "no resource types; conditioned on the stack's request tags",
@@ -378,8 +380,14 @@ def _keeps_stack_tags() -> dict[str, Any]:
 TAGGED_CREATES_WITHOUT_RESOURCE_TYPES: tuple[str, ...] = (
     "ecs:RegisterTaskDefinition",
     "servicediscovery:CreatePrivateDnsNamespace",
+    "servicediscovery:CreateHttpNamespace",
     "acm:RequestCertificate",
 )
+
+# With serviceConnect (docs/service-connect.md): the stack's HTTP namespace, the cluster's
+# Service Connect default (ecs:UpdateCluster, already the stack's). ECS creates the Service
+# Connect services in it and registers the tasks through its service-linked role.
+SERVICE_CONNECT_NAMESPACE_WRITES: tuple[str, ...] = ("servicediscovery:UpdateHttpNamespace",)
 
 
 @dataclass(frozen=True)
@@ -393,6 +401,7 @@ class DeployScope:
     protected_arns: Sequence[str]
     stacks: Sequence[str]
     public_domains: Sequence[PublicDomain]
+    service_connect: bool = False
 
     @property
     def iam(self) -> str:
@@ -431,6 +440,7 @@ def _without_resource_types(scope: DeployScope) -> list[dict[str, Any]]:
             "Action": [
                 "ecs:RegisterTaskDefinition",
                 "servicediscovery:CreatePrivateDnsNamespace",
+                *(["servicediscovery:CreateHttpNamespace"] if scope.service_connect else []),
                 *(["acm:RequestCertificate"] if scope.public_domains else []),
             ],
             "Resource": "*",
@@ -611,7 +621,10 @@ def _cloud_map(scope: DeployScope) -> list[dict[str, Any]]:
         {
             "Sid": "CloudMapWriteStackResources",
             "Effect": "Allow",
-            "Action": list(CLOUD_MAP_STACK_WRITES),
+            "Action": [
+                *CLOUD_MAP_STACK_WRITES,
+                *(SERVICE_CONNECT_NAMESPACE_WRITES if scope.service_connect else ()),
+            ],
             "Resource": cloud_map,
             "Condition": {"StringEquals": scope.tags("Resource")},
         },
@@ -914,6 +927,7 @@ def deploy_policy(
     *,
     stacks: Sequence[str] = DEFAULT_STACKS,
     public_domains: Sequence[PublicDomain] = (),
+    service_connect: bool = False,
 ) -> dict[str, Any]:
     """The deploy role's permissions: what `pulumi up`, `refresh` and `destroy` of the
     Fargate program's ``stacks`` call, on what those stacks own.
@@ -938,6 +952,7 @@ def deploy_policy(
         protected_arns=protected_arns,
         stacks=stacks,
         public_domains=public_domains,
+        service_connect=service_connect,
     )
     statements = [statement for build in DEPLOY_STATEMENTS for statement in build(scope)]
     return {"Version": "2012-10-17", "Statement": statements}

@@ -64,6 +64,7 @@ def deploy_policies(
     *,
     stacks: Sequence[str] = DEFAULT_STACKS,
     public_domains: Sequence[PublicDomain] = (),
+    service_connect: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """:func:`deploy_policy` cut into the managed policies of DEPLOY_POLICY_PARTS."""
     whole = deploy_policy(
@@ -73,6 +74,7 @@ def deploy_policies(
         protected_arns,
         stacks=stacks,
         public_domains=public_domains,
+        service_connect=service_connect,
     )
     parts: dict[str, dict[str, Any]] = {
         part: {"Version": whole["Version"], "Statement": []} for part in DEPLOY_POLICY_PARTS
@@ -87,7 +89,8 @@ def largest_parts(
     stacks: Sequence[str],
     public_domains: Sequence[PublicDomain],
 ) -> dict[str, int]:
-    """Each part's size for the longest partition, account and CI role names IAM allows."""
+    """Each part's size for the longest partition, account and CI role names IAM allows,
+    with every optional grant (serviceConnect's) included: the largest the role can be."""
     account = "0" * 12
     iam = f"arn:aws-iso-b:iam::{account}"
     protected = [f"{iam}:oidc-provider/{GITHUB_OIDC_HOST}"] + [f"{iam}:role/{'r' * 64}"] * 2
@@ -98,6 +101,7 @@ def largest_parts(
         protected,
         stacks=stacks,
         public_domains=public_domains,
+        service_connect=True,
     )
     return {part: policy_size(doc) for part, doc in parts.items()}
 

@@ -387,7 +387,9 @@ def _list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def _policy(domains: tuple[PublicDomain, ...] = DOMAINS) -> dict[str, Any]:
+def _policy(
+    domains: tuple[PublicDomain, ...] = DOMAINS, *, service_connect: bool = False
+) -> dict[str, Any]:
     return deploy_policy(
         "aws",
         ACCOUNT,
@@ -395,6 +397,7 @@ def _policy(domains: tuple[PublicDomain, ...] = DOMAINS) -> dict[str, Any]:
         CI_ROLES,
         stacks=("dev", "prod", "e2e"),
         public_domains=domains,
+        service_connect=service_connect,
     )
 
 
@@ -553,10 +556,40 @@ def test_account_wide_statements_hold_only_allow_listed_actions() -> None:
         "ecs:RegisterTaskDefinition",
         "ecs:DeregisterTaskDefinition",
         "servicediscovery:CreatePrivateDnsNamespace",
+        "servicediscovery:CreateHttpNamespace",
         "route53:CreateHostedZone",
         "acm:RequestCertificate",
         "sns:Unsubscribe",
     }
+
+
+def test_service_connect_adds_only_the_stacks_http_namespace() -> None:
+    """serviceConnect: the deploy role may create an HTTP namespace only with the stack's tags
+    in the request, and update only namespaces carrying them; nothing else changes, and a
+    role for stacks without Service Connect cannot touch an HTTP namespace at all."""
+
+    def actions(policy: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for statement in policy["Statement"]:
+            if statement["Effect"] == "Allow":
+                for action in _list(statement["Action"]):
+                    found.setdefault(action, []).append(statement)
+        return found
+
+    without, with_ = actions(_policy()), actions(_policy(service_connect=True))
+    added = set(with_) - set(without)
+    assert added == {"servicediscovery:CreateHttpNamespace", "servicediscovery:UpdateHttpNamespace"}
+    assert not any(_grants(a, "servicediscovery:CreateHttpNamespace") for a in without)
+    (create,) = with_["servicediscovery:CreateHttpNamespace"]
+    assert create["Resource"] == "*"
+    assert create["Condition"]["StringEquals"]["aws:RequestTag/Stack"] == ["dev", "e2e", "prod"]
+    (update,) = with_["servicediscovery:UpdateHttpNamespace"]
+    assert update["Condition"]["StringEquals"]["aws:ResourceTag/Stack"] == ["dev", "e2e", "prod"]
+    assert all(":servicediscovery:" in r for r in _list(update["Resource"]))
+    # Resource "*" still holds only the allow-listed actions.
+    for action, statements in with_.items():
+        if any("*" in _list(st["Resource"]) for st in statements):
+            assert action in ACCOUNT_WIDE_ACTIONS, action
 
 
 def test_tag_writes_cannot_move_a_resource_into_a_stack() -> None:
