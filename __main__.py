@@ -37,6 +37,7 @@ from components.entry import PublicEntry, PublicEntryArgs
 from components.image import ServiceImage, ServiceImageArgs
 from components.network import Network
 from components.platform import AwsContext, Platform, PlatformArgs
+from components.proxy_alarms import ProxyAlarms, ProxyAlarmsArgs
 from components.running_tasks import RunningTasksAlarm, RunningTasksAlarmArgs
 from components.service import (
     DiscoverableService,
@@ -44,11 +45,19 @@ from components.service import (
     ServiceLoadBalancer,
     dns_name,
 )
+from components.service_connect import ServiceConnect, ServiceConnectServer
 from stack.args import HEALTH_PATH, network_args
 from stack.args import service_args as stack_service_args
 
 # The services' build context, relative to this directory (see components/image.py).
 APPS_DIR = "apps"
+# Service Connect (discoveryMode: serviceConnect): name's client alias, port name and discovery
+# name, what hello puts in its URL; the proxies' per-request timeout, a second under hello's own
+# 2 s bound (REQUEST_TIMEOUT_SECONDS) so the proxy's answer reaches hello first; their idle
+# timeout, ECS's HTTP default, set on purpose (docs/service-connect.md).
+PROXY_ALIAS = "name"
+PROXY_TIMEOUT_SECONDS = 1
+PROXY_IDLE_TIMEOUT_SECONDS = 300
 
 settings = stack.load()
 
@@ -61,6 +70,9 @@ context = AwsContext(
 prefix = f"{pulumi.get_project()}-{pulumi.get_stack()}"
 
 network = Network("network", network_args(settings.network))
+# How hello finds name (discoveryMode; docs/service-connect.md): Cloud Map DNS and the discovery
+# client, or the Service Connect proxy in every task.
+service_connect = settings.discovery_mode == "serviceConnect"
 platform = Platform(
     "platform",
     PlatformArgs(
@@ -68,6 +80,8 @@ platform = Platform(
         namespace=settings.namespace,
         cluster_name=prefix,
         aws=context,
+        # docs/service-connect.md: the cluster's Service Connect namespace, in that mode.
+        service_connect=service_connect,
     ),
 )
 images = {
@@ -171,8 +185,13 @@ entry = PublicEntry(
 if domain:
     domain.route_to(entry.dns_name, entry.zone_id)
 
-# hello's client calls name by this host name (its `upstream` label in the metrics).
-upstream_host = pulumi.Output.concat("name.", platform.namespace_name)
+# hello's client calls name by this host name (its `upstream` label in the metrics): through
+# Service Connect, name's client alias.
+upstream_host = (
+    pulumi.Output.from_input(PROXY_ALIAS)
+    if service_connect
+    else pulumi.Output.concat("name.", platform.namespace_name)
+)
 # hello calls name through the discovery client, whose counters (prefix hello_upstream,
 # apps/hello/app.py) reach CloudWatch as EMF lines in the namespace METRICS_NAMESPACE = prefix.
 hello_calls_name = DiscoveryCaller(
@@ -195,16 +214,28 @@ if settings.alarms.email:
     alarm_args["email"] = settings.alarms.email
 alarms = Alarms("alarms", alarm_args)
 
-name = DiscoverableService(
+name_args = service_args(
     "name",
-    service_args(
-        "name",
-        settings.name,
-        alarms.deployment_alarms["name"],
-        # hello finds name's tasks through Cloud Map: name's drain must outlast hello's cache.
-        caller_dns_refresh_seconds=settings.hello.dns_refresh_seconds,
-    ),
+    settings.name,
+    alarms.deployment_alarms["name"],
+    # hello finds name's tasks through Cloud Map: name's drain must outlast hello's cache.
+    caller_dns_refresh_seconds=settings.hello.dns_refresh_seconds,
 )
+if service_connect:
+    # A client-server service; it keeps its DNS registration, so hello tasks still in the DNS
+    # mode find its tasks while a switch rolls out (docs/service-connect.md, the switch order).
+    name_args["service_connect"] = ServiceConnect(
+        namespace_arn=platform.service_connect_namespace_arn,
+        server=ServiceConnectServer(
+            port_name=PROXY_ALIAS,
+            discovery_name=PROXY_ALIAS,
+            dns_name=PROXY_ALIAS,
+            port=settings.name.port,
+            per_request_timeout_seconds=PROXY_TIMEOUT_SECONDS,
+            idle_timeout_seconds=PROXY_IDLE_TIMEOUT_SECONDS,
+        ),
+    )
+name = DiscoverableService("name", name_args)
 autoscale("name", name, settings.name, cpu=CpuTarget(percent=settings.name.target_cpu_percent))
 RunningTasksAlarm(
     "name-running-tasks",
@@ -217,14 +248,37 @@ RunningTasksAlarm(
         minimum=settings.name.min_count,
     ),
 )
+if service_connect:
+    # After the service: the proxies' metrics carry its name (components/proxy_alarms.py).
+    ProxyAlarms(
+        "name-proxy",
+        ProxyAlarmsArgs(
+            prefix=prefix,
+            service="name",
+            topic_arn=alarms.topic_arn,
+            cluster_name=platform.cluster_name,
+            service_name=name.service_name,
+            discovery_name=PROXY_ALIAS,
+            per_request_timeout_seconds=PROXY_TIMEOUT_SECONDS,
+        ),
+    )
 
-hello = DiscoverableService(
+hello_args = service_args(
     "hello",
-    service_args(
-        "hello",
-        settings.hello,
-        alarms.deployment_alarms["hello"],
-        environment={
+    settings.hello,
+    alarms.deployment_alarms["hello"],
+    environment=(
+        {
+            # Through the task's Service Connect proxy, which balances, retries and ejects:
+            # the client makes one attempt and leaves zones to the proxy (apps/hello).
+            "DISCOVERY_MODE": "serviceConnect",
+            "NAME_SERVER": f"http://{PROXY_ALIAS}:{settings.name.port}/",
+            "PROXY_TIMEOUT_SECONDS": str(PROXY_TIMEOUT_SECONDS),
+            "PROXY_IDLE_TIMEOUT_SECONDS": str(PROXY_IDLE_TIMEOUT_SECONDS),
+            "ZONE_AWARE": "false",
+        }
+        if service_connect
+        else {
             # Derived from the name service's Cloud Map registration, never typed twice.
             "NAME_SERVER": name.endpoint,
             "DNS_REFRESH_SECONDS": str(settings.hello.dns_refresh_seconds),
@@ -241,15 +295,28 @@ hello = DiscoverableService(
                 if settings.hello.zone_aware
                 else {}
             ),
-        },
-        # ECS refuses a service whose target group no load balancer uses yet: the listener rule
-        # attaches it, so the service waits for the rule.
-        load_balancer=ServiceLoadBalancer(
-            target_group_arn=pulumi.Output.all(entry.target_group_arn, entry.forwarding.urn).apply(
-                lambda v: str(v[0])
-            )
-        ),
+        }
     ),
+    # ECS refuses a service whose target group no load balancer uses yet: the listener rule
+    # attaches it, so the service waits for the rule.
+    load_balancer=ServiceLoadBalancer(
+        target_group_arn=pulumi.Output.all(entry.target_group_arn, entry.forwarding.urn).apply(
+            lambda v: str(v[0])
+        )
+    ),
+)
+if service_connect:
+    # A client: its tasks get a proxy that knows the namespace's endpoints as of their start.
+    hello_args["service_connect"] = ServiceConnect(
+        namespace_arn=platform.service_connect_namespace_arn
+    )
+hello = DiscoverableService(
+    "hello",
+    hello_args,
+    # Only tasks started after name's deployment know its endpoint (ECS developer guide,
+    # "Service Connect components"): hello's deployment starts once name's has finished
+    # (name waits for its steady state). The reverse switch is two steps (docs).
+    pulumi.ResourceOptions(depends_on=[name]) if service_connect else None,
 )
 
 autoscale(

@@ -3,7 +3,7 @@ tasks, and the Cloud Map namespace the services register in.
 """
 
 import json
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -55,6 +55,9 @@ class PlatformArgs(TypedDict):
     """The cluster's name, as operators see it in the console and CLI."""
     aws: AwsContext
     """Region, account and partition: the execution role trusts only this account's tasks."""
+    service_connect: NotRequired[bool]
+    """Also an HTTP Cloud Map namespace, `<cluster_name>-connect`, set as the cluster's Service
+    Connect default (docs/service-connect.md); default false."""
 
 
 # The providers the services' capacity provider strategies may name (config.Capacity). Both are
@@ -74,6 +77,8 @@ class Platform(pulumi.ComponentResource):
     """The role Fargate starts tasks with, known once its managed policy is attached."""
     namespace_id: pulumi.Output[str]
     namespace_name: pulumi.Output[str]
+    service_connect_namespace_arn: pulumi.Output[str]
+    """The Service Connect namespace's ARN, or "" without service_connect."""
 
     def __init__(
         self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None
@@ -81,11 +86,31 @@ class Platform(pulumi.ComponentResource):
         super().__init__("fargate-service-discovery:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        # Service Connect's namespace: HTTP (API discovery only), apart from the DNS namespace
+        # whose `name` record the DNS mode keeps during a switch. The cluster's default takes
+        # its ARN (the provider validates an ARN; terraform-provider-aws ecs/cluster.go), and
+        # once set it stays set: removing the block sends nothing, so AWS keeps it and every
+        # later read shows a diff (provider notes).
+        connect = (
+            aws.servicediscovery.HttpNamespace(
+                f"{name}-connect",
+                name=f"{args['cluster_name']}-connect",
+                description="Service Connect endpoints of this stack's services",
+                opts=child,
+            )
+            if args.get("service_connect", False)
+            else None
+        )
         cluster = aws.ecs.Cluster(
             name,
             name=args["cluster_name"],
             # Per-task and per-service CPU, memory and network metrics in CloudWatch.
             settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            service_connect_defaults=(
+                aws.ecs.ClusterServiceConnectDefaultsArgs(namespace=connect.arn)
+                if connect is not None
+                else None
+            ),
             opts=child,
         )
 
@@ -152,8 +177,12 @@ class Platform(pulumi.ComponentResource):
         self.execution_role_arn = pulumi.Output.all(role.arn, attachment.id).apply(lambda v: v[0])
         self.namespace_id = namespace.id
         self.namespace_name = namespace.name
+        self.service_connect_namespace_arn = (
+            connect.arn if connect is not None else pulumi.Output.from_input("")
+        )
         self.register_outputs(
             {
+                "serviceConnectNamespaceArn": self.service_connect_namespace_arn,
                 "clusterArn": self.cluster_arn,
                 "clusterName": self.cluster_name,
                 "executionRoleArn": self.execution_role_arn,

@@ -22,6 +22,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.platform import execution_role_trust_policy
+from components.service_connect import (
+    APP_PROTOCOL,
+    ServiceConnect,
+    configuration,
+    task_size_with_proxy,
+)
+from components.service_connect import check as check_service_connect
 
 # --- What AWS allows (the component refuses anything else before declaring a resource) -------
 
@@ -207,6 +214,11 @@ class DiscoverableServiceArgs(TypedDict):
     """The IAM path of the roles this component creates (default "/")."""
     drain_seconds: NotRequired[int]
     """Seconds the image keeps serving after SIGTERM (default 0)."""
+    service_connect: NotRequired[ServiceConnect]
+    """ECS Service Connect (docs/service-connect.md): the tasks get its proxy, whose
+    reservation is added to cpu and memory (rounded up to a Fargate size); with a server, the
+    port mapping is named and callers reach it by its client alias. The service keeps its
+    Cloud Map DNS registration. Default: none."""
     stop_timeout_seconds: NotRequired[int]
     """Seconds ECS waits after SIGTERM before SIGKILL, at most 120 and at least drain_seconds
     (default drain_seconds + 10)."""
@@ -301,8 +313,21 @@ def problems(name: str, args: DiscoverableServiceArgs) -> list[str]:
         *_drain_problems(args),
         *_health_check_problems(args),
         *_secret_problems(args),
+        *_service_connect_problems(args),
     ]
     return [f"DiscoverableService {name!r}: {p}" for p in problems]
+
+
+def _service_connect_problems(args: DiscoverableServiceArgs) -> list[str]:
+    connect = args.get("service_connect")
+    if connect is None:
+        return []
+    try:
+        check_service_connect(connect)
+        task_size(args)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
 
 
 def _size_problems(args: DiscoverableServiceArgs) -> list[str]:
@@ -441,6 +466,25 @@ def secrets_policy(value_froms: Sequence[str], kms_key_arns: Sequence[str]) -> s
     return document
 
 
+def port_mapping(args: "DiscoverableServiceArgs") -> dict[str, Any]:
+    """The container's one port, named (with its protocol) when Service Connect serves it."""
+    server = args.get("service_connect", {}).get("server")
+    return {
+        "containerPort": args["port"],
+        "hostPort": args["port"],
+        "protocol": "tcp",
+        **({"name": server["port_name"], "appProtocol": APP_PROTOCOL} if server else {}),
+    }
+
+
+def task_size(args: "DiscoverableServiceArgs") -> tuple[int, int]:
+    """The task's CPU units and MiB: the application's, plus the Service Connect proxy's."""
+    cpu, memory = args.get("cpu", 256), args.get("memory", 512)
+    if "service_connect" in args:
+        return task_size_with_proxy(cpu, memory, FARGATE_MEMORY)
+    return cpu, memory
+
+
 def container_definition(
     name: str,
     args: DiscoverableServiceArgs,
@@ -466,9 +510,7 @@ def container_definition(
         **({"user": user} if user is not None else {}),
         **({"dockerLabels": dict(labels)} if labels else {}),
         **({"readonlyRootFilesystem": True} if args.get("read_only_root_filesystem") else {}),
-        "portMappings": [
-            {"containerPort": args["port"], "hostPort": args["port"], "protocol": "tcp"}
-        ],
+        "portMappings": [port_mapping(args)],
         **(
             {"environment": [{"name": k, "value": environment[k]} for k in sorted(environment)]}
             if environment
@@ -631,8 +673,8 @@ class DiscoverableService(pulumi.ComponentResource):
         task = aws.ecs.TaskDefinition(
             name,
             family=f"{args['prefix']}-{name}",
-            cpu=str(args.get("cpu", 256)),
-            memory=str(args.get("memory", 512)),
+            cpu=str(task_size(args)[0]),
+            memory=str(task_size(args)[1]),
             network_mode="awsvpc",
             requires_compatibilities=["FARGATE"],
             runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
@@ -729,6 +771,18 @@ class DiscoverableService(pulumi.ComponentResource):
                 else None
             ),
             service_registries=aws.ecs.ServiceServiceRegistriesArgs(registry_arn=registry.arn),
+            # Service Connect (docs/service-connect.md): the service keeps its DNS registration
+            # too, so callers still in the DNS mode find its tasks during a switch.
+            service_connect_configuration=(
+                configuration(
+                    args["service_connect"],
+                    log_group=log_group.name,
+                    region=region,
+                    stream_prefix="proxy",
+                )
+                if "service_connect" in args
+                else None
+            ),
             load_balancers=(
                 [
                     aws.ecs.ServiceLoadBalancerArgs(

@@ -50,6 +50,7 @@ from stack.settings import (
     DEFAULT_TARGET_CPU,
     DEFAULT_TARGET_REQUESTS,
     DEFAULTS_SERVICE,
+    DISCOVERY_MODES,
     NAT_STRATEGIES,
     PROJECT,
     Alarms,
@@ -93,6 +94,7 @@ TOP_LEVEL_KEYS = (
     "capacity",
     "zoneRedundant",
     "alarms",
+    "discoveryMode",
 )
 _DOMAIN_KEYS = ("name", "zoneId", "zoneName")
 _SERVICE_KEYS = ("cpu", "memory", "desiredCount", "port", "drainSeconds", "minCount", "maxCount")
@@ -425,6 +427,9 @@ def parse_settings(
     capacity = _capacity(reader, raw.get("capacity"))
     zone_redundant = reader.check("zoneRedundant", raw.get("zoneRedundant"), as_boolean, False)
     alarms = _alarms(reader, raw.get("alarms"))
+    discovery_mode = reader.check(
+        "discoveryMode", raw.get("discoveryMode"), one_of(DISCOVERY_MODES), DISCOVERY_MODES[0]
+    )
 
     settings = Settings(
         architecture=architecture,
@@ -438,6 +443,7 @@ def parse_settings(
         domain=domain,
         capacity=capacity,
         zone_redundant=zone_redundant,
+        discovery_mode=discovery_mode,
         alarms=alarms,
     )
     if not reader.problems:

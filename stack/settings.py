@@ -16,6 +16,10 @@ NatStrategy = Literal["Single", "OnePerAz"]
 ARCHITECTURES: tuple[Architecture, ...] = ("X86_64", "ARM64")
 # awsx's NatGatewayStrategy words. "None" is rejected: see _network.
 NAT_STRATEGIES: tuple[NatStrategy, ...] = ("Single", "OnePerAz")
+# How hello finds name (docs/service-connect.md): Cloud Map DNS and the discovery client, or
+# ECS Service Connect's proxy in every task.
+DiscoveryMode = Literal["dns", "serviceConnect"]
+DISCOVERY_MODES: tuple[DiscoveryMode, ...] = ("dns", "serviceConnect")
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class Settings:
     # Each service keeps at least one task per availability zone (minCount >= zones).
     zone_redundant: bool = False
     alarms: Alarms = field(default_factory=Alarms)
+    discovery_mode: DiscoveryMode = "dns"
 
     @property
     def zones(self) -> int:

@@ -53,6 +53,8 @@ SPECS: dict[str, tuple[str, dict[str, str], str]] = {
         ),
         "__main__.py",
     ),
+    # The other discovery mode (docs/service-connect.md): ECS Service Connect.
+    "serviceConnect": ("dev", with_values(DEV, {"discoveryMode": "serviceConnect"}), "__main__.py"),
     # The stack the end-to-end test deploys (tests/e2e/lifecycle.py): its own name and tags.
     "e2e": (
         lifecycle.DEFAULT_STACK,

@@ -31,7 +31,7 @@ from tests.policy.engine import LEVELS, ROOT, Engine, StackResource, Verdict
 # The engine marshals every unknown input the SDK sent as the string sentinel (its element type
 # is lost on the way), so this is the one most policies meet; the others are tried too.
 UNKNOWN = UNKNOWN_STRING_VALUE
-STACKS = ["dev", "prod", "alternatives", "components"]
+STACKS = ["dev", "prod", "alternatives", "components", "serviceConnect"]
 POLICY_NAMES = {p.name for p in guardrails.POLICIES}
 RESOURCE_POLICIES = {
     p.name for p in guardrails.POLICIES if not isinstance(p, StackValidationPolicy)
