@@ -310,14 +310,13 @@ if service_connect:
     hello_args["service_connect"] = ServiceConnect(
         namespace_arn=platform.service_connect_namespace_arn
     )
-hello = DiscoverableService(
-    "hello",
-    hello_args,
     # Only tasks started after name's deployment know its endpoint (ECS developer guide,
-    # "Service Connect components"): hello's deployment starts once name's has finished
-    # (name waits for its steady state). The reverse switch is two steps (docs).
-    pulumi.ResourceOptions(depends_on=[name]) if service_connect else None,
-)
+    # "Service Connect components"): hello deploys once name's service has reached its steady
+    # state. Not depends_on=[name]: the component's children include the rule that lets hello
+    # in (name.allow_from below), which needs hello's security group, a cycle. The reverse
+    # switch is two steps (docs/service-connect.md).
+    hello_args["deploy_after"] = [name.service_name]
+hello = DiscoverableService("hello", hello_args)
 
 autoscale(
     "hello",

@@ -219,6 +219,10 @@ class DiscoverableServiceArgs(TypedDict):
     reservation is added to cpu and memory (rounded up to a Fargate size); with a server, the
     port mapping is named and callers reach it by its client alias. The service keeps its
     Cloud Map DNS registration. Default: none."""
+    deploy_after: NotRequired[list[pulumi.Input[str]]]
+    """Values the service's deployments wait for, such as other services' serviceName: with
+    Service Connect, only a client's tasks started after its servers' deployment can reach
+    them (ECS Developer Guide, "Service Connect components"). Default: none."""
     stop_timeout_seconds: NotRequired[int]
     """Seconds ECS waits after SIGTERM before SIGKILL, at most 120 and at least drain_seconds
     (default drain_seconds + 10)."""
@@ -733,7 +737,10 @@ class DiscoverableService(pulumi.ComponentResource):
         service = aws.ecs.Service(
             name,
             cluster=args["cluster_arn"],
-            task_definition=task.arn,
+            # A new revision deploys only once what it must follow is there (deploy_after).
+            task_definition=pulumi.Output.all(task.arn, *args.get("deploy_after", [])).apply(
+                lambda v: str(v[0])
+            ),
             # Sent at creation only once autoscaling owns the count (ignore_changes below).
             desired_count=args.get("desired_count", 1),
             # A capacity provider strategy instead of launch_type (the two exclude each other).

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 import stack as stack_settings
-from components.service import REGISTRY_LABEL
+from components.service import FARGATE_MEMORY, REGISTRY_LABEL
+from components.service_connect import task_size_with_proxy
 from stack import Settings
-from tests.infra.conftest import DOMAIN, EXISTING_VPC, settings_for
+from tests.infra.conftest import DOMAIN, EXISTING_VPC, prefix_of, settings_for
 from tests.infra.support import (
     PROJECT,
     ROOT,
@@ -38,7 +39,10 @@ RULE = "aws:lb/listenerRule:ListenerRule"
 RECORD = "aws:route53/record:Record"
 CERTIFICATE = "aws:acm/certificate:Certificate"
 VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
-STACKS = ["dev", "prod"]
+# dev and prod, and dev in the other discovery mode (discoveryMode: serviceConnect): every
+# property below holds in both modes, except where a test names the DNS mode's stacks.
+DNS_STACKS = ["dev", "prod"]
+STACKS = [*DNS_STACKS, "serviceConnect"]
 WORLD = "0.0.0.0/0"
 
 
@@ -145,8 +149,10 @@ def test_tasks_run_in_private_subnets_without_public_ip(run: Run) -> None:
         assert net["securityGroups"] == [run.one(SG, service.name).id]
 
 
-@pytest.mark.parametrize("key", ["alternatives", *STACKS])
+@pytest.mark.parametrize("key", ["alternatives", *DNS_STACKS])
 def test_name_server_is_derived_from_name_registration(runs: Runs, key: str) -> None:
+    """In the DNS mode hello finds name's tasks by name's Cloud Map name (Service Connect's
+    client alias: tests/infra/test_service_connect_stack.py)."""
     run, s = runs[key], settings_of(key)
     expected = f"http://name.{s.namespace}:{s.name.port}/"
     # Derived from the resources, not typed: hello's task waits on name's registration.
@@ -161,9 +167,10 @@ def test_name_server_is_derived_from_name_registration(runs: Runs, key: str) -> 
     assert container(run.one(TASK, "name"))["portMappings"][0]["containerPort"] == s.name.port
 
 
+@pytest.mark.parametrize("stack", DNS_STACKS)
 def test_services_get_the_contract_environment(run: Run, stack: str) -> None:
     s = settings_of(stack)
-    metrics = {"METRICS_NAMESPACE": f"{PROJECT}-{stack}"}
+    metrics = {"METRICS_NAMESPACE": prefix_of(stack)}
     assert environment(run.one(TASK, "name")) == {
         "PORT": str(s.name.port),
         "DRAIN_SECONDS": str(s.name.drain_seconds),
@@ -246,7 +253,10 @@ def test_task_definitions(run: Run, stack: str) -> None:
         task = run.one(TASK, app)
         assert task.inputs["networkMode"] == "awsvpc"
         assert task.inputs["requiresCompatibilities"] == ["FARGATE"]
-        assert (task.inputs["cpu"], task.inputs["memory"]) == (str(svc.cpu), str(svc.memory))
+        size = (svc.cpu, svc.memory)
+        if s.discovery_mode == "serviceConnect":  # the proxy's reservation on top
+            size = task_size_with_proxy(svc.cpu, svc.memory, FARGATE_MEMORY)
+        assert (task.inputs["cpu"], task.inputs["memory"]) == tuple(str(n) for n in size)
         assert (
             task.inputs["executionRoleArn"]
             == run.one("aws:iam/role:Role", "platform-task-execution").state["arn"]
@@ -260,9 +270,9 @@ def test_task_definitions(run: Run, stack: str) -> None:
         assert uid > 0
         assert gid > 0
         assert c["readonlyRootFilesystem"] is True
-        assert c["portMappings"] == [
-            {"containerPort": svc.port, "hostPort": svc.port, "protocol": "tcp"}
-        ]
+        (mapping,) = c["portMappings"]
+        assert mapping.items() >= {"containerPort": svc.port, "hostPort": svc.port}.items()
+        assert mapping["protocol"] == "tcp"
         # SIGKILL only after the drain period, with time left to finish requests.
         assert c["stopTimeout"] > svc.drain_seconds
         assert c["stopTimeout"] <= 120
@@ -463,7 +473,7 @@ def test_hello_sits_behind_the_listener(run: Run, stack: str) -> None:
 def test_exports(run: Run, stack: str) -> None:
     alb = run.one(ALB, "entry").state
     assert run.exports["url"] == f"http://{alb['dnsName']}"
-    assert run.exports["clusterName"] == f"{PROJECT}-{stack}"
+    assert run.exports["clusterName"] == prefix_of(stack)
     assert run.exports["namespace"] == settings_of(stack).namespace
     assert run.exports["nameService"] == run.one(ECS_SERVICE, "name").state["name"]
     assert run.exports["helloService"] == run.one(ECS_SERVICE, "hello").state["name"]
