@@ -50,6 +50,9 @@ DESIRED_COUNT_KEY = f"{PROJECT}:name.desiredCount"
 # creation): the test scales by raising the autoscaling floor, which Application Auto Scaling
 # applies at once. desiredCount follows, as the configuration requires it within the range.
 MIN_COUNT_KEY = f"{PROJECT}:name.minCount"
+# The other discovery mode (docs/service-connect.md): the scenario switches the running stack
+# to it, so both modes meet AWS in one run.
+DISCOVERY_MODE_KEY = f"{PROJECT}:discoveryMode"
 
 # The opt-in. It deploys a real, billed stack for about half an hour, so `./dev test` on a
 # machine that happens to hold AWS credentials must not start one. When set, a missing
@@ -390,7 +393,8 @@ def run_scenario(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """up; >= 2 name tasks answer; a refreshed no-op preview; scale name by one; hello sees it;
-    then a name revision that cannot start must fail `up` and stay wanted (rollback.py)."""
+    switch to Service Connect, every task answers, a refreshed no-op preview; then a name
+    revision that cannot start must fail `up` and stay wanted (rollback.py)."""
     url = url_of(stack.up().outputs)
     log(f"e2e: {stack.name} is up at {url}")
     seen = sample(lambda: fetch(url), max(initial, 2), budget.settle)
@@ -412,7 +416,32 @@ def run_scenario(
     seen = sample(lambda: fetch(url), scaled, budget.scale)
     log(f"e2e: after scaling name to {scaled}: {seen}")
 
+    check_service_connect(stack, url, scaled, fetch, budget, log, sample)
     check_rollback(stack, budget, log, clock, sleep)
+
+
+def check_service_connect(
+    stack: E2EStack,
+    url: str,
+    expected: int,
+    fetch: Callable[[str], Reply],
+    budget: Budget,
+    log: Callable[[str], None] = print,
+    sample: Callable[..., Sample] = sample_until,
+) -> None:
+    """Switch the running stack to ECS Service Connect in one `up` (name first, then hello:
+    the program's order), require the seed's answer from every name task again, now through
+    the proxies, and a refreshed preview that changes nothing (a perpetual diff in the Service
+    Connect blocks, which the provider reads back from the deployment, shows here)."""
+    stack.set_config(DISCOVERY_MODE_KEY, "serviceConnect")
+    update = stack.up()
+    if url_of(update.outputs) != url:
+        raise AssertionError(f"switching to Service Connect changed the url: {url}")
+    seen = sample(lambda: fetch(url), expected, budget.scale)
+    log(f"e2e: through Service Connect: {seen}")
+    preview = stack.preview(refresh=True)
+    require_no_changes(preview.change_summary, preview.stdout)
+    log("e2e: in Service Connect mode too, a refreshed preview changes nothing")
 
 
 def check_rollback(

@@ -368,6 +368,10 @@ def test_the_scenario_runs_in_order_and_ends_destroyed_and_removed() -> None:
         f"set_config {lifecycle.MIN_COUNT_KEY}=3",
         f"set_config {lifecycle.DESIRED_COUNT_KEY}=3",
         "up",
+        # The other discovery mode: switched in one up, every task answers, no perpetual diff.
+        f"set_config {lifecycle.DISCOVERY_MODE_KEY}=serviceConnect",
+        "up",
+        "preview --refresh",
         # The rollback check: an unhealthy name revision, up fails, a refreshed preview.
         "use_unhealthy_name True",
         "up",
@@ -378,6 +382,40 @@ def test_the_scenario_runs_in_order_and_ends_destroyed_and_removed() -> None:
         "destroy",
         "remove",
     ]
+
+
+class DriftsInServiceConnect(FakeStack):
+    """A stack whose Service Connect blocks read back differently from what was sent."""
+
+    def preview(self, refresh: bool = False) -> Preview:
+        if f"set_config {lifecycle.DISCOVERY_MODE_KEY}=serviceConnect" in self.calls:
+            self._call("preview --refresh" if refresh else "preview")
+            return Preview({"same": 39, "update": 1}, "~ name serviceConnectConfiguration")
+        return super().preview(refresh)
+
+
+def test_a_perpetual_diff_in_service_connect_mode_fails_and_the_stack_is_destroyed() -> None:
+    stack = DriftsInServiceConnect()
+    with pytest.raises(UnexpectedChanges):
+        scenario(stack)
+    assert "use_unhealthy_name True" not in stack.calls  # stopped at the switch's preview
+    assert stack.calls[-2:] == ["destroy", "remove"]
+
+
+def test_hello_not_answering_through_service_connect_fails_within_the_scale_budget() -> None:
+    """After the switch every name task must answer again, through the proxies."""
+
+    class OneTaskThroughTheProxy(FakeStack):
+        def set_config(self, key: str, value: str) -> None:
+            super().set_config(key, value)
+            if key == lifecycle.DISCOVERY_MODE_KEY:
+                self.reachable = 1
+
+    stack = OneTaskThroughTheProxy()
+    clock = Clock()
+    with pytest.raises(AssertionError):
+        scenario(stack, clock, Budget(scale=30))
+    assert stack.calls[-2:] == ["destroy", "remove"]
 
 
 def test_hello_reaching_one_name_task_only_fails_within_the_settle_budget() -> None:
@@ -522,8 +560,8 @@ def test_a_state_that_claims_the_failed_revision_runs_fails_the_test() -> None:
     with pytest.raises(RollbackHidden, match="taskDefinition"):
         scenario(stack, clock, Budget(rollback=200, rollback_pause=60))
     # Previewed again while the rollback may still run: at 0, 60, 120 and 180 s of the 200 s,
-    # after the second preview of the scenario itself.
-    assert stack.calls.count("preview --refresh") == 1 + 4
+    # after the scenario's own two (after the first up, after the switch to Service Connect).
+    assert stack.calls.count("preview --refresh") == 2 + 4
 
 
 def test_a_rollback_that_shows_late_is_waited_for() -> None:
