@@ -5,10 +5,10 @@ terraform-provider-aws and AWS answer. It creates an ephemeral stack (the dev co
 its own name and tags, the region of the environment), runs `up`, requires the seed's answer
 from at least two distinct name tasks, requires a second, refreshed `preview` to change nothing
 (a perpetual diff appears nowhere else), scales name by one and requires hello to reach the new
-task, switches the stack to ECS Service Connect and requires every task again and no perpetual
-diff in that mode, deploys a name revision that cannot start and requires `up` to fail and a refreshed
-`preview` to still want it (rollback.py), then destroys and removes the stack whatever
-happened. The steps: lifecycle.py, tested without AWS in test_lifecycle.py.
+task, switches the stack to ECS Service Connect and requires every task again and no
+perpetual diff in that mode, deploys a name revision that cannot start and requires `up` to
+fail and a refreshed `preview` to still want it (rollback.py), then destroys and removes the
+stack whatever happened. The steps: lifecycle.py, tested without AWS in test_lifecycle.py.
 
 Opt-in (``E2E_DEPLOY=1``): it takes about 30 minutes and AWS bills the stack while it lives.
 Without the opt-in or a prerequisite it skips, naming what is missing, in one line; opted in,
