@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import math
 import random
 import time
 from collections.abc import AsyncIterator
@@ -63,7 +62,8 @@ def counter(registry: Registry, name: str, **labels: str) -> float:
 
 def test_a_slow_replica_is_hedged_around_and_never_answers(dns: FakeDns, name_port: int) -> None:
     """The Tail at Scale: after the hedge delay a second task is asked, the first answer
-    wins and the slow attempt is cancelled; no call waits for the 300 ms replica."""
+    wins and the slow attempt is cancelled (or, while the slow replica has never answered,
+    left to finish in the background); no call waits for the 300 ms replica."""
     dns.set(NAME, *IPS[:3])
     slow = IPS[2]
     registry = Registry()
@@ -80,7 +80,8 @@ def test_a_slow_replica_is_hedged_around_and_never_answers(dns: FakeDns, name_po
                 answer = await client.request("GET")
                 took.append(time.monotonic() - started)
                 answered_by[answer.address] += 1
-            await asyncio.sleep(0)  # let the cancelled attempts finish unwinding
+            # Cancelled attempts unwind at once; one left to finish ends within 300 ms.
+            await asyncio.sleep(0.35)
             assert all(e.in_flight == 0 for e in client.balancer.endpoints)
             return took, answered_by, reps
 
@@ -89,7 +90,8 @@ def test_a_slow_replica_is_hedged_around_and_never_answers(dns: FakeDns, name_po
     assert max(took) < 0.2, max(took)  # well under the slow replica's 300 ms
     assert counter(registry, "upstream_hedges_total") >= 1
     assert counter(registry, "upstream_hedges_won_total") >= 1
-    assert counter(registry, "upstream_attempts_total", result="cancelled") >= 1
+    # The slow replica's attempts lost their races: cancelled, or (before it had ever
+    # answered) finished in the background; either way none answered a caller.
 
 
 def test_a_replica_that_loses_a_hedge_race_ranks_behind_the_winner(
@@ -114,9 +116,11 @@ def test_a_replica_that_loses_a_hedge_race_ranks_behind_the_winner(
             by_address[fast].latency, by_address[fast].latency_at = 0.5, time.monotonic()
             by_address[slow].latency, by_address[slow].latency_at = 0.005, time.monotonic()
             # Whichever replica the first call went to, the slow one has not answered
-            # lately and has lost a race before: it is known only from lost races, so the
-            # next race it loses sets the floor in the long memory (Balancer.lost_race).
-            by_address[slow].answered_at = -math.inf
+            # lately (a minute ago, beyond the 10 s decay) and has lost a race since: it is
+            # known only from lost races, so the next race it loses sets the floor in the
+            # long memory (Balancer.lost_race). (A replica that has never answered is not
+            # ranked by a race: its attempt finishes instead, see the client's _abandon.)
+            by_address[slow].answered_at = time.monotonic() - 60
             by_address[slow].races_lost = 1
             answer = await client.request("GET")  # p2c prefers the slow one: it loses
             assert answer.hedged

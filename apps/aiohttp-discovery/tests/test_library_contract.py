@@ -570,6 +570,13 @@ def test_a_caller_that_leaves_as_the_hedge_answers_is_cancelled_not_answered(
                 rng=SlowFirst(),
             ) as client,
         ):
+            # Both replicas answer once first: an attempt on a replica that has never answered
+            # runs as a task, left to finish when it loses (the inline path is what is tested).
+            await client.request()
+            await asyncio.sleep(0.7)  # the slow replica's attempt ends in the background
+            assert all(client.balancer.has_answered(host) for host in (slow_host, fast_host))
+            for endpoint in client.balancer.endpoints:  # equal estimates: the draw picks slow
+                endpoint.latency = endpoint.peak = 0.0
             call = asyncio.create_task(client.request())
             try:
                 await call
@@ -762,3 +769,44 @@ def test_an_attempt_with_no_time_left_is_still_bounded_and_deadlines_are_exact()
             assert target.deadline(6.0).ceil_threshold == float("inf")
 
     run(scenario())
+
+
+def test_a_new_replica_slow_on_each_new_connection_still_joins_the_rotation() -> None:
+    """A replica that joins with every new connection's first answer 20 ms late (a cold
+    process, a TLS handshake), beside two fast ones: its first attempts are slower than
+    the hedge delay and lose their races. Cancelled, each closed its connection, so the
+    next was new and slow again: it never answered (none in 2,856 calls over 8 s). A race
+    lost by a replica that has never answered is left to finish instead, so it warms up
+    and joins (after its first, slow answer fades from the short memory, about 2.5 s)."""
+    port = free_port()
+    new = HOSTS[2]
+    connections: set[object] = set()
+
+    async def cold_connections(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        peer = request.transport.get_extra_info("peername")
+        if request.transport.get_extra_info("sockname")[0] == new and peer not in connections:
+            connections.add(peer)
+            await asyncio.sleep(0.02)
+        return web.Response(text="ok")
+
+    async def scenario() -> tuple[int, int]:
+        async with (
+            upstream({"/": cold_connections}, HOSTS, port),
+            UpstreamClient(
+                UpstreamSettings(url=f"http://orders.internal:{port}/", hedge_max_delay=0.25),
+                source=StaticAddresses(HOSTS[:2]),
+            ) as client,
+        ):
+            for _ in range(100):  # the fast two set the hedge delay (a few ms)
+                await client.request()
+            client.balancer.update(HOSTS)  # the new replica joins
+            client._source = StaticAddresses(HOSTS)
+            answered, deadline = 0, time.monotonic() + 6
+            while not answered and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+                answered += (await client.request()).address == new
+            return answered, len(connections)
+
+    answered, opened = run(scenario())
+    assert answered == 1, f"the new replica never answered a call ({opened} connections)"

@@ -366,6 +366,11 @@ class Balancer:
         endpoint.ejected_at = self._clock()
         endpoint.latency = 0.0
 
+    def has_answered(self, address: str) -> bool:
+        """Has this address ever answered an attempt (or is it no longer known)?"""
+        endpoint = self._endpoints.get(address)
+        return endpoint is None or endpoint.answered_at > -math.inf
+
     def ejected(self) -> list[Endpoint]:
         now = self._clock()
         return [e for e in self._endpoints.values() if e.ejected(now)]
