@@ -53,6 +53,7 @@ from aiohttp_discovery import (
 from yarl import URL
 
 from bench import prom
+from bench.openloop import event_loop_runner
 
 METRICS_PREFIX = "upstream"
 CALL_TIMEOUT = 60.0  # a bound on one bare call; the client has its own deadlines
@@ -320,13 +321,7 @@ def main(argv: Sequence[str]) -> int:
         print(__doc__.split("\n\n")[0], file=sys.stderr)
         return 2
     kind, out, addresses, port, *args = argv
-    try:
-        import uvloop  # noqa: PLC0415 - optional, as in the services
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with event_loop_runner() as runner:
         result = runner.run(measure(kind, addresses.split(","), int(port), args))
     Path(out).write_text(json.dumps(result))
     return 0

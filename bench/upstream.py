@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from bench.openloop import event_loop_runner
+
 PIECE = bytes(64 * 1024)
 MAX_BIG_BYTES = 256 * 1024 * 1024
 MAX_SLOW_SECONDS = 60.0
@@ -88,13 +90,7 @@ def main(argv: Sequence[str]) -> int:
         print("usage: python -m bench.upstream ADDRESS[,ADDRESS...] PORT", file=sys.stderr)
         return 2
     addresses, port = argv[0].split(","), int(argv[1])
-    try:
-        import uvloop  # noqa: PLC0415 - optional, as in the services
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with event_loop_runner() as runner:
         runner.run(serve(addresses, port))
     return 0
 

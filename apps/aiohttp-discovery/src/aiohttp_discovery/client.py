@@ -171,7 +171,7 @@ class _Call:
     def time_left(self) -> float:
         return self._deadline - self._client._clock()
 
-    async def run(self) -> Result:  # noqa: PLR0912 - the state machine's turns, in one place
+    async def run(self) -> Result:  # noqa: PLR0912, PLR0915 - the state machine's turns, in one place
         client = self._client
         addresses = await client._addresses()
         self._planned = min(client.settings.max_attempts, len(addresses))
@@ -183,14 +183,15 @@ class _Call:
                     if started is None:
                         break
                     address, attempt = started
-                    if self._hedgeable() and not client._balancer.has_answered(address):
+                    hedgeable = self._hedgeable()
+                    if hedgeable and not client._balancer.has_answered(address):
                         # A replica that has never answered gets its attempt as a task: a
                         # hedge that wins leaves it to finish (``_abandon``).
                         self._running[asyncio.create_task(attempt, name=address)] = False
                         continue
                     # The attempt runs in the caller's own task (no task, no waiter);
                     # where it may be hedged, a timer starts the hedge (``_hedge_due``).
-                    timer = self._arm_hedge()
+                    timer = self._arm_hedge() if hedgeable else None
                     try:
                         result = await attempt
                     except AttemptFailed as exc:
@@ -241,14 +242,13 @@ class _Call:
     def _hedgeable(self) -> bool:
         return self._client._hedge.delay is not None and self._may_hedge()
 
-    def _arm_hedge(self) -> asyncio.TimerHandle | None:
-        """The timer that starts the hedge of the attempt about to run inline, if it may
-        be hedged. A hedge that answers first interrupts the caller's wait: it cancels
-        the caller's task (``_hedge_finished``), and ``_taken_back`` takes that
-        cancellation back."""
+    def _arm_hedge(self) -> asyncio.TimerHandle:
+        """The timer that starts the hedge of the attempt about to run inline (one that
+        may be hedged: ``_hedgeable``). A hedge that answers first interrupts the caller's
+        wait: it cancels the caller's task (``_hedge_finished``), and ``_taken_back`` takes
+        that cancellation back."""
         delay = self._client._hedge.delay
-        if delay is None or not self._may_hedge():
-            return None
+        assert delay is not None
         self._caller = asyncio.current_task()
         return asyncio.get_running_loop().call_later(delay, self._hedge_due)
 
