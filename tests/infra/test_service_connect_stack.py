@@ -31,7 +31,12 @@ def dns(runs: Runs) -> Run:
 def test_the_cluster_defaults_to_the_stacks_own_service_connect_namespace(
     connect: Run, dns: Run
 ) -> None:
+    """The HTTP namespace's name and description are ForceNew in the provider
+    (servicediscovery/http_namespace.go), and its delete retries ResourceInUse for only two
+    minutes while services still use it: both are fixed text, from the cluster's name, so no
+    change to the stack replaces it."""
     (namespace,) = connect.of_type("aws:servicediscovery/httpNamespace:HttpNamespace")
+    assert namespace.inputs["description"] == "Service Connect endpoints of this stack's services"
     (cluster,) = connect.of_type("aws:ecs/cluster:Cluster")
     assert cluster.inputs["serviceConnectDefaults"] == {"namespace": namespace.state["arn"]}
     assert namespace.inputs["name"] == "fargate-service-discovery-dev-connect"
